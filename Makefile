@@ -1,0 +1,62 @@
+# labelertok — every target installs what it needs into .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= data/synthetic
+export MPLBACKEND := Agg
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install data explore demo test test-nbs test-py check-export export clean-nbs compare bench clean
+
+install: $(STAMP)
+
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+# The embedded synthetic world (git-ignored; regenerated on demand).
+data: $(DATA)/big_compare_label.xlsx
+
+$(DATA)/big_compare_label.xlsx: | $(STAMP)
+	$(BIN)/labelertok synth $(DATA)
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev_clean
+
+# Fails when labelertok/ is out of step with the notebooks.
+check-export: $(STAMP)
+	@rm -rf .cache/export-check && mkdir -p .cache/export-check && cp -r labelertok .cache/export-check/
+	$(BIN)/nbdev_export
+	@if ! diff -r -x __pycache__ -q .cache/export-check/labelertok labelertok; then \
+	  echo "labelertok/ is out of step with nbs/: run 'make export' and commit both."; exit 1; fi
+	@echo "export in sync"
+
+test-nbs: $(STAMP)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+test-py: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test: check-export test-nbs test-py
+
+demo: $(STAMP) data
+	$(BIN)/labelertok run two_users_demo
+	$(BIN)/labelertok run six_users_demo
+	@echo "demo done: see figures/ and runs/"
+
+compare: $(STAMP) data
+	$(BIN)/labelertok compare
+
+bench: $(STAMP) data
+	$(BIN)/python benchmarks/train_speed.py --quick
+
+clean:
+	rm -rf runs .cache
