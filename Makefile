@@ -48,8 +48,8 @@ test-py: $(STAMP)
 test: check-export test-nbs test-py
 
 demo: $(STAMP) data
-	$(BIN)/labelertok run two_users_demo
-	$(BIN)/labelertok run six_users_demo
+	$(BIN)/labelertok run two_users_demo --overwrite
+	$(BIN)/labelertok run six_users_demo --overwrite
 	@echo "demo done: see figures/ and runs/"
 
 compare: $(STAMP) data

@@ -1,0 +1,48 @@
+"""Shared fixtures of the end-to-end tests: a tiny synthetic world, the `labelertok` command, a clean env."""
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # works before `pip install -e .` too
+EXPERIMENTS = ROOT/'nbs'/'experiments'
+NOTEBOOK = EXPERIMENTS/'labeler_tokens.ipynb'
+
+# A run that is fast on 2 CPU cores: the tiny random-init model on a tiny world, 2 labelers, 2 epochs.
+TINY_PARAMS = dict(n_users=2, split='sample', seed=42, model='tiny', pretrained=None, token_mode='text',
+                   lora_rank=4, lora_alpha=1.0, temperature=0.15, epochs=2, batch_size=64, eval_batch_size=256,
+                   lr=2e-3, weight_decay=0.01, device='cpu', n_boot=200)
+
+
+def labelertok_cmd() -> list[str]:
+    "The console script of this venv if installed, else the same entry point through this interpreter."
+    exe = Path(sys.executable).parent/'labelertok'
+    if exe.exists(): return [str(exe)]
+    return [sys.executable, '-c', 'import sys; from labelertok.cli import main; sys.exit(main())']
+
+
+@pytest.fixture(scope='session')
+def env(tmp_path_factory):
+    "Environment for subprocesses: headless matplotlib, an image cache outside the home folder."
+    e = dict(os.environ, MPLBACKEND='Agg', PYTHONUNBUFFERED='1',
+             LABELERTOK_CACHE=str(tmp_path_factory.mktemp('cache')))
+    e['PYTHONPATH'] = os.pathsep.join([str(ROOT)] + ([e['PYTHONPATH']] if e.get('PYTHONPATH') else []))
+    return e
+
+
+@pytest.fixture(scope='session')
+def tiny_world(tmp_path_factory) -> Path:
+    "A synthetic world at 5% of the demo scale (a few hundred comparisons), 64 px faces for the tiny model."
+    from labelertok.synthetic import make_world
+    d = tmp_path_factory.mktemp('world')/'synthetic'
+    make_world(d, scale=0.05, seed=0, image_size=64, verbose=False)
+    return d
+
+
+@pytest.fixture
+def preset(tmp_path, tiny_world) -> Path:
+    "A papermill parameter file for the tiny run (what a user's own YAML preset looks like)."
+    import yaml
+    p = tmp_path/'tiny.yaml'
+    p.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(tiny_world))))
+    return p

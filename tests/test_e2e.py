@@ -1,0 +1,139 @@
+"""End to end: the experiment notebook through papermill and `labelertok run`, the run-folder contract, the report."""
+import json, re, subprocess, sys
+from pathlib import Path
+import nbformat, pandas as pd, pytest, yaml
+from conftest import EXPERIMENTS, NOTEBOOK, TINY_PARAMS, labelertok_cmd
+
+ATTRS = ['attractive', 'smart', 'trustworthy']
+NOTEBOOK_PARAMS = ['data_dir', 'images_dir', 'n_users', 'epochs', 'batch_size', 'eval_batch_size', 'lr', 'weight_decay',
+                   'lora_rank', 'lora_alpha', 'temperature', 'model', 'pretrained', 'token_mode', 'split', 'seed',
+                   'device', 'resume', 'out_dir', 'cache_dir', 'group_pairs', 'fig_root', 'compile']
+
+
+def run(cmd, env, cwd, timeout=300):
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def parameters_cell(nb):
+    cells = [c for c in nb.cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    assert len(cells) == 1, ("the experiment notebook needs exactly one cell tagged 'parameters' "
+                             "(nbdev_clean strips cell tags unless settings.ini has allowed_cell_metadata_keys = tags)")
+    return cells[0]
+
+
+def notebook_parameters() -> set:
+    "Parameter names as papermill itself parses them from the tagged cell (every assignment line must parse)."
+    import papermill as pm
+    src = parameters_cell(nbformat.read(NOTEBOOK, as_version=4)).source
+    assigned = set(re.findall(r'^(\w+)\s*=', src, flags=re.M))
+    parsed = set(pm.inspect_notebook(str(NOTEBOOK)))
+    assert parsed == assigned, f'papermill cannot parse the parameter lines of {sorted(assigned - parsed)}'
+    return parsed
+
+
+def test_parameters_cell():
+    names = notebook_parameters()
+    assert set(NOTEBOOK_PARAMS) <= names, sorted(set(NOTEBOOK_PARAMS) - names)
+
+
+@pytest.mark.parametrize('name', ['two_users', 'six_users', 'two_users_demo', 'six_users_demo'])
+def test_presets(name):
+    names = notebook_parameters()
+    p = yaml.safe_load((EXPERIMENTS/f'{name}.yaml').read_text())
+    assert set(p) <= names, f'{name}.yaml sets unknown parameters {sorted(set(p) - names)}'
+    assert isinstance(p['lr'], float), f"lr must be a YAML float (write 1.0e-4, not 1e-4), got {p['lr']!r}"
+    six = name.startswith('six')
+    assert (p['n_users'], p['epochs'], p['split'], p['token_mode']) == ((6, 11) if six else (2, 13)) + ('sample', 'text')
+    assert (p['lora_rank'], p['lora_alpha'], p['temperature']) == (4, 1.0, 0.15)
+    if name.endswith('_demo'): assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny', None, 'data/synthetic')
+    else:
+        assert (p['model'], p['pretrained'], p['lr'], p['data_dir']) == ('ViT-B-32', 'openai', 1e-4, None)
+        assert (p['batch_size'], p['eval_batch_size']) == ((128, 256) if six else (256, 512))
+
+
+def check_run_folder(out: Path, epochs: int, n_users: int = 2):
+    "The engine's output contract (issue 4) plus what the experiment notebook adds."
+    h = pd.read_csv(out/'history.csv')
+    assert list(h.columns[:5]) == ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc']
+    toks = [f'user{i+1}' for i in range(n_users)]
+    need = ([f'val_acc_{t}' for t in toks] + [f'val_acc_{a}' for a in ATTRS] + [f'val_acc_{t}_{a}' for t in toks for a in ATTRS]
+            + ['val_acc_lo', 'val_acc_hi'] + [f'val_acc_{t}_lo' for t in toks] + [f'val_acc_{a}_hi' for a in ATTRS] + ['epoch_time_s'])
+    assert not set(need) - set(h.columns), sorted(set(need) - set(h.columns))
+    assert h.epoch.tolist() == list(range(epochs + 1))   # epoch 0 = before training
+    accs = h[[c for c in h.columns if c.startswith('val_acc')]].to_numpy()
+    assert ((accs >= 0) & (accs <= 1)).all()
+    assert (h.val_acc_lo <= h.val_acc).all() and (h.val_acc <= h.val_acc_hi).all()
+
+    s = json.loads((out/'summary.json').read_text())
+    for k in ['users', 'n_samples', 'best_epoch', 'best_val_acc', 'test', 'config', 'model', 'data', 'timings']: assert k in s, k
+    assert [u['token'] for u in s['users']] == [f'<{t}>' for t in toks]
+    assert all(re.fullmatch(r'[0-9a-f]{24}', u['user_id']) and u['n_labels'] > 0 for u in s['users'])
+    assert set(s['n_samples']) == {'train', 'val', 'test'} and min(s['n_samples'].values()) > 0
+    assert 0 <= s['best_epoch'] <= epochs
+    assert s['best_val_acc'] == pytest.approx(h.val_acc[h.epoch == s['best_epoch']].item())
+    t = s['test']
+    for k in ['loss', 'acc', 'acc_lo', 'acc_hi', 'per_user', 'per_user_ci', 'per_attribute', 'per_user_attribute']: assert k in t, k
+    assert t['acc_lo'] <= t['acc'] <= t['acc_hi'] and len(t['per_user']) == n_users and set(t['per_attribute']) == set(ATTRS)
+    assert s['config']['epochs'] == epochs
+    for k in ['name', 'pretrained', 'lora_layers', 'trainable_params', 'token_mode']: assert k in s['model'], k
+    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == ('tiny', None, 'text')
+    assert s['model']['lora_layers'] > 0
+    for k in ['data_dir', 'split', 'seed']: assert k in s['data'], k
+
+    for c in ('best', 'last'): assert (out/'checkpoints'/c).is_dir() and any((out/'checkpoints'/c).iterdir()), c
+    from labelertok.model import load_model
+    assert load_model(out/'checkpoints'/'best').tokens == [f'<{t}>' for t in toks]
+    p = json.loads((out/'params.json').read_text())
+    assert p['epochs'] == epochs and p['n_users'] == n_users
+
+    nb = nbformat.read(out/'run.ipynb', as_version=4)
+    assert any('injected-parameters' in c.metadata.get('tags', []) for c in nb.cells)
+    assert not [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
+
+
+def check_report(fig_dir: Path):
+    md = (fig_dir/'results.md').read_text()
+    assert '| Epoch | Train Loss | Train Acc | Val Loss | Val Acc | User 1 Acc | User 2 Acc |' in md
+    assert '| User Token | User ID | Accuracy |' in md
+    assert '## Key findings' in md and '**Peak validation accuracy**' in md
+    table = md.split('| Epoch |')[1].split('\n\n')[0]
+    assert table.count('**') >= 2 * 7   # a bold best value in every column
+    pngs = sorted(fig_dir.glob('*.png'))
+    assert len(pngs) >= 3 and all(p.stat().st_size > 5000 for p in pngs), pngs
+    for p in pngs: assert f']({p.name})' in md
+
+
+def test_cli_run(tmp_path, preset, env):
+    "`labelertok run <yaml> --out-dir ...`: the console-script path, the contract, the report."
+    out, figs = tmp_path/'runs'/'tiny', tmp_path/'figures'
+    r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out), '-p', 'fig_root', str(figs)], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    check_run_folder(out, epochs=TINY_PARAMS['epochs'])
+    check_report(figs/'tiny')
+    # an existing run folder is never silently replaced
+    r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out)], env, tmp_path)
+    assert r.returncode == 2 and 'resume' in r.stderr and (out/'history.csv').exists()
+
+
+def test_papermill_with_bundled_preset(tmp_path, tiny_world, env):
+    "The documented raw path: papermill labeler_tokens.ipynb run.ipynb -f <preset>.yaml -p data_dir ..."
+    out, figs = tmp_path/'runs'/'two_users_demo', tmp_path/'figures'
+    ps = dict(data_dir=tiny_world, out_dir=out, fig_root=figs, epochs=1, batch_size=64, device='cpu', n_boot=100)
+    cmd = [sys.executable, '-m', 'papermill', str(NOTEBOOK), str(out/'run.ipynb'), '-f', str(EXPERIMENTS/'two_users_demo.yaml'),
+           '--no-progress-bar'] + [x for k, v in ps.items() for x in ('-p', k, str(v))]
+    out.mkdir(parents=True)   # papermill does not create the output notebook's folder
+    r = run(cmd, env, tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    check_run_folder(out, epochs=1)
+    check_report(figs/'two_users_demo')
+
+
+def test_failed_run_keeps_notebook(tmp_path, preset, env):
+    "A failing run exits non-zero with papermill's error summary and leaves its executed notebook."
+    out = tmp_path/'runs'/'broken'
+    r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out), '-p', 'data_dir', str(tmp_path/'no_such_data')], env, tmp_path)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert 'labelertok run failed' in r.stderr and 'run.ipynb' in r.stderr
+    nb = nbformat.read(out/'run.ipynb', as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    assert errors and 'no_such_data' in json.dumps(errors[0])
