@@ -40,10 +40,10 @@ check-export: $(STAMP)
 	@echo "export in sync"
 
 test-nbs: $(STAMP)
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 test-py: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 test: check-export test-nbs test-py
 

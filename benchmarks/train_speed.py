@@ -250,8 +250,7 @@ def main(argv=None):
     print(f"data: {data}\nmodel {a.model} ({size}px), device {device}, torch threads {torch.get_num_threads()}, "
           f"epochs {a.epochs}, batch {a.batch_size}/{a.eval_batch_size}, lr {a.lr}, reference workers {a.num_workers}")
 
-    def new_model():  # same init for both: the torch seed also fixes peft's random LoRA A matrices
-        torch.manual_seed(0)
+    def new_model():  # same init for both: create_model's seed fixes the random base and peft's LoRA A matrices
         return create_model(a.model, a.pretrained, tokens=tokens, token_mode="text", device=str(device), seed=0)
 
     # warm-up (kernels, allocator, thread pools): one engine epoch on a throwaway model, so that the first measured

@@ -445,6 +445,7 @@ class LabelerData:
     users: pd.DataFrame          # token, user_id, n_labels, n_samples
     images: torch.Tensor         # uint8 [N, 3, S, S]
     image_paths: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # how it was loaded: data_dir, images_dir, n_users, split, seed, ...
 
     def split(self, name: str) -> pd.DataFrame:
         "The samples of split `name` ('train', 'val' or 'test')."
@@ -471,4 +472,7 @@ def load_labeler_data(data_dir, n_users: int = 2, split: str = "pair", seed: int
     images = build_image_cache(paths, image_size, cache_dir=cache_dir, verbose=verbose)
     row = {p: i for i, p in enumerate(paths)}
     df = df.assign(i1=df["im1"].map(row).astype(np.int64), i2=df["im2"].map(row).astype(np.int64)).reset_index(drop=True)
-    return LabelerData(samples=df, users=users, images=images, image_paths=paths)
+    meta = dict(data_dir=str(Path(data_dir).resolve()), images_dir=None if images_dir is None else str(Path(images_dir).resolve()),
+                n_users=int(n_users), split=split, seed=int(seed), val_frac=float(val_frac), test_frac=float(test_frac),
+                image_size=int(image_size))
+    return LabelerData(samples=df, users=users, images=images, image_paths=paths, meta=meta)

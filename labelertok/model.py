@@ -157,6 +157,36 @@ def _is_lora_param(name: str) -> bool: return ".lora_A." in name or ".lora_B." i
 def _is_token_param(name: str) -> bool: return ".trainable_tokens_delta." in name
 
 
+def _truncatable_text(clip: nn.Module) -> bool:
+    "Whether `clip`'s text tower may be cut after the last pooled position: open_clip `CLIP`, causal mask, argmax/eos pooling."
+    if type(clip).encode_text is not open_clip.CLIP.encode_text: return False  # CustomTextCLIP, HF towers, overrides
+    pool, mask, pe = getattr(clip, "text_pool_type", None), getattr(clip, "attn_mask", None), getattr(clip, "positional_embedding", None)
+    if pool not in ("argmax", "eos") or not isinstance(mask, torch.Tensor) or not isinstance(pe, torch.Tensor): return False
+    if pool == "eos" and getattr(clip, "text_eos_id", None) is None: return False
+    n = pe.shape[0]
+    causal = torch.full((n, n), float("-inf")).triu_(1)
+    return tuple(mask.shape) == (n, n) and torch.equal(mask.detach().float().cpu(), causal)
+
+
+def _pooled_positions(clip: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    "The position that open_clip's `text_global_pool` reads for each row of `ids` (argmax or eos pooling)."
+    if clip.text_pool_type == "argmax": return ids.argmax(dim=-1)
+    return (ids == clip.text_eos_id).int().argmax(dim=-1)
+
+
+def _truncated_encode_text(clip: nn.Module, ids: torch.Tensor, device) -> torch.Tensor:
+    "open_clip `CLIP.encode_text` (unnormalised) of CPU token ids, run only up to the last pooled position."
+    pos = _pooled_positions(clip, ids)  # on the CPU: the cut length needs no device sync
+    L = int(pos.max()) + 1
+    cast = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(ids[:, :L].to(device, non_blocking=True)).to(cast) + clip.positional_embedding[:L].to(cast)
+    x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:L, :L]))
+    x = x[torch.arange(x.shape[0], device=x.device), pos.to(x.device, non_blocking=True)]
+    proj = clip.text_projection
+    if proj is not None: x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+    return x
+
+
 class LabelerCLIP(nn.Module):
     "open_clip CLIP with peft LoRA adapters and labeler tokens; build it with `create_model` or `load_model`."
     def __init__(self, clip: nn.Module, tokenizer, config: dict, fingerprint: dict, token_ids: dict[str, int]):
@@ -171,6 +201,7 @@ class LabelerCLIP(nn.Module):
         self.register_buffer("std", torch.tensor(pp["std"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.lora_layers = sum(isinstance(m, LoraLayer) for m in clip.modules())
         self._token_cache: dict[str, torch.Tensor] = {}
+        self._fast_text: bool | None = None  # whether the text tower can be cut short (checked on first use)
 
     @property
     def device(self) -> torch.device: return self.mean.device
@@ -197,11 +228,16 @@ class LabelerCLIP(nn.Module):
         "L2-normalised text features [P, D] of `prompts`; each distinct prompt is encoded once per call."
         if isinstance(prompts, str): raise TypeError("prompts must be a list of strings, not one string")
         uniq = list(dict.fromkeys(prompts))
-        ids = self.tokenize(uniq).to(self.device, non_blocking=True)
-        feats = F.normalize(self.clip.encode_text(ids), dim=-1)
+        feats = F.normalize(self._encode_text(self.tokenize(uniq)), dim=-1)
         if len(uniq) == len(prompts): return feats
         pos = {p: i for i, p in enumerate(uniq)}
         return feats[torch.tensor([pos[p] for p in prompts], device=feats.device)]
+
+    def _encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        "Unnormalised text features of CPU token ids: cut after the last pooled position when exact, else full length."
+        if getattr(self, "_fast_text", None) is None: self._fast_text = _truncatable_text(self.clip)
+        if self._fast_text: return _truncated_encode_text(self.clip, ids, self.device)
+        return self.clip.encode_text(ids.to(self.device, non_blocking=True))
 
     def encode_ensembles(self, pairs: Sequence[tuple[str, str | None]], templates: Sequence[str] = TEMPLATES):
         "Prompt-ensemble features [len(pairs), D] for (attribute, token) pairs (see `04_tokens`)."
@@ -266,7 +302,7 @@ def create_model(
     towers: str = "both",  # "both", "vision" or "text"
     init_word: str = "person",  # learned mode: new rows start as this word's embedding
     device: str | torch.device = "cpu",
-    seed: int = 0,  # seed of random init (pretrained=None), so that a saved model can be rebuilt exactly
+    seed: int = 0,  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
 ) -> LabelerCLIP:
     "open_clip model with peft LoRA and labeler tokens; only LoRA and (learned mode) the new token rows train."
     check_token_mode(token_mode)
@@ -277,8 +313,11 @@ def create_model(
     tokenizer = make_tokenizer(model, tokens, token_mode)
     if token_mode == "learned" and tokens and not isinstance(tokenizer, open_clip.SimpleTokenizer):
         raise ValueError(f"learned tokens need open_clip's SimpleTokenizer; {model} uses {type(tokenizer).__name__}")
-    ids = _add_token_rows(clip, tokenizer, tokens, init_word) if token_mode == "learned" and tokens else {}
-    with warnings.catch_warnings():
+    # peft draws LoRA A (and anything else random at injection) from torch's global RNG: seed it here, in a forked RNG,
+    # so that the same arguments give the same model and the caller's random stream is left untouched
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(seed)
+        ids = _add_token_rows(clip, tokenizer, tokens, init_word) if token_mode == "learned" and tokens else {}
         warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
         if lora_rank > 0:
             cfg = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none", target_modules=regex)

@@ -29,8 +29,8 @@ from .tokens import TEMPLATES, make_prompt, ensemble_text_features
 
 # %% auto #0
 __all__ = ['TrainConfig', 'resolve_device', 'pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs', 'pair_batch_loss',
-           'prompt_encoder', 'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate', 'data_fingerprint',
-           'seed_everything', 'train']
+           'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate', 'data_fingerprint', 'seed_everything',
+           'train']
 
 # %% ../nbs/06_train.ipynb #d7d3f576
 _SELECT_FIXED = ("val_acc", "val_loss")
@@ -166,45 +166,6 @@ def pair_batch_loss(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray,
     f1, f2, text = encode_pairs(model, images, i1, i2, prompts, dedupe=dedupe)
     return pair_loss(pair_logits(f1, f2, text, temperature), labels.to(f1.device, non_blocking=True))
 
-# %% ../nbs/06_train.ipynb #bf532bbf
-_TEXT_ATTRS = ("token_embedding", "positional_embedding", "transformer", "attn_mask", "ln_final", "text_pool_type")
-
-
-def _truncated_text_features(model, prompts: Sequence[str]) -> torch.Tensor:
-    "L2-normalised text features of `prompts`, running the causal text tower only up to the last pooled position."
-    c = model.clip
-    ids = model.tokenize(list(prompts))  # on the CPU: the cut length needs no device sync
-    if c.text_pool_type == "argmax": pos = ids.argmax(dim=-1)
-    else: pos = (ids == c.text_eos_id).int().argmax(dim=-1)
-    L = int(pos.max()) + 1
-    dev = _model_device(model)
-    cast = c.transformer.get_cast_dtype()
-    x = c.token_embedding(ids[:, :L].to(dev, non_blocking=True)).to(cast) + c.positional_embedding[:L].to(cast)
-    x = c.ln_final(c.transformer(x, attn_mask=c.attn_mask[:L, :L]))
-    x = x[torch.arange(x.shape[0], device=x.device), pos.to(x.device, non_blocking=True)]
-    proj = c.text_projection
-    if proj is not None: x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-    return F.normalize(x, dim=-1)
-
-
-def prompt_encoder(model, check: Sequence[str] = ("<user1> a attractive person", "this person looks smart", "x"),
-                   tol: float = 1e-4) -> Callable[[Sequence[str]], torch.Tensor]:
-    "The fast exact text encoder (see above) when `model` is a standard open_clip CLIP and it matches, else `model.encode_prompts`."
-    c = getattr(model, "clip", None)
-    if c is None or not all(hasattr(c, k) for k in _TEXT_ATTRS) or c.attn_mask is None or \
-            c.text_pool_type not in ("argmax", "eos") or not hasattr(model, "tokenize"):
-        return model.encode_prompts
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ok = torch.allclose(_truncated_text_features(model, check).float(), model.encode_prompts(list(check)).float(), atol=tol)
-    except Exception:
-        ok = False
-    finally:
-        model.train(was_training)
-    return (lambda prompts: _truncated_text_features(model, prompts)) if ok else model.encode_prompts
-
 # %% ../nbs/06_train.ipynb #0fe45e1b
 def make_batches(n: int, batch_size: int, rng: np.random.Generator, groups: Optional[np.ndarray] = None) -> list[np.ndarray]:
     "Shuffled batches of sample positions 0..n-1; with `groups` (e.g. pair ids), whole groups packed greedily."
@@ -312,8 +273,7 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
         pairs = [(a, t if use_tokens else None) for t, a in kuniq]
         with _autocast(device, config.amp):
             per_call = max(1, config.eval_batch_size // len(config.templates))
-            encode_prompts = prompt_encoder(model)
-            text = torch.cat([ensemble_text_features(encode_prompts, pairs[i:i + per_call], config.templates).float()
+            text = torch.cat([ensemble_text_features(model.encode_prompts, pairs[i:i + per_call], config.templates).float()
                               for i in range(0, len(pairs), per_call)])
         p1 = torch.from_numpy(np.searchsorted(rows, i1)).to(device)
         p2 = torch.from_numpy(np.searchsorted(rows, i2)).to(device)
@@ -531,7 +491,7 @@ def _data_summary(data: LabelerData, data_info: Optional[dict] = None) -> dict:
     meta = {**dict(getattr(data, "meta", None) or {}), **dict(data_info or {})}
     out = dict(data_dir=meta.pop("data_dir", None), split=meta.pop("split", None), seed=meta.pop("seed", None))
     if out["data_dir"] is not None: out["data_dir"] = str(out["data_dir"])
-    return dict(out, **meta, image_size=int(data.images.shape[-1]), n_images=int(data.images.shape[0]))
+    return {**out, **meta, "image_size": int(data.images.shape[-1]), "n_images": int(data.images.shape[0])}  # the tensor's size wins
 
 
 def _users_summary(data: LabelerData) -> list[dict]:
@@ -621,7 +581,7 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
     groups = tr["pair_id"].to_numpy() if config.group_pairs else None
     if config.group_pairs and "pair_id" not in tr: raise ValueError("group_pairs=True needs a pair_id column in data.samples")
 
-    enc = SimpleNamespace(encode_images=model.encode_images, encode_prompts=prompt_encoder(model), parameters=model.parameters)
+    enc = SimpleNamespace(encode_images=model.encode_images, encode_prompts=model.encode_prompts, parameters=model.parameters)
     if config.compile: enc.encode_images = torch.compile(model.encode_images, dynamic=True)
     params = [p for _, p in _param_names(model)]
     if not params: raise ValueError("the model has no trainable parameters (see LabelerCLIP.set_trainable)")
