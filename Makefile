@@ -53,7 +53,7 @@ demo: $(STAMP) data
 	@echo "demo done: see figures/ and runs/"
 
 compare: $(STAMP) data
-	$(BIN)/labelertok compare
+	$(BIN)/labelertok compare --overwrite
 
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick

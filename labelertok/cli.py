@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PARAMS_MARKER', 'PATH_PARAMS', 'experiments_dir', 'tag_parameters', 'experiment_notebook', 'notebook_parameters',
            'list_presets', 'resolve_preset', 'parse_value', 'parse_overrides', 'RunFailed', 'preset_params',
-           'run_experiment', 'build_parser', 'main']
+           'run_experiment', 'build_parser', 'compare_notebook', 'main']
 
 # %% ../nbs/09_cli.ipynb #e47482c0
 import argparse, json, re, shutil, sys
@@ -144,7 +144,7 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
 
 # %% ../nbs/09_cli.ipynb #0c2cd824
 def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, info, run, report)."
+    "The `labelertok` argument parser (subcommands synth, info, run, report, compare)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
 
@@ -176,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('report', help='write figures/<run name>/ (results.md + plots) from run folders')
     s.add_argument('run_dirs', nargs='+')
     s.add_argument('--fig-root', default='figures')
+
+    s = sub.add_parser('compare', help='what the labeler token buys: every baseline, ceilings, leakage, a new labeler '
+                                      '(papermill) -> runs/<preset>/ and figures/<preset>/results.md')
+    s.add_argument('preset', nargs='?', default='compare',
+                   help="'compare' (CPU, synthetic world; the default), 'compare_study' (the study's data, GPU) "
+                        "or a path to a .yaml parameter file for nbs/experiments/compare.ipynb")
+    s.add_argument('-p', '--parameter', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
+                   help='override a parameter of compare.ipynb; VALUE is parsed as YAML (repeatable)')
+    s.add_argument('--out-dir', default=None, help='run folder (default runs/<preset name>)')
+    s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/<preset name>/ (default figures)')
+    s.add_argument('--overwrite', action='store_true', help='delete an existing run folder first')
     return p
 
 # %% ../nbs/09_cli.ipynb #c9def816
@@ -201,6 +212,16 @@ def _cmd_run(a):
     out = run_experiment(a.preset, parse_overrides(a.parameter), out_dir=a.out_dir, overwrite=a.overwrite)
     print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}")
 
+def compare_notebook() -> Path:
+    "The comparison experiment notebook `nbs/experiments/compare.ipynb`."
+    return experiments_dir()/'compare.ipynb'
+
+def _cmd_compare(a):
+    overrides = {'fig_root': a.fig_root, **parse_overrides(a.parameter)}
+    out = run_experiment(a.preset, overrides, out_dir=a.out_dir, overwrite=a.overwrite, notebook=compare_notebook())
+    fig = Path(overrides['fig_root']).expanduser().resolve()/resolve_preset(a.preset).stem
+    print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}\nreport: {fig/'results.md'}")
+
 def _cmd_report(a):
     from labelertok.report import write_report
     for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
@@ -209,7 +230,7 @@ def main(argv: list[str]|None=None) -> int:
     "Entry point of the `labelertok` console script; returns the exit status (0 ok, 1 run failed, 2 bad input)."
     a = build_parser().parse_args(argv)
     try:
-        {'synth': _cmd_synth, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report}[a.cmd](a)
+        {'synth': _cmd_synth, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report, 'compare': _cmd_compare}[a.cmd](a)
     except RunFailed as e:
         print(f"labelertok run failed: {e}", file=sys.stderr); return 1
     except (FileExistsError, FileNotFoundError, ValueError) as e:
