@@ -689,20 +689,17 @@ def true_taste_similarity(data_dir, data: LabelerData) -> Optional[pd.DataFrame]
     return cosine_matrix(W).loc[data.tokens, data.tokens]
 
 # %% ../nbs/08_baselines.ipynb #a071689e
-def _pct(mean, sd=np.nan, lo=np.nan, hi=np.nan) -> str:
+def _pct(mean, sd=np.nan, lo=np.nan, hi=np.nan, signed: bool = False) -> str:
+    "A proportion as percent: 'mean ± sd [lo, hi]' (parts that are NaN left out); `signed` for differences."
     if mean is None or not np.isfinite(mean): return "—"
-    s = f"{100 * mean:.1f}"
+    f = "+.1f" if signed else ".1f"
+    s = f"{100 * mean:{f}}"
     if np.isfinite(sd): s += f" ± {100 * sd:.1f}"
-    if np.isfinite(lo) and np.isfinite(hi): s += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+    if np.isfinite(lo) and np.isfinite(hi): s += f" [{100 * lo:{f}}, {100 * hi:{f}}]"
     return s
 
 
-def _pts(mean, sd=np.nan, lo=np.nan, hi=np.nan) -> str:
-    if mean is None or not np.isfinite(mean): return "—"
-    s = f"{100 * mean:+.1f}"
-    if np.isfinite(sd): s += f" ± {100 * sd:.1f}"
-    if np.isfinite(lo) and np.isfinite(hi): s += f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    return s
+def _pts(mean, sd=np.nan, lo=np.nan, hi=np.nan) -> str: return _pct(mean, sd, lo, hi, signed=True)
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
