@@ -445,7 +445,6 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         for method, (mode, with_tokens) in TRAINED.items():
             if method not in methods: continue
             t0 = tic()
-            torch.manual_seed(s)  # LoRA's init
             m = create_model(model, pretrained, tokens=data.tokens if with_tokens else (), token_mode=mode, seed=s,
                              device=resolve_device(cfg.device), **mk)
             run = out_dir / f"seed{s}" / _slug(method)
@@ -594,7 +593,6 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     t0 = time.perf_counter()
     # the base model: learned tokens for everyone, trained without the held-out labeler
     cfg = TrainConfig(**{**config.to_dict(), "seed": int(seed), "use_tokens": None})
-    torch.manual_seed(seed)
     m = create_model(model, pretrained, tokens=data.tokens, token_mode="learned", seed=seed, device=dev, **mk)
     row0 = m.token_parameters()[token].detach().clone()
     # the held-out row stays out of the optimiser: AdamW's weight decay would move it even without a gradient
