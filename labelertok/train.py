@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data import ATTRIBUTES, LabelerData
+from .model import _is_token_param
 from .tokens import TEMPLATES, make_prompt, ensemble_text_features
 
 # %% auto #0
@@ -467,15 +468,24 @@ def _is_better(value: float, best: Optional[float], metric: str) -> bool:
     return value < best if "loss" in metric else value > best
 
 
-def _make_optimizer(params: list, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    "AdamW over `params`; fused kernels on CUDA/CPU when this torch build has them, else the default."
-    kw = dict(lr=config.lr, weight_decay=config.weight_decay)
+def _param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
+    """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas)
+    without it — decoupled decay would shrink the row of every labeler absent from a batch towards its init word."""
+    decay = [p for n, p in named if not _is_token_param(n)]
+    rows = [p for n, p in named if _is_token_param(n)]
+    return [g for g in (dict(params=decay, weight_decay=weight_decay), dict(params=rows, weight_decay=0.0)) if g["params"]]
+
+
+def _make_optimizer(named: Sequence[tuple[str, torch.nn.Parameter]], config: TrainConfig,
+                    device: torch.device) -> torch.optim.Optimizer:
+    "AdamW over the named trainable parameters (`_param_groups`); fused kernels on CUDA/CPU when this torch build has them."
+    groups = _param_groups(named, config.weight_decay)
     if device.type in ("cuda", "cpu"):
         try:
-            return torch.optim.AdamW(params, fused=True, **kw)
+            return torch.optim.AdamW(groups, lr=config.lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
             pass
-    return torch.optim.AdamW(params, **kw)
+    return torch.optim.AdamW(groups, lr=config.lr)
 
 
 def _model_summary(model) -> dict:
@@ -583,9 +593,9 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
 
     enc = SimpleNamespace(encode_images=model.encode_images, encode_prompts=model.encode_prompts, parameters=model.parameters)
     if config.compile: enc.encode_images = torch.compile(model.encode_images, dynamic=True)
-    params = [p for _, p in _param_names(model)]
-    if not params: raise ValueError("the model has no trainable parameters (see LabelerCLIP.set_trainable)")
-    opt = _make_optimizer(params, config, device)
+    named = _param_names(model)
+    if not named: raise ValueError("the model has no trainable parameters (see LabelerCLIP.set_trainable)")
+    opt = _make_optimizer(named, config, device)
 
     n_samples = {s: int((samples["split"] == s).sum()) for s in ("train", "val", "test")}
     summary = dict(status="running", users=_users_summary(data), n_samples=n_samples, best_epoch=None, best_val_acc=None,
