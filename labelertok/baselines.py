@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import ATTRIBUTES, LabelerData
-from .model import LabelerCLIP, create_model
+from .model import LabelerCLIP, create_model, load_model
 from .tokens import TEMPLATES, make_prompt
 from .train import (TrainConfig, bootstrap_ci, encode_image_rows, evaluate, pair_logits, pair_loss,
                               resolve_device, train)
@@ -32,8 +32,9 @@ __all__ = ['METHODS', 'TRAINED', 'L2_GRID', 'model_image_size', 'correct_from_p'
            'fit_mlp_decoder', 'ceiling_per_sample', 'summarise', 'paired_gain', 'token_displacements', 'prompt_vectors',
            'Comparison', 'compare_methods', 'leakage', 'leakage_table', 'fit_token_row', 'score_with_features',
            'fewshot_curve', 'cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity',
-           'comparison_table', 'labeler_table', 'plot_per_labeler', 'plot_fewshot', 'plot_taste_map', 'compare_checks',
-           'write_compare_report']
+           'latent_features', 'pixel_features', 'ridge_r2', 'decodability', 'labeler_utilities', 'utility_decodability',
+           'method_run_dir', 'backbone_visibility', 'comparison_table', 'labeler_table', 'plot_per_labeler',
+           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report']
 
 # %% ../nbs/08_baselines.ipynb #4276fc62
 def model_image_size(model: str) -> int:
@@ -686,6 +687,101 @@ def true_taste_similarity(data_dir, data: LabelerData) -> Optional[pd.DataFrame]
          for x in gt["labelers"] if x["user_id"] in tok}
     return cosine_matrix(W).loc[data.tokens, data.tokens]
 
+# %% ../nbs/08_baselines.ipynb #24414048
+def latent_features(data_dir, data: LabelerData) -> Optional[pd.DataFrame]:
+    "Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data."
+    f = Path(data_dir) / "ground_truth.json" if data_dir is not None else None
+    if f is None or not f.exists(): return None
+    gt = json.loads(f.read_text())
+    feats = pd.read_csv(Path(data_dir) / "features.csv").set_index("image")
+    names = [Path(p).name for p in data.image_paths]
+    miss = [n for n in names if n not in feats.index]
+    if miss: raise ValueError(f"{len(miss)} image(s) of data have no row in {Path(data_dir) / 'features.csv'}, e.g. {miss[:3]}")
+    cols = list(gt["features"])
+    mom = pd.DataFrame(gt["features"]).T
+    return (feats.loc[names, cols] - mom["mean"].astype(float)) / mom["sd"].astype(float)
+
+
+def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
+    "Average-pooled pixels [N, 3·size²] of uint8 images [N, 3, S, S], in [0, 1]."
+    return F.adaptive_avg_pool2d(images.float() / 255, size).flatten(1)
+
+
+def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: int = 5, seed: int = 0) -> tuple[np.ndarray, float]:
+    """K-fold cross-validated R² of each column of `Y` [N, T] from ridge regression on `X` [N, D] (standardised per
+    fold); the l2 of `l2_grid` with the best mean R² over the columns, and that l2."""
+    X, Y = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(np.asarray(Y, dtype=float), dtype=torch.float64)
+    n = len(X)
+    if len(Y) != n: raise ValueError(f"X has {n} rows but Y has {len(Y)}")
+    if n < 2 * n_folds: raise ValueError(f"need at least {2 * n_folds} rows for {n_folds}-fold CV, got {n}")
+    fold = torch.from_numpy(np.random.default_rng(seed).permutation(n) % n_folds)
+    best = None
+    for l2 in l2_grid:
+        sse, sst = torch.zeros(Y.shape[1], dtype=torch.float64), torch.zeros(Y.shape[1], dtype=torch.float64)
+        for k in range(n_folds):
+            tr, te = fold != k, fold == k
+            mu, sd = X[tr].mean(0), X[tr].std(0).clamp_min(1e-8)
+            A, B = (X[tr] - mu) / sd, (X[te] - mu) / sd
+            ym = Y[tr].mean(0)
+            W = torch.linalg.solve(A.T @ A + l2 * torch.eye(A.shape[1], dtype=torch.float64), A.T @ (Y[tr] - ym))
+            sse += ((B @ W + ym - Y[te]) ** 2).sum(0)
+            sst += ((Y[te] - Y[tr].mean(0)) ** 2).sum(0)
+        r2 = (1 - sse / sst.clamp_min(1e-12)).numpy()
+        if best is None or r2.mean() > best[0].mean(): best = (r2, float(l2))
+    return best
+
+
+def decodability(reps: dict[str, torch.Tensor], Z: pd.DataFrame, **kw) -> pd.DataFrame:
+    "Cross-validated R² (`ridge_r2`) of each latent feature (rows) from each representation (columns)."
+    return pd.DataFrame({name: ridge_r2(X, Z.to_numpy(), **kw)[0] for name, X in reps.items()}, index=Z.columns)
+
+
+def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame) -> pd.DataFrame:
+    "Synthetic world: each labeler's utility of each image per attribute, columns (token, attribute), from ground truth."
+    gt = json.loads((Path(data_dir) / "ground_truth.json").read_text())
+    tok = dict(zip(data.users["user_id"].astype(str), data.users["token"]))
+    cols = {}
+    for x in gt["labelers"]:
+        if x["user_id"] not in tok: continue
+        for a in gt["attributes"]:
+            cols[(tok[x["user_id"]], a)] = Z.to_numpy() @ pd.Series(x["weights"][a])[list(Z.columns)].to_numpy(float)
+    return pd.DataFrame(cols, index=Z.index)
+
+
+def utility_decodability(reps: dict[str, torch.Tensor], U: pd.DataFrame, **kw) -> pd.DataFrame:
+    "Cross-validated R² of each labeler's utilities from each representation: labelers (rows) × representations, mean over attributes."
+    out = {name: pd.Series(ridge_r2(X, U.to_numpy(), **kw)[0], index=U.columns).groupby(level=0).mean()
+           for name, X in reps.items()}
+    return pd.DataFrame(out).loc[list(dict.fromkeys(U.columns.get_level_values(0)))]
+
+# %% ../nbs/08_baselines.ipynb #03845273
+def method_run_dir(out_dir, seed: int, method: str) -> Path:
+    "The run folder `compare_methods` uses for a trained `method` and `seed` under `out_dir`."
+    if method not in TRAINED: raise ValueError(f"{method!r} is not a trained method; trained: {list(TRAINED)}")
+    return Path(out_dir) / f"seed{int(seed)}" / _slug(method)
+
+
+def backbone_visibility(data: LabelerData, data_dir, base: Optional[LabelerCLIP] = None, runs_dir=None, seed: int = 0,
+                        methods: Sequence[str] = ("labeler tokens (learned)",), batch_size: int = 512,
+                        pixels: int = 16) -> Optional[dict]:
+    """Synthetic world: R² of every latent feature (`features`) and of every labeler's utilities (`labelers`) from
+    `pixels`² pooled pixels, the frozen `base` and the best checkpoint of each trained `methods` run of `seed` under
+    `runs_dir`; None for real data (no latent features)."""
+    Z = latent_features(data_dir, data)
+    if Z is None: return None
+    reps = {f"pixels {pixels}×{pixels}": pixel_features(data.images, pixels)}
+    if base is not None: reps["base model (frozen)"] = image_features(base, data.images, batch_size)
+    for m in methods:
+        best = method_run_dir(runs_dir, seed, m) / "checkpoints" / "best" if runs_dir is not None else None
+        if best is not None and best.exists():
+            reps[f"{m} (trained, seed {seed})"] = image_features(load_model(best, base.device if base is not None else "cpu"),
+                                                                 data.images, batch_size)
+    U = labeler_utilities(data_dir, data, Z)
+    gt = json.loads((Path(data_dir) / "ground_truth.json").read_text())
+    sal = pd.Series({k: v.get("salience", np.nan) for k, v in gt["features"].items()})[list(Z.columns)]
+    return dict(features=decodability(reps, Z).assign(salience=sal), labelers=utility_decodability(reps, U),
+                representations=list(reps))
+
 # %% ../nbs/08_baselines.ipynb #a071689e
 def _pct(mean, sd=np.nan, lo=np.nan, hi=np.nan, signed: bool = False) -> str:
     "A proportion as percent: 'mean ± sd [lo, hi]' (parts that are NaN left out); `signed` for differences."
@@ -822,11 +918,12 @@ def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stat
 
 
 def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, differ_below: float = 0.5,
-                   consistent_above: float = 0.7, random_below: float = 0.55) -> list[dict]:
+                   consistent_above: float = 0.7, random_below: float = 0.55, visibility: Optional[dict] = None) -> list[dict]:
     """What the numbers should show, checked: token models beat no-token for labelers whose taste differs from the
     population (gain CI above 0; needs `taste_similarity_to_population`), consistent labelers (ceiling ≥
     `consistent_above`) close most (≥ 50%) of the gap from chance to the ceiling, and a near-random labeler
-    (ceiling < `random_below`) stays at chance (95% CI contains 50%) for every method."""
+    (ceiling < `random_below`) stays at chance (95% CI contains 50%) for every method. With `visibility`
+    (`backbone_visibility`), each gap check also says how much of the labeler's utility the image features carry."""
     summ, out = cmp.summary(n_boot), []
     toks = [m for m in ("labeler tokens (text)", "labeler tokens (learned)") if m in summ]
     for t in cmp.tokens:
@@ -843,8 +940,12 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
         if np.isfinite(ceil) and ceil >= consistent_above and toks:
             best = max(toks, key=lambda m: r[m])
             gap = (r[best] - 0.5) / (ceil - 0.5)
-            out.append(dict(check=f"{t} (ceiling {100 * ceil:.1f}%): {best} closes most of the gap from chance", ok=bool(gap >= 0.5),
-                            value=f"{100 * gap:.0f}% of the gap ({100 * r[best]:.1f}% vs ceiling {100 * ceil:.1f}%)"))
+            value = f"{100 * gap:.0f}% of the gap ({100 * r[best]:.1f}% vs ceiling {100 * ceil:.1f}%)"
+            if visibility is not None and t in visibility["labelers"].index:
+                v = visibility["labelers"].loc[t]
+                value += "; utility R² from " + ", ".join(f"{k}: {x:.2f}" for k, x in v.items())
+            out.append(dict(check=f"{t} (ceiling {100 * ceil:.1f}%): {best} closes most of the gap from chance",
+                            ok=bool(gap >= 0.5), value=value))
         if np.isfinite(ceil) and ceil < random_below:
             for m in summ:
                 if m == "ceiling": continue
@@ -857,9 +958,10 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
 def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Optional[dict] = None,
                          ground_truth: Optional[pd.DataFrame] = None, leak: Optional[pd.DataFrame] = None,
                          fewshot: Optional[dict] = None, taste: Optional[dict] = None, runtime_s: Optional[float] = None,
-                         n_boot: int = 1000) -> list[Path]:
-    """Write `fig_dir/results.md` (the method table, per-labeler gains and checks, leakage, few-shot, taste map) and
-    the plots; returns the written files (results.md first). `taste` = dict(similarity, agreement[, stats])."""
+                         n_boot: int = 1000, visibility: Optional[dict] = None) -> list[Path]:
+    """Write `fig_dir/results.md` (the method table, per-labeler gains and checks, what the backbone sees, leakage,
+    few-shot, taste map) and the plots; returns the written files (results.md first). `taste` = dict(similarity,
+    agreement[, stats]); `visibility` = `backbone_visibility(...)`."""
     fig_dir = Path(fig_dir); fig_dir.mkdir(parents=True, exist_ok=True)
     files = []
     n_seeds = len(cmp.seeds)
@@ -893,9 +995,23 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     md += ["## Personalisation gain per labeler", "",
            "Gain = labeler tokens − no token, in accuracy points (mean ± sd over seeds [95% paired bootstrap CI]); "
            "gap closed = (accuracy − 50%) / (ceiling − 50%).", "", _md_table(cols, rows), ""]
-    chk = compare_checks(cmp, lab, n_boot)
+    chk = compare_checks(cmp, lab, n_boot, visibility=visibility)
     if chk:
         md += ["## Checks", ""] + [f"- {'PASS' if c['ok'] else 'FAIL'}: {c['check']} — {c['value']}" for c in chk] + [""]
+    if visibility is not None:
+        reps = visibility["representations"]
+        fv = visibility["features"]
+        rows = [[f"`{k}`", f"{r['salience']:.1f}"] + [f"{r[p]:.2f}" for p in reps] for k, r in fv.iterrows()]
+        lv = visibility["labelers"]
+        lrows = [[t, _pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
+                 for t in lv.index]
+        md += ["## What the backbone can see", "",
+               "A ceiling assumes every latent feature is known; a model only has what its image features encode. "
+               "Cross-validated ridge R² (5 folds, all images) of each latent feature, and of each labeler's utility "
+               "u(x) = w·z(x) (mean over attributes), from pooled pixels, the frozen base model and trained image "
+               "towers. Low R² for a labeler means part of their taste is invisible to every method built on that "
+               "backbone (salience: how much tastes may load on the feature; 0 = nuisance).", "",
+               _md_table(["feature", "salience"] + reps, rows), "", _md_table(["labeler", "ceiling"] + reps, lrows), ""]
     if leak is not None and len(leak):
         lt = leakage_table(leak)
         rows = [[f"`{r.split}`", r.method, f"{r.n_train}/{r.n_val}/{r.n_test}", _pct(r.val_acc),

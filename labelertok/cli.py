@@ -232,7 +232,7 @@ def main(argv: list[str]|None=None) -> int:
     try:
         {'synth': _cmd_synth, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report, 'compare': _cmd_compare}[a.cmd](a)
     except RunFailed as e:
-        print(f"labelertok run failed: {e}", file=sys.stderr); return 1
+        print(f"labelertok {a.cmd} failed: {e}", file=sys.stderr); return 1
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"labelertok {a.cmd}: {e}", file=sys.stderr); return 2
     return 0

@@ -137,3 +137,25 @@ def test_failed_run_keeps_notebook(tmp_path, preset, env):
     nb = nbformat.read(out/'run.ipynb', as_version=4)
     errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
     assert errors and 'no_such_data' in json.dumps(errors[0])
+
+
+def test_compare_tiny(tmp_path, tiny_world, env):
+    "`labelertok compare` (nbs/experiments/compare.ipynb) end to end on a tiny world: every method, leakage, few-shot, report."
+    out, figs = tmp_path/'runs'/'cmp', tmp_path/'figures'
+    ps = dict(data_dir=tiny_world, fig_root=figs, n_users=4, seeds=2, epochs=1, leakage_epochs=1, fewshot_epochs=1,
+              batch_size=64, eval_batch_size=256, n_boot=50, fewshot_user='<user2>', fewshot_ks='[5, 10]',
+              fewshot_reps=2, fewshot_min_eval=20, token_steps=5, device='cpu')
+    r = run(labelertok_cmd() + ['compare', '--out-dir', str(out)] + [x for k, v in ps.items() for x in ('-p', k, str(v))],
+            env, tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    md = (figs/'compare'/'results.md').read_text()
+    from labelertok.baselines import METHODS
+    table = md.split('## All methods')[1].split('##')[0]
+    for m in METHODS: assert f'\n| {m} |' in table, m
+    for section in ['## Personalisation gain per labeler', '## Checks', '## What the backbone can see',
+                    '## Leakage', '## A new labeler from few answers', '## Taste map']: assert section in md, section
+    vis = md.split('## What the backbone can see')[1].split('\n## ')[0]
+    assert '| `smile` |' in vis and 'labeler tokens (learned) (trained, seed 0)' in vis
+    for png in ['per_labeler.png', 'fewshot.png', 'taste_map.png']: assert (figs/'compare'/png).stat().st_size > 5000, png
+    assert json.loads((out/'params.json').read_text())['seeds'] == [0, 1]
+    assert set(pd.read_csv(out/'leakage.csv').split) == {'sample', 'pair', 'image'}
