@@ -710,7 +710,7 @@ def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
 def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: int = 5, seed: int = 0) -> tuple[np.ndarray, float]:
     """K-fold cross-validated R² of each column of `Y` [N, T] from ridge regression on `X` [N, D] (standardised per
     fold); the l2 of `l2_grid` with the best mean R² over the columns, and that l2."""
-    X, Y = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(np.asarray(Y, dtype=float), dtype=torch.float64)
+    X, Y = torch.as_tensor(X, dtype=torch.float64), torch.from_numpy(np.array(Y, dtype=np.float64))
     n = len(X)
     if len(Y) != n: raise ValueError(f"X has {n} rows but Y has {len(Y)}")
     if n < 2 * n_folds: raise ValueError(f"need at least {2 * n_folds} rows for {n_folds}-fold CV, got {n}")

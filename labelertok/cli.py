@@ -113,6 +113,9 @@ def preset_params(preset: str|Path, overrides: dict|None=None, out_dir: str|Path
         raise ValueError(f"preset {f.stem!r} needs the data folder: add `-p data_dir /path/to/study`")
     for k in PATH_PARAMS:
         if params.get(k) is not None: params[k] = str(Path(params[k]).expanduser().resolve())
+    from labelertok.model import looks_like_checkpoint
+    if isinstance(params.get('pretrained'), str) and looks_like_checkpoint(params['pretrained']):   # a file, not a tag
+        params['pretrained'] = str(Path(params['pretrained']).expanduser().resolve())
     return params
 
 def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Path|None=None,
@@ -144,7 +147,7 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
 
 # %% ../nbs/09_cli.ipynb #0c2cd824
 def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, info, run, report, compare)."
+    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
 
@@ -154,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--seed', type=int, default=0)
     s.add_argument('--image-size', type=int, default=96)
     s.add_argument('--overwrite', action='store_true', help='replace a non-empty OUT_DIR')
+
+    s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
+                                       "OpenAI's weights on the CPU; see 05b_pretrain)")
+    s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
+    s.add_argument('--n-images', type=int, default=4000)
+    s.add_argument('--epochs', type=int, default=12)
+    s.add_argument('--seed', type=int, default=0)
+    s.add_argument('--threads', type=int, default=1, help='torch CPU threads (1 = reproducible and robust on a shared CPU)')
+    s.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint')
 
     s = sub.add_parser('info', help='print, as JSON, what a model configuration will train')
     s.add_argument('--model', default='ViT-B-32')
@@ -194,6 +206,12 @@ def _cmd_synth(a):
     from labelertok.synthetic import make_world
     make_world(a.out_dir, scale=a.scale, seed=a.seed, image_size=a.image_size, overwrite=a.overwrite)  # prints its summary
 
+def _cmd_pretrain(a):
+    import torch
+    from labelertok.pretrain import pretrain_clip
+    if a.threads: torch.set_num_threads(a.threads)
+    pretrain_clip(a.out, n_images=a.n_images, epochs=a.epochs, seed=a.seed, overwrite=a.overwrite)
+
 def _cmd_info(a):
     from labelertok.model import model_info
     pre = None if str(a.pretrained).lower() in ('none', 'null', '') else a.pretrained
@@ -230,7 +248,7 @@ def main(argv: list[str]|None=None) -> int:
     "Entry point of the `labelertok` console script; returns the exit status (0 ok, 1 run failed, 2 bad input)."
     a = build_parser().parse_args(argv)
     try:
-        {'synth': _cmd_synth, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report, 'compare': _cmd_compare}[a.cmd](a)
+        {'synth': _cmd_synth, 'pretrain': _cmd_pretrain, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report, 'compare': _cmd_compare}[a.cmd](a)
     except RunFailed as e:
         print(f"labelertok {a.cmd} failed: {e}", file=sys.stderr); return 1
     except (FileExistsError, FileNotFoundError, ValueError) as e:

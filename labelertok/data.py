@@ -24,7 +24,8 @@ if TYPE_CHECKING: import torch  # imported where tensors are made: the tabular h
 __all__ = ['ATTRIBUTES', 'DATA_STEM', 'LABEL_STEM', 'DATA_COLUMNS', 'LABEL_COLUMNS', 'STUDY_IMAGE_DIRS', 'TABLE_SUFFIXES',
            'SPLITS', 'CACHE_VERSION', 'find_table', 'read_table', 'decode_answers', 'image_name', 'image_roots',
            'resolve_images', 'add_pair_ids', 'read_study', 'write_fixture', 'select_users', 'split_samples',
-           'default_cache_dir', 'preprocess_image', 'build_image_cache', 'LabelerData', 'load_labeler_data']
+           'default_cache_dir', 'resize_crop', 'preprocess_image', 'build_image_cache', 'LabelerData',
+           'load_labeler_data']
 
 # %% ../nbs/01_data.ipynb #8f460aa3
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -354,13 +355,15 @@ def default_cache_dir() -> Path:
     "`$LABELERTOK_CACHE` or `~/.cache/labelertok`."
     return Path(os.environ.get("LABELERTOK_CACHE") or Path.home() / ".cache" / "labelertok")
 
-def preprocess_image(path, image_size: int) -> np.ndarray:
-    "Decode `path` to RGB, resize the shorter side to `image_size` (bicubic), centre-crop: uint8 [3,S,S]."
+def resize_crop(im: Image.Image, image_size: int) -> np.ndarray:
+    "RGB, shorter side resized to `image_size` (bicubic), centre-cropped: uint8 [3,S,S] (what the image cache stores)."
     from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im = CenterCrop(image_size)(Resize(image_size, interpolation=InterpolationMode.BICUBIC)(im))
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    im = CenterCrop(image_size)(Resize(image_size, interpolation=InterpolationMode.BICUBIC)(im.convert("RGB")))
+    return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+def preprocess_image(path, image_size: int) -> np.ndarray:
+    "Decode `path` and `resize_crop` it: uint8 [3,S,S]."
+    with Image.open(path) as im: return resize_crop(im, image_size)
 
 def _entries(paths) -> list[list]:
     out = []

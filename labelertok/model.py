@@ -30,7 +30,8 @@ from .tokens import (TEMPLATES, added_token_ids, check_token_mode, check_tokens,
 
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'TOWERS', 'LORA_TARGETS',
-           'register_model_configs', 'lora_target_regex', 'LabelerCLIP', 'create_model', 'load_model', 'model_info']
+           'register_model_configs', 'looks_like_checkpoint', 'short_pretrained', 'lora_target_regex', 'LabelerCLIP',
+           'create_model', 'load_model', 'model_info']
 
 # %% ../nbs/05_model.ipynb #540f59d5
 MODEL_CONFIGS = {
@@ -59,12 +60,28 @@ META_FILE = "labelertok_model.json"
 WEIGHTS_FILE = "adapters.safetensors"
 
 
+def looks_like_checkpoint(pretrained) -> bool:
+    "Whether a `pretrained` value names a file (a path or a checkpoint suffix) rather than an open_clip tag."
+    s = str(pretrained)
+    return "/" in s or os.sep in s or Path(s).suffix in (".pt", ".pth", ".bin", ".safetensors")
+
+
+def short_pretrained(pretrained):
+    "`pretrained` for reports: a checkpoint file under the working directory as a relative path, anything else as is."
+    if pretrained is None or not looks_like_checkpoint(pretrained): return pretrained
+    try: return str(Path(pretrained).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError: return str(pretrained)
+
+
 def _resolve_pretrained(model: str, pretrained: str | None) -> tuple[str | None, bool]:
     "Validate `pretrained` (tag, file or None) early; returns (normalised value, quick_gelu needed)."
     if pretrained in (None, "", "none", "None"): return None, False
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if cfg: return pretrained, bool(cfg.get("quick_gelu", False))
     if os.path.isfile(pretrained): return str(Path(pretrained).resolve()), False
+    if looks_like_checkpoint(pretrained):
+        raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} not found (relative to {os.getcwd()}); the "
+                                "synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data` (`labelertok pretrain`)")
     tags = open_clip.list_pretrained_tags_by_model(model)
     raise ValueError(f"pretrained={pretrained!r} is neither a known tag for {model} nor a file; "
                      f"{len(tags)} known tags: {tags[:8]}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .model import short_pretrained
+
 # %% ../nbs/07_report.ipynb #2be84033
 STUDY_SOURCE = "seed_results.md (the study's results note, 2025-09-16)"
 
@@ -433,7 +435,7 @@ def _config_line(run: Run) -> str:
     m, c, d = run.summary.get('model') or {}, run.summary.get('config') or {}, run.summary.get('data') or {}
     ns = run.summary.get('n_samples') or {}
     split = run.params.get('split') or (d.get('split') if isinstance(d.get('split'), str) else None)
-    parts = [f"model `{m.get('name')}` (pretrained: {m.get('pretrained')}), token mode `{m.get('token_mode')}`",
+    parts = [f"model `{m.get('name')}` (pretrained: {short_pretrained(m.get('pretrained'))}), token mode `{m.get('token_mode')}`",
              f"LoRA layers {m.get('lora_layers')}, trainable parameters {m.get('trainable_params'):,}" if m.get('trainable_params') else None,
              f"{len(run.tokens)} labelers; samples train {ns.get('train', 0):,} / val {ns.get('val', 0):,} / test {ns.get('test', 0):,} (split `{split}`)",
              f"{c.get('epochs')} epochs, batch {c.get('batch_size')}/{c.get('eval_batch_size')}, lr {c.get('lr')}, temperature {c.get('temperature')}"]

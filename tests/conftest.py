@@ -39,6 +39,14 @@ def tiny_world(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope='session')
+def tiny_pretrained(tmp_path_factory) -> Path:
+    "A (briefly) pretrained tiny CLIP checkpoint, as `make data` writes data/tiny_clip_synthetic.pt."
+    from labelertok.pretrain import pretrain_clip
+    return pretrain_clip(tmp_path_factory.mktemp('pretrained')/'tiny_clip.pt', n_images=200, epochs=1, batch_size=64,
+                         verbose=False).resolve()
+
+
 @pytest.fixture
 def preset(tmp_path, tiny_world) -> Path:
     "A papermill parameter file for the tiny run (what a user's own YAML preset looks like)."

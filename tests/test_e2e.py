@@ -45,13 +45,14 @@ def test_presets(name):
     six = name.startswith('six')
     assert (p['n_users'], p['epochs'], p['split'], p['token_mode']) == ((6, 11) if six else (2, 13)) + ('sample', 'text')
     assert (p['lora_rank'], p['lora_alpha'], p['temperature']) == (4, 1.0, 0.15)
-    if name.endswith('_demo'): assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny', None, 'data/synthetic')
+    if name.endswith('_demo'):
+        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny', 'data/tiny_clip_synthetic.pt', 'data/synthetic')
     else:
         assert (p['model'], p['pretrained'], p['lr'], p['data_dir']) == ('ViT-B-32', 'openai', 1e-4, None)
         assert (p['batch_size'], p['eval_batch_size']) == ((128, 256) if six else (256, 512))
 
 
-def check_run_folder(out: Path, epochs: int, n_users: int = 2):
+def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
     "The engine's output contract (issue 4) plus what the experiment notebook adds."
     h = pd.read_csv(out/'history.csv')
     assert list(h.columns[:5]) == ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc']
@@ -76,7 +77,7 @@ def check_run_folder(out: Path, epochs: int, n_users: int = 2):
     assert t['acc_lo'] <= t['acc'] <= t['acc_hi'] and len(t['per_user']) == n_users and set(t['per_attribute']) == set(ATTRS)
     assert s['config']['epochs'] == epochs
     for k in ['name', 'pretrained', 'lora_layers', 'trainable_params', 'token_mode']: assert k in s['model'], k
-    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == ('tiny', None, 'text')
+    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == ('tiny', pretrained, 'text')
     assert s['model']['lora_layers'] > 0
     for k in ['data_dir', 'split', 'seed']: assert k in s['data'], k
 
@@ -115,16 +116,17 @@ def test_cli_run(tmp_path, preset, env):
     assert r.returncode == 2 and 'resume' in r.stderr and (out/'history.csv').exists()
 
 
-def test_papermill_with_bundled_preset(tmp_path, tiny_world, env):
+def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, env):
     "The documented raw path: papermill labeler_tokens.ipynb run.ipynb -f <preset>.yaml -p data_dir ..."
     out, figs = tmp_path/'runs'/'two_users_demo', tmp_path/'figures'
-    ps = dict(data_dir=tiny_world, out_dir=out, fig_root=figs, epochs=1, batch_size=64, device='cpu', n_boot=100)
+    ps = dict(data_dir=tiny_world, pretrained=tiny_pretrained, out_dir=out, fig_root=figs, epochs=1, batch_size=64,
+              device='cpu', n_boot=100)
     cmd = [sys.executable, '-m', 'papermill', str(NOTEBOOK), str(out/'run.ipynb'), '-f', str(EXPERIMENTS/'two_users_demo.yaml'),
            '--no-progress-bar'] + [x for k, v in ps.items() for x in ('-p', k, str(v))]
     out.mkdir(parents=True)   # papermill does not create the output notebook's folder
     r = run(cmd, env, tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
-    check_run_folder(out, epochs=1)
+    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained))
     check_report(figs/'two_users_demo')
 
 
@@ -139,10 +141,10 @@ def test_failed_run_keeps_notebook(tmp_path, preset, env):
     assert errors and 'no_such_data' in json.dumps(errors[0])
 
 
-def test_compare_tiny(tmp_path, tiny_world, env):
+def test_compare_tiny(tmp_path, tiny_world, tiny_pretrained, env):
     "`labelertok compare` (nbs/experiments/compare.ipynb) end to end on a tiny world: every method, leakage, few-shot, report."
     out, figs = tmp_path/'runs'/'cmp', tmp_path/'figures'
-    ps = dict(data_dir=tiny_world, fig_root=figs, n_users=4, seeds=2, epochs=1, leakage_epochs=1, fewshot_epochs=1,
+    ps = dict(data_dir=tiny_world, pretrained=tiny_pretrained, fig_root=figs, n_users=4, seeds=2, epochs=1, leakage_epochs=1, fewshot_epochs=1,
               batch_size=64, eval_batch_size=256, n_boot=50, fewshot_user='<user2>', fewshot_ks='[5, 10]',
               fewshot_reps=2, fewshot_min_eval=20, token_steps=5, device='cpu')
     r = run(labelertok_cmd() + ['compare', '--out-dir', str(out)] + [x for k, v in ps.items() for x in ('-p', k, str(v))],
