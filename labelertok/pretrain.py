@@ -129,7 +129,7 @@ def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 
     with torch.no_grad():
         hold = torch.arange(n_train, n_images)
         fi = clip.encode_image(norm(images[hold])); ft = F.normalize(clip.encode_text(ids[hold]), dim=-1)
-        r2 = dict(zip(cols, np.round(_r2(head(fi), Z[hold]), 4).tolist()))
+        r2 = {c: round(float(x), 4) for c, x in zip(cols, _r2(head(fi), Z[hold]))}
         retrieval = float((F.normalize(fi, dim=-1) @ ft.T).argmax(1).eq(torch.arange(len(hold))).float().mean())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
