@@ -29,12 +29,12 @@ from .train import (TrainConfig, bootstrap_ci, encode_image_rows, evaluate, pair
 # %% auto #0
 __all__ = ['METHODS', 'TRAINED', 'L2_GRID', 'model_image_size', 'correct_from_p', 'position_prior', 'image_features',
            'standardise', 'fit_logreg', 'pair_differences', 'linear_probe', 'tune_l2', 'MLPDecoder', 'mlp_predict',
-           'fit_mlp_decoder', 'ceiling_per_sample', 'summarise', 'paired_gain', 'token_displacements', 'prompt_vectors',
-           'Comparison', 'compare_methods', 'leakage', 'leakage_table', 'fit_token_row', 'score_with_features',
-           'fewshot_curve', 'cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity',
-           'latent_features', 'pixel_features', 'ridge_r2', 'decodability', 'labeler_utilities', 'utility_decodability',
-           'method_run_dir', 'backbone_visibility', 'comparison_table', 'labeler_table', 'plot_per_labeler',
-           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report']
+           'fit_mlp_decoder', 'ceiling_per_sample', 'summarise', 'paired_gain', 'method_run_dir', 'token_displacements',
+           'prompt_vectors', 'Comparison', 'compare_methods', 'leakage', 'leakage_table', 'fit_token_row',
+           'score_with_features', 'fewshot_curve', 'cosine_matrix', 'agreement_by_token', 'taste_map',
+           'true_taste_similarity', 'latent_features', 'pixel_features', 'ridge_r2', 'decodability',
+           'labeler_utilities', 'utility_decodability', 'backbone_visibility', 'comparison_table', 'labeler_table',
+           'plot_per_labeler', 'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report']
 
 # %% ../nbs/08_baselines.ipynb #4276fc62
 def model_image_size(model: str) -> int:
@@ -292,6 +292,12 @@ def _slug(method: str) -> str:
     return method.replace("labeler tokens (", "tokens_").replace(")", "").replace(" ", "_").replace("-", "_")
 
 
+def method_run_dir(out_dir, seed: int, method: str) -> Path:
+    "The run folder `compare_methods` uses for a trained `method` and `seed` under `out_dir`."
+    if method not in TRAINED: raise ValueError(f"{method!r} is not a trained method; trained: {list(TRAINED)}")
+    return Path(out_dir) / f"seed{int(seed)}" / _slug(method)
+
+
 def token_displacements(model: LabelerCLIP) -> dict[str, np.ndarray]:
     "Learned mode: each labeler token's embedding row minus its initial value (the `init_word` embedding)."
     params = model.token_parameters()
@@ -448,7 +454,7 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
             t0 = tic()
             m = create_model(model, pretrained, tokens=data.tokens if with_tokens else (), token_mode=mode, seed=s,
                              device=resolve_device(cfg.device), **mk)
-            run = out_dir / f"seed{s}" / _slug(method)
+            run = method_run_dir(out_dir, s, method)
             summ = train(data, m, cfg, run, resume=resume)
             p = _test_predictions(run, test)
             if p is None: p = evaluate(m, data, "test", cfg)["p_first"]
@@ -755,12 +761,6 @@ def utility_decodability(reps: dict[str, torch.Tensor], U: pd.DataFrame, **kw) -
     return pd.DataFrame(out).loc[list(dict.fromkeys(U.columns.get_level_values(0)))]
 
 # %% ../nbs/08_baselines.ipynb #03845273
-def method_run_dir(out_dir, seed: int, method: str) -> Path:
-    "The run folder `compare_methods` uses for a trained `method` and `seed` under `out_dir`."
-    if method not in TRAINED: raise ValueError(f"{method!r} is not a trained method; trained: {list(TRAINED)}")
-    return Path(out_dir) / f"seed{int(seed)}" / _slug(method)
-
-
 def backbone_visibility(data: LabelerData, data_dir, base: Optional[LabelerCLIP] = None, runs_dir=None, seed: int = 0,
                         methods: Sequence[str] = ("labeler tokens (learned)",), batch_size: int = 512,
                         pixels: int = 16) -> Optional[dict]:
