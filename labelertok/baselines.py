@@ -22,6 +22,7 @@ from torch import nn
 
 from .data import ATTRIBUTES, LabelerData
 from .model import LabelerCLIP, create_model, load_model
+from .synthetic import latent_z, load_ground_truth
 from .tokens import TEMPLATES, make_prompt
 from .train import (TrainConfig, bootstrap_ci, encode_image_rows, evaluate, pair_logits, pair_loss,
                               resolve_device, train)
@@ -696,16 +697,12 @@ def true_taste_similarity(data_dir, data: LabelerData) -> Optional[pd.DataFrame]
 # %% ../nbs/08_baselines.ipynb #24414048
 def latent_features(data_dir, data: LabelerData) -> Optional[pd.DataFrame]:
     "Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data."
-    f = Path(data_dir) / "ground_truth.json" if data_dir is not None else None
-    if f is None or not f.exists(): return None
-    gt = json.loads(f.read_text())
-    feats = pd.read_csv(Path(data_dir) / "features.csv").set_index("image")
+    if data_dir is None or not (Path(data_dir) / "ground_truth.json").exists(): return None
+    Z = latent_z(data_dir)
     names = [Path(p).name for p in data.image_paths]
-    miss = [n for n in names if n not in feats.index]
+    miss = [n for n in names if n not in Z.index]
     if miss: raise ValueError(f"{len(miss)} image(s) of data have no row in {Path(data_dir) / 'features.csv'}, e.g. {miss[:3]}")
-    cols = list(gt["features"])
-    mom = pd.DataFrame(gt["features"]).T
-    return (feats.loc[names, cols] - mom["mean"].astype(float)) / mom["sd"].astype(float)
+    return Z.loc[names]
 
 
 def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
@@ -744,7 +741,7 @@ def decodability(reps: dict[str, torch.Tensor], Z: pd.DataFrame, **kw) -> pd.Dat
 
 def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame) -> pd.DataFrame:
     "Synthetic world: each labeler's utility of each image per attribute, columns (token, attribute), from ground truth."
-    gt = json.loads((Path(data_dir) / "ground_truth.json").read_text())
+    gt = load_ground_truth(data_dir)
     tok = dict(zip(data.users["user_id"].astype(str), data.users["token"]))
     cols = {}
     for x in gt["labelers"]:
@@ -777,7 +774,7 @@ def backbone_visibility(data: LabelerData, data_dir, base: Optional[LabelerCLIP]
             reps[f"{m} (trained, seed {seed})"] = image_features(load_model(best, base.device if base is not None else "cpu"),
                                                                  data.images, batch_size)
     U = labeler_utilities(data_dir, data, Z)
-    gt = json.loads((Path(data_dir) / "ground_truth.json").read_text())
+    gt = load_ground_truth(data_dir)
     sal = pd.Series({k: v.get("salience", np.nan) for k, v in gt["features"].items()})[list(Z.columns)]
     return dict(features=decodability(reps, Z).assign(salience=sal), labelers=utility_decodability(reps, U),
                 representations=list(reps))

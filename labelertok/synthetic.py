@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 __all__ = ['ATTRIBUTES', 'FEATURES', 'GLASSES_RATE', 'POPULATION_TASTE', 'ATTRIBUTE_SHARPNESS', 'LABELERS', 'SHARED_FRAC',
            'RETEST_FRAC', 'MISSING_RATE', 'IMAGES_PER_SCALE', 'GENERATOR', 'feature_moments', 'sample_features',
            'draw_face', 'LabelerDesign', 'population_weights', 'labeler_weights', 'make_world', 'load_ground_truth',
-           'ceilings', 'true_choice_probs']
+           'latent_z', 'ceilings', 'true_choice_probs']
 
 # %% ../nbs/02_synthetic.ipynb #564abbb6
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -416,6 +416,14 @@ def load_ground_truth(data_dir) -> dict:
                                 "(real study data has no known ceilings)")
     return json.loads(p.read_text())
 
+def latent_z(data_dir, gt: dict | None = None) -> pd.DataFrame:
+    "Standardised latent features `z` of every image of a synthetic world (index: file name; `gt`: its ground truth, read if None)."
+    gt = gt or load_ground_truth(data_dir)
+    mom = pd.DataFrame(gt["features"]).T
+    names = list(gt["features"])
+    feats = pd.read_csv(Path(data_dir) / "features.csv").set_index("image")
+    return (feats[names] - mom["mean"].astype(float)) / mom["sd"].astype(float)
+
 def ceilings(data_dir) -> pd.DataFrame:
     "Per labeler (by rank): Bayes-optimal accuracy on their own answers, overall and per attribute (columns named after the attributes)."
     gt = load_ground_truth(data_dir)
@@ -431,9 +439,8 @@ def true_choice_probs(data_dir) -> pd.DataFrame:
     Columns: `item_id, user_id, attribute, im1, im2` (file names), `label` (0 = im1 chosen, 1 = im2, as in
     `labelertok.data`), `p_first`, `bayes_label` (the Bayes-optimal prediction) and `bayes_acc` (max(p, 1-p))."""
     d = Path(data_dir); gt = load_ground_truth(d)
-    feats = pd.read_csv(d / "features.csv").set_index("image")
-    names = list(gt["features"])
-    Z = (feats[names] - pd.Series({f: gt["features"][f]["mean"] for f in names})) / pd.Series({f: gt["features"][f]["sd"] for f in names})
+    Z = latent_z(d, gt)
+    names = list(Z.columns)
     items = pd.read_excel(d / "big_compare_data.xlsx", dtype=str)
     items["im1"] = items.im1_path.str.rsplit("/", n=1).str[-1]; items["im2"] = items.im2_path.str.rsplit("/", n=1).str[-1]
     lab = pd.read_excel(d / "big_compare_label.xlsx", dtype={"item_id": str, "user_id": str})
