@@ -32,7 +32,6 @@ import dataclasses
 import datetime as dt
 import gc
 import json
-import math
 import os
 import re
 import resource
@@ -92,16 +91,21 @@ def run_train(data, model, config, out_dir: Path, deadline: float) -> dict:
     and whether the budget cut it short (a step callback raises `OutOfTime` past `deadline`)."""
     marks = []
     def cb(event, info):
-        if event == "epoch": marks.append((int(info["epoch"]), time.perf_counter()))
+        if event == "epoch":
+            marks.append((int(info["epoch"]), time.perf_counter()))
+            row = info.get("row") or {}
+            log(f"    epoch {marks[-1][0]} done ({marks[-1][1] - t0:.1f}s into the run; val acc {row.get('val_acc', float('nan')):.3f})")
         elif event == "step" and time.perf_counter() > deadline: raise OutOfTime()
-    sync(); t0 = time.perf_counter(); cut = False
+    sync(); t0 = time.perf_counter(); cut = oom = False
     try: lt.train(data, model, config, out_dir, callbacks=[cb])
     except OutOfTime: cut = True
+    except torch.cuda.OutOfMemoryError:  # a batch larger than the probed one: keep the epochs that finished
+        cut = oom = True; log("    out of memory during the run")
     sync(); t1 = time.perf_counter()
     timings = {}
     try: timings = json.loads((out_dir / "summary.json").read_text()).get("timings", {})
     except (OSError, ValueError): pass
-    return dict(t0=t0, t1=t1, marks=marks, cut=cut, timings=timings)
+    return dict(t0=t0, t1=t1, marks=marks, cut=cut, oom=oom, timings=timings)
 
 
 def one_batch(data, model, config, n: int | None = None):
@@ -136,8 +140,9 @@ def sync():
     if torch.cuda.is_available(): torch.cuda.synchronize()
 
 
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+def sig(x: float, digits: int = 4) -> float:
+    "`x` rounded to `digits` significant digits."
+    return float(f"{x:.{digits}g}")
 
 
 def peak_tflops(card: str | None, override: float | None):
@@ -349,7 +354,8 @@ class Check:
         done = sorted(e for e in marks if e > 0)
         n_train = int((self.data.samples["split"] == "train").sum())
         ep_timings = {e["epoch"]: e for e in t["timings"].get("epochs", []) if isinstance(e, dict) and "epoch" in e}
-        r = dict(epochs_target=epochs, epochs_measured=len(done), cut_by_budget=t["cut"], n_train=n_train)
+        r = dict(epochs_target=epochs, epochs_measured=len(done), cut_by_budget=t["cut"] and not t["oom"],
+                 out_of_memory=t["oom"], n_train=n_train)
         if 0 not in marks: return dict(r, status="error", error="the run stopped before its first evaluation")
         first_eval = marks[0] - t["t0"]
         wall = [marks[e] - marks[e - 1] for e in done]  # train + val + checkpoint, per epoch
@@ -373,8 +379,8 @@ class Check:
                  train_s_per_epoch_median=round(float(np.median(train_s)), 3), epoch_wall_s_mean=round(mean_wall, 3),
                  train_samples_per_s=round(n_train * len(done) / train_total, 1),
                  train_images_per_s=round(n["train_images"] / train_total, 1),
-                 images_encoded=dict(n), train_tflop=round(tr_flops / 1e12, 2), eval_tflop=round(ev_flops / 1e12, 2),
-                 achieved_train_tflops=round(achieved / 1e12, 2),
+                 images_encoded=dict(n), train_flop=sig(tr_flops), eval_flop=sig(ev_flops),
+                 achieved_train_tflops=sig(achieved / 1e12),
                  mfu_train=round(achieved / (peak * 1e12), 4) if peak else None,
                  mfu_run=round((tr_flops + ev_flops) / (t["t1"] - t["t0"]) / (peak * 1e12), 4) if peak and how == "measured" else None)
         if t["cut"]: r["status"] = "partial"
@@ -487,7 +493,7 @@ class Check:
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu-smoke", action="store_true", help="tiny model, 64 px, a few hundred samples, CPU, < 1 min")
-    p.add_argument("--time-budget", type=float, default=None, help="seconds for everything (gpu: 450, smoke: 120)")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds for everything (gpu: 420, smoke: 120)")
     p.add_argument("--results-dir", default=None, help="gpu: benchmarks/gpu; smoke: a new temporary folder")
     p.add_argument("--results-md", default=None, help="the table to append a row to (gpu: benchmarks/RESULTS.md; smoke: none)")
     p.add_argument("--scale", type=float, default=None, help="synthetic world scale (gpu: 3.09 ~ 19.3k train samples)")
@@ -507,7 +513,7 @@ def parse(argv=None):
     a.device = "cpu" if smoke else "cuda"
     a.model = "tiny" if smoke else "ViT-B-32"
     a.image_size = 64 if smoke else 224
-    a.time_budget = a.time_budget or (120.0 if smoke else 450.0)
+    a.time_budget = a.time_budget or (120.0 if smoke else 420.0)
     a.scale = a.scale or (0.05 if smoke else 3.09)
     a.world_px = a.world_px or (64 if smoke else 96)
     a.epochs = a.epochs or (1 if smoke else STUDY_EPOCHS)
