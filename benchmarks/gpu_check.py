@@ -224,6 +224,15 @@ class Check:
         "Seconds for a stage: its cap, or less so that `reserve` seconds stay for the later stages."
         return max(0.0, min(cap, self.left(reserve)))
 
+    def timed_stage(self, name, key, fn, *args):
+        "A stage that gets a time budget (its first argument after `fn`'s own): skipped when too little time is left."
+        budget = self.budget(self.a.caps[key], self.a.reserves[key])
+        if budget < self.a.min_stage_s:
+            self.res["stages"][name] = dict(status="skipped", reason=f"only {budget:.0f}s of the time budget left")
+            log(f"== {name}: skipped, only {budget:.0f}s left"); self.write()
+            return
+        return self.stage(name, fn, *args, budget)
+
     def stage(self, name, fn, *args):
         log(f"== {name}")
         t0 = time.perf_counter()
@@ -349,6 +358,10 @@ class Check:
         if self.cuda: torch.cuda.empty_cache()
         return r
 
+    def large(self, model_name, sizes, budget):
+        "One pair-grouped epoch of the large model; the batch halves until a probe step fits."
+        return self.engine(model_name, True, 1, budget, sizes)
+
     def figures(self, t, counter, fl, cfg, epochs) -> dict:
         marks = dict(t["marks"])
         done = sorted(e for e in marks if e > 0)
@@ -416,7 +429,7 @@ class Check:
                  first_step_s=round(steps[0] - t0, 2), s_per_step=round(per_step, 4), train_samples_per_s=round(sps, 1),
                  train_images_per_s=round(2 * sps, 1),
                  projected_train_s_13_epochs=round(STUDY_EPOCHS * n_train / sps, 1),
-                 note="training only (evaluation not included); decodes 96 px PNGs, cheaper than the study's photos")
+                 note=f"training only (evaluation not included); decodes {a.world_px} px PNGs, cheaper than the study's photos")
         log(f"  seed-style: {json.dumps({k: r[k] for k in ('steps', 's_per_step', 'train_samples_per_s', 'projected_train_s_13_epochs')})}")
         return r
 
@@ -526,6 +539,7 @@ def parse(argv=None):
     a.results_dir = a.results_dir or (tempfile.mkdtemp(prefix="gpu_check_smoke_") if smoke else str(ROOT / "benchmarks" / "gpu"))
     a.results_md = a.results_md or (None if smoke else str(ROOT / "benchmarks" / "RESULTS.md"))
     a.skip = {s for s in a.skip.split(",") if s}
+    a.min_stage_s = 3.0 if smoke else 20.0  # a stage with less time left is skipped
     a.mem_margin = 0.8  # a batch whose probe step peaks above this share of the card's memory is halved
     # stage caps (s) and the seconds each stage leaves for the stages after it
     a.cells_budget = 60.0 if smoke else 180.0
@@ -552,19 +566,18 @@ def main(argv=None):
     c.finish_cuda_cells()
     if w["status"] == "ok":
         # b. the study's run, plain then pair-grouped; reserves keep time for the stages after each
-        b = lambda k: c.budget(a.caps[k], a.reserves[k])
         if "plain" not in a.skip:
-            c.stage("vit_b32_plain", c.engine, a.model, False, a.epochs, b("plain"))
+            c.timed_stage("vit_b32_plain", "plain", c.engine, a.model, False, a.epochs)
         if "grouped" not in a.skip:
-            c.stage("vit_b32_grouped", c.engine, a.model, True, a.epochs, b("grouped"))
+            c.timed_stage("vit_b32_grouped", "grouped", c.engine, a.model, True, a.epochs)
         # c. the seed-style loop
         if "seed_style" not in a.skip:
-            c.stage("seed_style", c.reference, b("seed_style"))
+            c.timed_stage("seed_style", "seed_style", c.reference)
         # d. one epoch of the large model (pair-grouped; the batch halves until a step fits)
         if "large" not in a.skip:
             if a.large_model != "ViT-L-14": log(f"large-model stage: {a.large_model} instead of ViT-L-14 (CPU smoke: ViT-L-14 would take hours)")
             sizes = [a.batch_size, a.batch_size // 2, a.batch_size // 4, a.batch_size // 8]
-            c.stage("vit_l14", c.engine, a.large_model, True, 1, b("large"), sizes)
+            c.timed_stage("vit_l14", "large", c.large, a.large_model, sizes)
     c.res["summary"] = c.summary_rows()
     c.write()
     if a.results_md: c.append_results(Path(a.results_md))
