@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -108,12 +109,18 @@ def run_train(data, model, config, out_dir: Path, deadline: float) -> dict:
     return dict(t0=t0, t1=t1, marks=marks, cut=cut, oom=oom, timings=timings)
 
 
+def autocast(device, config):
+    "bf16 autocast on CUDA when the config asks for mixed precision (as the engine trains)."
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.amp else nullcontext()
+
+
 def one_batch(data, model, config, n: int | None = None):
-    "The first training batch the engine would build (its batching, prompts and labels), as arguments of its step."
+    "The first training batch the engine would build (its batching, prompts and labels), as arguments of a step."
     tr = data.samples[data.samples["split"] == "train"]
     rng = np.random.default_rng([config.seed, 1])
     groups = tr["pair_id"].to_numpy() if config.group_pairs else None
-    idx = lt.make_batches(len(tr), n or config.batch_size, rng, groups)[0]
+    if hasattr(lt, "make_batches"): idx = lt.make_batches(len(tr), n or config.batch_size, rng, groups)[0]
+    else: idx = rng.permutation(len(tr))[:n or config.batch_size]
     b = tr.iloc[idx]
     tpl = rng.integers(0, len(config.templates), size=len(b))
     prompts = [make_prompt(a, t, config.templates[j]) for a, t, j in zip(b["attribute"], b["token"], tpl)]
@@ -121,10 +128,15 @@ def one_batch(data, model, config, n: int | None = None):
 
 
 def train_step(model, images, batch, config):
-    "One forward + backward of the engine's loss (no optimiser step; gradients are cleared)."
+    """One forward + backward of a training step as the engine computes it (each distinct image and prompt encoded once);
+    no optimiser step, gradients cleared."""
     i1, i2, prompts, labels = batch
-    with lt._autocast(model.device, config.amp):
-        loss, _ = lt.pair_batch_loss(model, images, i1, i2, prompts, labels, config.temperature)
+    rows, inv = np.unique(np.concatenate([i1, i2]), return_inverse=True)
+    with autocast(model.device, config):
+        f = model.encode_images(images[torch.from_numpy(rows).to(images.device)].to(model.device))
+        f = f[torch.from_numpy(inv.reshape(-1)).to(f.device)]
+        t = model.encode_prompts(list(prompts))
+        loss, _ = lt.pair_loss(lt.pair_logits(f[:len(i1)], f[len(i1):], t, config.temperature), labels.to(f.device))
     loss.backward()
     model.zero_grad(set_to_none=True)
 
@@ -194,13 +206,13 @@ def count_flops(model, images, config, batch) -> dict:
         train_step(model, images, batch, config)
     step = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc:  # the text part of that step
-        with lt._autocast(model.device, config.amp):
+        with autocast(model.device, config):
             t = model.encode_prompts(list(dict.fromkeys(prompts)))
-        t.float().sum().backward()
+        if t.requires_grad: t.float().sum().backward()
         model.zero_grad(set_to_none=True)
     text = fc.get_total_flops()
     k = min(16, len(images))
-    with FlopCounterMode(display=False) as fc, torch.no_grad(), lt._autocast(model.device, config.amp):
+    with FlopCounterMode(display=False) as fc, torch.no_grad(), autocast(model.device, config):
         model.encode_images(images[:k].to(model.device))
     fwd = fc.get_total_flops() / k
     return dict(step_flops=step, step_images=n_img, step_text_flops=text,
