@@ -33,7 +33,7 @@ from .tokens import TEMPLATES, make_prompt, ensemble_text_features
 # %% auto #0
 __all__ = ['REPORT_TO', 'TrainConfig', 'resolve_device', 'pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs',
            'pair_batch_loss', 'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate', 'seed_everything',
-           'TrainState', 'PairEncoder', 'Engine', 'train_one_epoch', 'save_state', 'train']
+           'TrainState', 'PairEncoder', 'Engine', 'train_one_epoch', 'save_state', 'train', 'free_port']
 
 # %% ../nbs/06_train.ipynb #d7d3f576
 _SELECT_FIXED = ("val_acc", "val_loss")
@@ -780,3 +780,11 @@ def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
                   f"{ev_te['acc']:.2%} [{ev_te['acc_lo']:.2%}, {ev_te['acc_hi']:.2%}] on {ev_te['n']} samples")
     engine.accelerator.wait_for_everyone()
     return engine.summary
+
+# %% ../nbs/06_train.ipynb #c93839a0
+def free_port() -> str:
+    "A free TCP port on localhost (for `notebook_launcher(..., use_port=free_port())`)."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
