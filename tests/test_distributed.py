@@ -25,7 +25,7 @@ def _load(world: Path):
 def _batch_size(data) -> int:
     "A batch size whose last batch holds one sample: with 2 processes one of them gets an empty share of it."
     n = int((data.samples.split == 'train').sum())
-    return next(b for b in range(24, 64) if n % b == 1)
+    return next(b for b in range(16, n) if n % b == 1)
 
 
 def _run(world, out, epochs, resume=False):
