@@ -28,7 +28,16 @@ def _batch_size(data) -> int:
     return next(b for b in range(16, n) if n % b == 1)
 
 
-def _run(world, out, epochs, resume=False):
+class Kill(Exception): pass
+
+
+def _killer(epoch, step):
+    def cb(event, info):
+        if event == 'step' and (info['epoch'], info['step']) == (epoch, step): raise Kill(f'killed at epoch {epoch}, step {step}')
+    return cb
+
+
+def _run(world, out, epochs, resume=False, kill_at=None):
     "Train the tiny model in learned-token mode (one trainable row per labeler) for `epochs` (runs in every process)."
     import torch
     from labelertok.model import create_model
@@ -36,7 +45,8 @@ def _run(world, out, epochs, resume=False):
     torch.set_num_threads(1)
     data = _load(world)
     m = create_model('tiny', None, tokens=data.tokens, token_mode='learned', seed=0)
-    train(data, m, TrainConfig(**{**CFG, 'epochs': epochs, 'batch_size': _batch_size(data)}), out, resume=resume)
+    train(data, m, TrainConfig(**{**CFG, 'epochs': epochs, 'batch_size': _batch_size(data)}), out, resume=resume,
+          callbacks=[_killer(*kill_at)] if kill_at else [])
 
 
 def _launch(*args):
@@ -73,10 +83,13 @@ def test_two_processes_match_one(one_and_two):
     assert list((d/'two'/'tensorboard').glob('events.out.tfevents.*'))
 
 
-def test_resume_with_two_processes(one_and_two, tiny_world):
+def test_kill_and_resume_with_two_processes(one_and_two, tiny_world):
+    "The main process dies in the middle of epoch 2: the launch stops, the folder holds epochs 0-1, resume finishes it."
     d = one_and_two
-    _launch(tiny_world, d/'resumed', 1)
+    with pytest.raises(Exception):
+        _launch(tiny_world, d/'resumed', 2, False, (2, 2))
     assert _hist(d/'resumed').epoch.tolist() == [0, 1]
+    assert not (d/'resumed'/'.lock').exists()
     _launch(tiny_world, d/'resumed', 2, True)
     _close(_hist(d/'resumed'), _hist(d/'two'))
     assert json.loads((d/'resumed'/'summary.json').read_text())['timings']['resumed_at_epoch'] == [2]
@@ -86,10 +99,12 @@ def test_run_with_two_processes_from_the_cli(tmp_path, preset, env):
     "`labelertok run PRESET -p num_processes 2`: the papermill kernel launches 2 processes; TensorBoard files appear."
     import subprocess
     out = tmp_path/'run'
-    r = subprocess.run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out), '-p', 'num_processes', '2'],
-                       env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out), '-p', 'num_processes', '2',
+                                           '-p', 'fig_root', str(tmp_path/'figures')],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert pd.read_csv(out/'history.csv').epoch.tolist() == [0, 1, 2]
     s = json.loads((out/'summary.json').read_text())
     assert s['status'] == 'complete' and s['timings']['num_processes'] == 2
     assert list((out/'tensorboard').glob('events.out.tfevents.*'))
+    assert (tmp_path/'figures'/'run'/'results.md').exists()   # the notebook went on to the report
