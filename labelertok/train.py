@@ -605,11 +605,17 @@ def _record_epoch(engine: Engine, state: TrainState, epoch: int, train_loss: flo
     return row
 
 # %% ../nbs/06_train.ipynb #61fa903f
+def _launched() -> bool:
+    "Whether this process is one of several started by a launcher (`accelerate launch`, `notebook_launcher`, torchrun)."
+    d = torch.distributed
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or (d.is_available() and d.is_initialized() and d.get_world_size() > 1)
+
+
 def _accelerator(config: TrainConfig, out: Path):
     "Accelerate's Accelerator for this run: gloo on CPU, bf16 mixed precision on CUDA (`amp`), trackers per `report_to`."
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.state import AcceleratorState, PartialState
-    launched = PartialState._shared_state != {} and PartialState().num_processes > 1
+    from accelerate.state import AcceleratorState
+    launched = _launched()
     device = None if launched else resolve_device(config.device)
     cpu = (device.type == "cpu") if device is not None else config.device == "cpu" or not torch.cuda.is_available()
     want_cuda = not cpu and (device is None or device.type == "cuda")
@@ -656,8 +662,7 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
     out = Path(out_dir)
     _check_inputs(data, model)
     acc, lock = None, None
-    from accelerate.state import PartialState
-    launched = PartialState._shared_state != {} and PartialState().num_processes > 1
+    launched = _launched()
     try:
         acc, device = _accelerator(config, out)
         use_tokens = _use_tokens(model, config)
