@@ -292,8 +292,8 @@ def save_checkpoint(model, path: Path):
 
 # %% ../nbs/06a_runs.ipynb #0471ab4a
 _RESUME_FREE = ("epochs", "progress", "report_to")  # config fields that may change on resume
-_FINGERPRINT_NAMES = dict(samples="data (sample rows, split, image count)", images="images (decoded pixels)",
-                          data_dir="data folder", base_weights="base model weights")
+_FINGERPRINT_NAMES = dict(samples="data (sample rows, split, image count) differ", images="images (decoded pixels) differ",
+                          data_dir="data folder differs", base_weights="base model weights differ")
 _BEFORE_FIRST_COMMIT = ("checkpoints", "tensorboard", "wandb")  # what a run may hold before epoch 0 is committed
 
 
@@ -322,7 +322,7 @@ def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: di
         return
     for k, name in _FINGERPRINT_NAMES.items():
         if k in saved and saved[k] != fingerprint.get(k):
-            raise ValueError(f"cannot resume {out}: the {name} differ from the saved run's ({k}: saved "
+            raise ValueError(f"cannot resume {out}: the {name} from the saved run's ({k}: saved "
                              f"{saved[k]!r}, now {fingerprint.get(k)!r}); resume only on what the run was started on, "
                              "or start a new run in another folder")
 
