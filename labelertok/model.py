@@ -11,8 +11,9 @@ import logging
 import os
 import tempfile
 import warnings
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import open_clip
 import peft
@@ -25,13 +26,14 @@ from peft.tuners.trainable_tokens import TrainableTokensLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .tokens import (TEMPLATES, added_token_ids, check_token_mode, check_tokens, ensemble_text_features,
+from .runs import DamagedFile, read_json, read_tensors
+from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_token_mode, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'TOWERS', 'LORA_TARGETS',
-           'register_model_configs', 'looks_like_checkpoint', 'short_pretrained', 'lora_target_regex', 'LabelerCLIP',
-           'create_model', 'load_model', 'model_info']
+           'register_model_configs', 'looks_like_checkpoint', 'short_pretrained', 'lora_target_regex', 'ModelConfig',
+           'LabelerCLIP', 'create_model', 'load_model', 'model_info']
 
 # %% ../nbs/05_model.ipynb #540f59d5
 MODEL_CONFIGS = {
@@ -47,10 +49,11 @@ def register_model_configs() -> list[str]:
     "Register `MODEL_CONFIGS` with open_clip's config registry (idempotent); returns the registered names."
     missing = {k: v for k, v in MODEL_CONFIGS.items() if open_clip.get_model_config(k) != v}
     if missing:
-        # open_clip's registry is filled from json files: write them once to a private temp folder
-        d = Path(tempfile.mkdtemp(prefix="labelertok_configs_"))
-        for name, cfg in missing.items(): (d / f"{name}.json").write_text(json.dumps(cfg))
-        open_clip.add_model_config(d)
+        # open_clip's registry is filled from json files: write them to a temp folder, register, remove the folder
+        # (the configs stay in the registry; a later rescan by open_clip drops them, and the next call adds them again)
+        with tempfile.TemporaryDirectory(prefix="labelertok_configs_") as d:
+            for name, cfg in missing.items(): (Path(d) / f"{name}.json").write_text(json.dumps(cfg))
+            open_clip.add_model_config(d)
     return list(MODEL_CONFIGS)
 
 # %% ../nbs/05_model.ipynb #878087d1
@@ -135,6 +138,55 @@ def lora_target_regex(towers: str = "both", lora_targets: str = "mlp") -> str:
     vision, text = r"visual\.transformer\.resblocks\.\d+\.", r"(?:text\.)?transformer\.resblocks\.\d+\."
     prefix = {"both": f"(?:{vision}|{text})", "vision": vision, "text": text}[towers]
     return prefix + layer
+
+# %% ../nbs/05_model.ipynb #957bb978
+@dataclass
+class ModelConfig:
+    "What `create_model` builds: the base, the labeler tokens, LoRA; saved into every model and run file, restored on load."
+    model: str = "ViT-B-32"  # open_clip model name, or "tiny"
+    pretrained: Optional[str] = "openai"  # open_clip pretrained tag, a local checkpoint file, or None (random init)
+    tokens: tuple = ()  # labeler tokens, e.g. `user_tokens(2)`
+    token_mode: str = "text"  # "text": literal BPE pieces (the study); "learned": new trainable embedding rows
+    lora_rank: int = 4  # 0 = no LoRA
+    lora_alpha: float = 1.0  # LoRA scaling is alpha / rank
+    lora_targets: str = "mlp"  # "mlp" (c_fc, c_proj), "mlp+attn" or "attn"
+    towers: str = "both"  # "both", "vision" or "text"
+    init_word: str = "person"  # learned mode: new rows start as this word's embedding
+    seed: int = 0  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
+
+    def __post_init__(self):
+        if isinstance(self.tokens, str): self.tokens = (self.tokens,)
+        self.tokens = tuple(self.tokens)
+        if self.pretrained in ("", "none", "None"): self.pretrained = None
+        bad = []
+        if not isinstance(self.model, str) or not self.model: bad.append(f"model={self.model!r} (an open_clip model name)")
+        if self.pretrained is not None and not isinstance(self.pretrained, (str, os.PathLike)):
+            bad.append(f"pretrained={self.pretrained!r} (a tag, a checkpoint file or None)")
+        if self.token_mode not in TOKEN_MODES: bad.append(f"token_mode={self.token_mode!r} (one of {TOKEN_MODES})")
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 0:
+            bad.append(f"lora_rank={self.lora_rank!r} (int >= 0)")
+        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or not self.lora_alpha > 0:
+            bad.append(f"lora_alpha={self.lora_alpha!r} (> 0)")
+        else: self.lora_alpha = float(self.lora_alpha)
+        if self.lora_targets not in LORA_TARGETS: bad.append(f"lora_targets={self.lora_targets!r} (one of {list(LORA_TARGETS)})")
+        if self.towers not in TOWERS: bad.append(f"towers={self.towers!r} (one of {TOWERS})")
+        if not isinstance(self.init_word, str) or not self.init_word.strip(): bad.append(f"init_word={self.init_word!r} (a word)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int): bad.append(f"seed={self.seed!r} (int)")
+        if bad: raise ValueError(f"{len(bad)} invalid ModelConfig value(s): " + "; ".join(bad))
+
+    def to_dict(self) -> dict:
+        "JSON-able dict of all fields (tokens as a list; the form saved in model and run files)."
+        d = asdict(self)
+        d["tokens"] = list(self.tokens)
+        if d["pretrained"] is not None: d["pretrained"] = str(d["pretrained"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        "A ModelConfig from a saved dict; unknown keys are refused by name."
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown: raise ValueError(f"unknown ModelConfig field(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**d)
 
 # %% ../nbs/05_model.ipynb #dc156932
 def _text_owner(clip: nn.Module):
@@ -232,68 +284,9 @@ class LabelerCLIP(nn.Module):
             self._token_cache.update(zip(miss, self.tokenizer(miss)))
         return torch.stack([self._token_cache[p] for p in prompts])
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        "L2-normalised image features [B, D] from uint8 (or float in [0, 1]) images [B, 3, S, S]."
-        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (self.image_size,) * 2:
-            raise ValueError(f"images must be [B, 3, {self.image_size}, {self.image_size}], got {tuple(images.shape)}")
-        x = images.to(self.device, non_blocking=True)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        x = (x - self.mean) / self.std
-        return F.normalize(self.clip.encode_image(x), dim=-1)
-
-    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        "L2-normalised text features [P, D] of `prompts`; each distinct prompt is encoded once per call."
-        if isinstance(prompts, str): raise TypeError("prompts must be a list of strings, not one string")
-        uniq = list(dict.fromkeys(prompts))
-        feats = F.normalize(self._encode_text(self.tokenize(uniq)), dim=-1)
-        if len(uniq) == len(prompts): return feats
-        pos = {p: i for i, p in enumerate(uniq)}
-        return feats[torch.tensor([pos[p] for p in prompts], device=feats.device)]
-
-    def _encode_text(self, ids: torch.Tensor) -> torch.Tensor:
-        "Unnormalised text features of CPU token ids: cut after the last pooled position when exact, else full length."
-        if getattr(self, "_fast_text", None) is None: self._fast_text = _truncatable_text(self.clip)
-        if self._fast_text: return _truncated_encode_text(self.clip, ids, self.device)
-        return self.clip.encode_text(ids.to(self.device, non_blocking=True))
-
-    def encode_ensembles(self, pairs: Sequence[tuple[str, str | None]], templates: Sequence[str] = TEMPLATES):
-        "Prompt-ensemble features [len(pairs), D] for (attribute, token) pairs (see `04_tokens`)."
-        return ensemble_text_features(self.encode_prompts, pairs, templates)
-
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         "(image features, prompt features), both L2-normalised."
         return self.encode_images(images), self.encode_prompts(prompts)
-
-    # --- what trains -------------------------------------------------------------------------------------------------
-    def lora_parameters(self) -> list[nn.Parameter]:
-        "All LoRA parameters (peft `lora_A`/`lora_B`)."
-        return [p for n, p in self.clip.named_parameters() if _is_lora_param(n)]
-
-    def token_parameters(self) -> dict[str, nn.Parameter]:
-        "Learned mode: token -> its trainable embedding row [1, D] (empty dict in text mode)."
-        if not self.token_ids: return {}
-        layer = self._token_layer()
-        return {t: layer.trainable_tokens_delta[_adapter_name(t)] for t in self.tokens}
-
-    def _token_layer(self) -> TrainableTokensLayer:
-        return next(m for m in self.clip.modules() if isinstance(m, TrainableTokensLayer))
-
-    def set_trainable(self, lora: bool = True, token_rows: Sequence[str] | None = None) -> "LabelerCLIP":
-        "Freeze the base; LoRA trains if `lora`; learned mode: rows of `token_rows` train (None = all tokens)."
-        token_params = self.token_parameters()
-        if token_rows is None: token_rows = list(token_params)
-        unknown = [t for t in token_rows if t not in token_params]
-        if unknown:
-            raise ValueError(f"{len(unknown)} token row(s) cannot train: {unknown[:5]} "
-                             f"(token_mode={self.token_mode!r}, learned tokens: {list(token_params)})")
-        for n, p in self.clip.named_parameters():
-            p.requires_grad_(bool(lora) and _is_lora_param(n))
-        for t, p in token_params.items(): p.requires_grad_(t in token_rows)
-        return self
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        "Parameters that currently train (for the optimiser)."
-        return [p for p in self.parameters() if p.requires_grad]
 
     @property
     def n_trainable(self) -> int: return sum(p.numel() for p in self.trainable_parameters())
@@ -307,9 +300,90 @@ class LabelerCLIP(nn.Module):
                 f"tokens={len(self.tokens)}, lora_layers={self.lora_layers}, trainable={self.n_trainable:,}/"
                 f"{self.n_total:,})")
 
+    @property
+    def model_config(self) -> ModelConfig:
+        "This model's settings as a `ModelConfig`."
+        return ModelConfig.from_dict(self.config)
+
+# %% ../nbs/05_model.ipynb #f38f7555
+@patch
+def encode_images(self: LabelerCLIP, images: torch.Tensor) -> torch.Tensor:
+    "L2-normalised image features [B, D] from uint8 (or float in [0, 1]) images [B, 3, S, S]."
+    if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (self.image_size,) * 2:
+        raise ValueError(f"images must be [B, 3, {self.image_size}, {self.image_size}], got {tuple(images.shape)}")
+    x = images.to(self.device, non_blocking=True)
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    x = (x - self.mean) / self.std
+    return F.normalize(self.clip.encode_image(x), dim=-1)
+
+# %% ../nbs/05_model.ipynb #10626d0a
+@patch
+def encode_prompts(self: LabelerCLIP, prompts: Sequence[str]) -> torch.Tensor:
+    "L2-normalised text features [P, D] of `prompts`; each distinct prompt is encoded once per call."
+    if isinstance(prompts, str): raise TypeError("prompts must be a list of strings, not one string")
+    uniq = list(dict.fromkeys(prompts))
+    feats = F.normalize(self._encode_text(self.tokenize(uniq)), dim=-1)
+    if len(uniq) == len(prompts): return feats
+    pos = {p: i for i, p in enumerate(uniq)}
+    return feats[torch.tensor([pos[p] for p in prompts], device=feats.device)]
+
+
+@patch
+def _encode_text(self: LabelerCLIP, ids: torch.Tensor) -> torch.Tensor:
+    "Unnormalised text features of CPU token ids: cut after the last pooled position when exact, else full length."
+    if getattr(self, "_fast_text", None) is None: self._fast_text = _truncatable_text(self.clip)
+    if self._fast_text: return _truncated_encode_text(self.clip, ids, self.device)
+    return self.clip.encode_text(ids.to(self.device, non_blocking=True))
+
+# %% ../nbs/05_model.ipynb #2389ce60
+@patch
+def encode_ensembles(self: LabelerCLIP, pairs: Sequence[tuple[str, str | None]], templates: Sequence[str] = TEMPLATES):
+    "Prompt-ensemble features [len(pairs), D] for (attribute, token) pairs (see `04_tokens`)."
+    return ensemble_text_features(self.encode_prompts, pairs, templates)
+
+# %% ../nbs/05_model.ipynb #ef6183b3
+@patch
+def lora_parameters(self: LabelerCLIP) -> list[nn.Parameter]:
+    "All LoRA parameters (peft `lora_A`/`lora_B`)."
+    return [p for n, p in self.clip.named_parameters() if _is_lora_param(n)]
+
+# %% ../nbs/05_model.ipynb #04fdbc70
+@patch
+def token_parameters(self: LabelerCLIP) -> dict[str, nn.Parameter]:
+    "Learned mode: token -> its trainable embedding row [1, D] (empty dict in text mode)."
+    if not self.token_ids: return {}
+    layer = self._token_layer()
+    return {t: layer.trainable_tokens_delta[_adapter_name(t)] for t in self.tokens}
+
+
+@patch
+def _token_layer(self: LabelerCLIP) -> TrainableTokensLayer:
+    return next(m for m in self.clip.modules() if isinstance(m, TrainableTokensLayer))
+
+# %% ../nbs/05_model.ipynb #0f846dfc
+@patch
+def set_trainable(self: LabelerCLIP, lora: bool = True, token_rows: Sequence[str] | None = None) -> "LabelerCLIP":
+    "Freeze the base; LoRA trains if `lora`; learned mode: rows of `token_rows` train (None = all tokens)."
+    token_params = self.token_parameters()
+    if token_rows is None: token_rows = list(token_params)
+    unknown = [t for t in token_rows if t not in token_params]
+    if unknown:
+        raise ValueError(f"{len(unknown)} token row(s) cannot train: {unknown[:5]} "
+                         f"(token_mode={self.token_mode!r}, learned tokens: {list(token_params)})")
+    for n, p in self.clip.named_parameters():
+        p.requires_grad_(bool(lora) and _is_lora_param(n))
+    for t, p in token_params.items(): p.requires_grad_(t in token_rows)
+    return self
+
+# %% ../nbs/05_model.ipynb #7445812f
+@patch
+def trainable_parameters(self: LabelerCLIP) -> list[nn.Parameter]:
+    "Parameters that currently train (for the optimiser)."
+    return [p for p in self.parameters() if p.requires_grad]
+
 # %% ../nbs/05_model.ipynb #3df39a7d
 def create_model(
-    model: str = "ViT-B-32",  # open_clip model name, or "tiny"
+    model: str | ModelConfig = "ViT-B-32",  # open_clip model name, or "tiny"; or a `ModelConfig` (then the rest is ignored)
     pretrained: str | None = "openai",  # open_clip pretrained tag, a local checkpoint file, or None (random init)
     tokens: Sequence[str] = (),  # labeler tokens, e.g. `user_tokens(2)`
     token_mode: str = "text",  # "text": literal BPE pieces (the study); "learned": new trainable embedding rows
@@ -322,6 +396,10 @@ def create_model(
     seed: int = 0,  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
 ) -> LabelerCLIP:
     "open_clip model with peft LoRA and labeler tokens; only LoRA and (learned mode) the new token rows train."
+    if isinstance(model, ModelConfig):
+        c = model
+        model, pretrained, tokens, token_mode, lora_rank = c.model, c.pretrained, c.tokens, c.token_mode, c.lora_rank
+        lora_alpha, lora_targets, towers, init_word, seed = c.lora_alpha, c.lora_targets, c.towers, c.init_word, c.seed
     check_token_mode(token_mode)
     tokens = check_tokens(tokens)
     if not isinstance(lora_rank, int) or lora_rank < 0: raise ValueError(f"lora_rank must be an int >= 0, got {lora_rank!r}")
@@ -346,9 +424,9 @@ def create_model(
             inject_adapter_in_model(tcfg, clip, adapter_name=_adapter_name(t))
     if ids: next(m for m in clip.modules() if isinstance(m, TrainableTokensLayer)).set_adapter([_adapter_name(t) for t in ids])
     pretrained = fp["pretrained"]
-    config = dict(model=model, pretrained=pretrained, tokens=tokens, token_mode=token_mode, lora_rank=lora_rank,
-                  lora_alpha=float(lora_alpha), lora_targets=lora_targets, towers=towers, init_word=init_word,
-                  seed=seed)
+    config = ModelConfig(model=model, pretrained=pretrained, tokens=tokens, token_mode=token_mode, lora_rank=lora_rank,
+                         lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers, init_word=init_word,
+                         seed=seed).to_dict()
     if lora_rank > 0:
         names = [n for n, x in clip.named_modules() if isinstance(x, LoraLayer)]
         per_tower = {"vision": sum(n.startswith("visual.") for n in names)}
@@ -365,6 +443,10 @@ def _adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or _is_token_param(n)}
 
 
+_REMEDY = ("save the model again, or load another copy (a run folder keeps checkpoints/best and checkpoints/last; "
+           "`labelertok run ... --overwrite` retrains)")
+
+
 def _read_meta(path) -> tuple[Path, dict]:
     "Folder and metadata of a saved model; clear errors for anything that is not one."
     path = Path(path)
@@ -372,13 +454,14 @@ def _read_meta(path) -> tuple[Path, dict]:
     meta_file = folder / META_FILE
     if not meta_file.is_file():
         raise ValueError(f"{path} is not a labelertok model: {META_FILE} not found in {folder}")
-    try: meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{meta_file} is not valid JSON: {e}") from e
+    meta = read_json(meta_file, _REMEDY)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{meta_file} is not a labelertok model file (format={meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r})")
     if meta.get("version", 0) > FORMAT_VERSION:
         raise ValueError(f"{meta_file} has format version {meta['version']}; this labelertok reads <= {FORMAT_VERSION}")
     if not (folder / WEIGHTS_FILE).is_file(): raise ValueError(f"{folder} has no {WEIGHTS_FILE}")
+    miss = [k for k in ("config", "fingerprint") if not isinstance(meta.get(k), dict)]
+    if miss: raise DamagedFile(f"{meta_file} is damaged (no {miss}); {_REMEDY}")
     return folder, meta
 
 
@@ -410,7 +493,7 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
                          f"(saved {meta['fingerprint']}, here {self.fingerprint})")
     if meta.get("added_tokens", {}) != self.token_ids:
         raise ValueError(f"{folder}: tokenizer ids {meta.get('added_tokens')} != this model's {self.token_ids}")
-    tensors, own = load_file(str(folder / WEIGHTS_FILE)), _adapter_state(self)
+    tensors, own = read_tensors(folder / WEIGHTS_FILE, _REMEDY), _adapter_state(self)
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or extra: raise ValueError(f"{folder}: {len(missing)} adapter tensors missing {missing[:3]}, "
                                           f"{len(extra)} unexpected {extra[:3]}")
@@ -425,7 +508,9 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
 def load_model(path, device: str | torch.device = "cpu") -> LabelerCLIP:
     "Rebuild a saved model: base from its recorded config, then its adapters and token rows (identical scores)."
     folder, meta = _read_meta(path)
-    return create_model(**meta["config"], device=device).load_adapters(folder)
+    try: cfg = ModelConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e: raise DamagedFile(f"{folder / META_FILE}: its model config is not valid ({e}); {_REMEDY}") from None
+    return create_model(cfg, device=device).load_adapters(folder)
 
 # %% ../nbs/05_model.ipynb #94154ccc
 def _study_loss(m: LabelerCLIP, im1, im2, prompts, labels, temperature: float = 0.15) -> torch.Tensor:

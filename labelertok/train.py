@@ -12,7 +12,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
@@ -21,20 +21,23 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data import ATTRIBUTES, LabelerData
 from .model import _is_token_param
+from .runs import (RunLock, _atomic_write, _dumps, _load_trainable, _optimizer_from_files, _param_names,
+                             _rng_from_files, _trainable_state, check_same_run, data_fingerprint, open_run,
+                             run_fingerprint, save_checkpoint, write_state)
 from .tokens import TEMPLATES, make_prompt, ensemble_text_features
 
 # %% auto #0
-__all__ = ['TrainConfig', 'resolve_device', 'pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs', 'pair_batch_loss',
-           'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate', 'data_fingerprint', 'seed_everything',
-           'train']
+__all__ = ['REPORT_TO', 'TrainConfig', 'resolve_device', 'pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs',
+           'pair_batch_loss', 'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate', 'seed_everything',
+           'TrainState', 'PairEncoder', 'Engine', 'train_one_epoch', 'save_state', 'train', 'free_port']
 
 # %% ../nbs/06_train.ipynb #d7d3f576
 _SELECT_FIXED = ("val_acc", "val_loss")
+REPORT_TO = ("tensorboard", "wandb", "none")
 
 
 @dataclass
@@ -57,6 +60,7 @@ class TrainConfig:
     templates: tuple = tuple(TEMPLATES)  # prompt templates: one drawn per sample in training, all ensembled in eval
     use_tokens: Optional[bool] = None  # None: labeler token in the prompt iff the model has tokens
     images_on_device: bool = True  # keep the uint8 image cache on the accelerator
+    report_to: str = "tensorboard"  # experiment tracker: "tensorboard" (event files in <run>/tensorboard), "wandb" or "none"
 
     def __post_init__(self):
         self.templates = tuple(self.templates)
@@ -71,6 +75,7 @@ class TrainConfig:
         if not self.templates or any("{}" not in t for t in self.templates): bad.append(f"templates={self.templates!r} (each with '{{}}')")
         if not (self.select_metric in _SELECT_FIXED or self.select_metric.startswith("val_acc_")):
             bad.append(f"select_metric={self.select_metric!r} ('val_acc', 'val_loss' or a 'val_acc_*' history column)")
+        if self.report_to not in REPORT_TO: bad.append(f"report_to={self.report_to!r} (one of {REPORT_TO})")
         if bad: raise ValueError(f"{len(bad)} invalid TrainConfig value(s): " + "; ".join(bad))
 
     def to_dict(self) -> dict:
@@ -251,6 +256,27 @@ def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size:
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
+def _dist_rank_world() -> tuple[int, int]:
+    d = torch.distributed
+    if d.is_available() and d.is_initialized(): return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def _encode_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int, amp: bool) -> torch.Tensor:
+    "`encode_image_rows`, shared by the processes of a distributed run: each encodes a contiguous part, all get all."
+    rank, world = _dist_rank_world()
+    if world == 1 or len(rows) < world: return encode_image_rows(model, images, rows, batch_size, amp)
+    parts = np.array_split(rows, world)
+    mine = encode_image_rows(model, images, parts[rank], batch_size, amp)
+    n = max(len(p) for p in parts)
+    padded = torch.zeros(n, mine.shape[1], dtype=mine.dtype, device=mine.device)
+    padded[:len(mine)] = mine
+    got = [torch.empty_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(got, padded)
+    return torch.cat([g[:len(p)] for g, p in zip(got, parts)])
+
+
 @torch.no_grad()
 def evaluate(model, data: LabelerData, split: str = "val", config: Optional[TrainConfig] = None,
              samples: Optional[pd.DataFrame] = None, images: Optional[torch.Tensor] = None) -> dict:
@@ -268,7 +294,7 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     try:
         i1, i2 = df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)
         rows = np.unique(np.concatenate([i1, i2]))
-        feats = encode_image_rows(model, images, rows, config.eval_batch_size, config.amp)
+        feats = _encode_rows(model, images, rows, config.eval_batch_size, config.amp)
         keys = pd.MultiIndex.from_arrays([df["token"].astype(str), df["attribute"].astype(str)])
         kcodes, kuniq = pd.factorize(keys)
         pairs = [(a, t if use_tokens else None) for t, a in kuniq]
@@ -296,149 +322,11 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     return out
 
 # %% ../nbs/06_train.ipynb #1b7c40c7
-_RESUME_FREE = ("epochs", "progress")  # config fields that may change on resume
-
-
-def _atomic_write(path: Path, text: str):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, (np.ndarray,)): return o.tolist()
-    if isinstance(o, (Path, torch.device, torch.dtype)): return str(o)
-    if isinstance(o, (set, frozenset)): return sorted(o)
-    return repr(o)
-
-
-def _dumps(obj) -> str:
-    return json.dumps(obj, indent=1, default=_json_default, allow_nan=True)
-
-
-def _out_dir_entries(out: Path) -> list[str]:
-    if not out.exists(): return []
-    if not out.is_dir(): raise NotADirectoryError(f"out_dir {out} exists and is not a folder")
-    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.suffix != ".ipynb")
-
-
-def data_fingerprint(data: LabelerData) -> str:
-    "sha1 of the columns of `data.samples` that define a run's samples (used to refuse resuming on other data)."
-    cols = [c for c in ("item_id", "user_id", "token", "attribute", "label", "split", "i1", "i2") if c in data.samples]
-    h = pd.util.hash_pandas_object(data.samples[cols], index=False).to_numpy()
-    return hashlib.sha1(h.tobytes() + repr(tuple(data.images.shape)).encode()).hexdigest()
-
-
-def _param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
-    names = {id(p): n for n, p in model.named_parameters()}
-    params = list(model.trainable_parameters())
-    missing = [i for i, p in enumerate(params) if id(p) not in names]
-    if missing: raise ValueError(f"{len(missing)} trainable parameter(s) are not parameters of the model")
-    return [(names[id(p)], p) for p in params]
-
-
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in _param_names(model)}
-
-
-def _load_trainable(model, state: dict[str, torch.Tensor]):
-    named = dict(_param_names(model))
-    if set(named) != set(state):
-        diff = sorted(set(named) ^ set(state))
-        raise ValueError(f"saved trainable parameters do not match the model's: {len(diff)} differ, e.g. {diff[:3]}")
-    with torch.no_grad():
-        for n, p in named.items(): p.copy_(state[n].to(p.device, p.dtype))
-
-
-def _optimizer_to_files(opt) -> tuple[dict, dict]:
-    sd = opt.state_dict()
-    tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
-    for i, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v): tensors[f"{i}.{k}"] = v.detach().to("cpu", copy=True).contiguous()
-            else: meta["state"].setdefault(str(i), {})[k] = v
-    return tensors, meta
-
-
-def _optimizer_from_files(opt, tensors: dict, meta: dict):
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = v
-    for i, st in meta["state"].items(): state.setdefault(int(i), {}).update(st)
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _rng_to_files() -> tuple[dict, dict]:
-    v, st, g = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    tensors = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()): tensors[f"torch_cuda_{i}"] = s
-    return tensors, {"python": [v, list(st), g], "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
-
-
-def _rng_from_files(tensors: dict, meta: dict):
-    v, st, g = meta["python"]
-    random.setstate((v, tuple(st), g))
-    name, keys, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(tensors["torch_cpu"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("torch_cuda_"))]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(cuda)
-
-
 def seed_everything(seed: int):
     "Seed Python's, NumPy's and torch's global generators."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
-
-def _save_state(out: Path, epoch: int, model, opt, best_state: dict, meta: dict):
-    "Write state/epoch_NNNN, then commit it by replacing state/latest.json; remove older epoch folders."
-    root = out / "state"
-    d = root / f"epoch_{epoch:04d}"
-    if d.exists(): shutil.rmtree(d)
-    d.mkdir(parents=True)
-    save_file(_trainable_state(model), str(d / "trainable.safetensors"))
-    save_file(best_state, str(d / "best.safetensors"))
-    otensors, ometa = _optimizer_to_files(opt)
-    save_file(otensors, str(d / "optimizer.safetensors"))
-    rtensors, rmeta = _rng_to_files()
-    save_file(rtensors, str(d / "rng.safetensors"))
-    _atomic_write(d / "meta.json", _dumps({**meta, "optimizer": ometa, "rng": rmeta}))
-    _atomic_write(root / "latest.json", _dumps({"epoch": epoch, "dir": d.name}))
-    for old in root.glob("epoch_*"):
-        if old.is_dir() and old.name != d.name: shutil.rmtree(old, ignore_errors=True)
-
-
-def _read_state(out: Path) -> Optional[dict]:
-    latest = out / "state" / "latest.json"
-    if not latest.exists(): return None
-    d = out / "state" / json.loads(latest.read_text())["dir"]
-    meta = json.loads((d / "meta.json").read_text())
-    return dict(meta=meta, trainable=load_file(str(d / "trainable.safetensors")), best=load_file(str(d / "best.safetensors")),
-                optimizer=load_file(str(d / "optimizer.safetensors")), rng=load_file(str(d / "rng.safetensors")))
-
-
-def _save_checkpoint(model, path: Path):
-    "model.save into a temp path, then swap it in (the previous checkpoint stays valid until the swap)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
-    for p in (tmp, old):
-        if p.is_dir(): shutil.rmtree(p)
-        elif p.exists(): p.unlink()
-    model.save(tmp)
-    if path.exists(): os.replace(path, old)
-    os.replace(tmp, path)
-    if old.is_dir(): shutil.rmtree(old)
-    elif old.exists(): old.unlink()
-
-# %% ../nbs/06_train.ipynb #80023216
+# %% ../nbs/06_train.ipynb #5561ef9d
 def _col(token: str) -> str:
     return token.strip("<>")
 
@@ -487,7 +375,7 @@ def _make_optimizer(named: Sequence[tuple[str, torch.nn.Parameter]], config: Tra
             pass
     return torch.optim.AdamW(groups, lr=config.lr)
 
-
+# %% ../nbs/06_train.ipynb #f7e78ccf
 def _model_summary(model) -> dict:
     cfg = dict(getattr(model, "config", {}) or {})
     return dict(name=cfg.get("model", cfg.get("name")), pretrained=cfg.get("pretrained"),
@@ -534,191 +422,374 @@ def _check_inputs(data: LabelerData, model):
     for s in ("train", "val", "test"):
         if not (data.samples["split"] == s).any(): raise ValueError(f"no samples in split {s!r}")
 
-
-def _check_same_run(meta: dict, config: TrainConfig, model, fp: str, out: Path):
-    old = {k: v for k, v in meta["config"].items() if k not in _RESUME_FREE}
-    new = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE}
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if diff:
-        raise ValueError(f"cannot resume {out}: config differs in {len(diff)} field(s): "
-                         + "; ".join(f"{k}: saved {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:5]))
-    mold, mnew = meta.get("model_config"), json.loads(_dumps(dict(getattr(model, "config", {}) or {})))
-    if mold != mnew:
-        diff = sorted(k for k in set(mold or {}) | set(mnew) if (mold or {}).get(k) != mnew.get(k))
-        raise ValueError(f"cannot resume {out}: the model differs from the saved run's in {diff[:5]}")
-    if meta.get("data_fingerprint") != fp:
-        raise ValueError(f"cannot resume {out}: the data (samples/split/images) differ from the saved run's")
+# %% ../nbs/06_train.ipynb #d760b5aa
+@dataclass
+class TrainState:
+    "What changes from epoch to epoch; `save_state` writes it, resume restores it."
+    epoch: int = 0  # last completed epoch (0 = the evaluation before training)
+    history: list = field(default_factory=list)  # history.csv rows
+    best_epoch: Optional[int] = None
+    best_value: Optional[float] = None  # `select_metric` at `best_epoch`
+    best_state: dict = field(default_factory=dict)  # trainable parameters of the best epoch (CPU tensors)
+    timings: dict = field(default_factory=dict)
 
 
+class PairEncoder(torch.nn.Module):
+    "The training forward: (features of unique images [U, D], of unique prompts [P, D]) in one call (for DDP/Accelerate)."
+    def __init__(self, model, compile: bool = False):
+        super().__init__()
+        self.model = model
+        self.encode_images = torch.compile(model.encode_images, dynamic=True) if compile else model.encode_images
+
+    def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_images(images), self.model.encode_prompts(list(prompts))
+
+
+@dataclass
+class Engine:
+    "What stays fixed during a run (built by `train`)."
+    model: Any
+    data: LabelerData
+    config: TrainConfig
+    out: Path
+    accelerator: Any  # accelerate.Accelerator
+    forward: torch.nn.Module  # PairEncoder, DDP-wrapped with several processes
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    images: torch.Tensor  # uint8 image cache (on the device when it fits the config)
+    train_i1: np.ndarray
+    train_i2: np.ndarray
+    train_labels: torch.Tensor
+    prompt_table: list  # (token, attribute) x template -> prompt
+    prompt_base: np.ndarray  # per training sample: first row of its (token, attribute) in prompt_table
+    groups: Optional[np.ndarray]  # pair ids with group_pairs
+    tokens_order: list
+    attrs_order: list
+    summary: dict
+    meta_base: dict
+    callbacks: Sequence[Callable] = ()
+    lock: Optional[RunLock] = None
+
+    @property
+    def n_train(self) -> int: return len(self.train_i1)
+    @property
+    def rank(self) -> int: return self.accelerator.process_index
+    @property
+    def world(self) -> int: return self.accelerator.num_processes
+    @property
+    def is_main(self) -> bool: return self.accelerator.is_main_process
+
+# %% ../nbs/06_train.ipynb #bb55d010
+def _shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
+    "This process's contiguous share of batch `idx` and its loss weight (share size x world / batch size)."
+    if world == 1: return idx, 1.0
+    part = np.array_split(idx, world)[rank]
+    if len(part) == 0: return idx[:1], 0.0
+    return part, len(part) * world / len(idx)
+
+
+def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray) -> torch.Tensor:
+    "One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n]."
+    part, weight = _shard(idx, engine.rank, engine.world)
+    i1, i2 = engine.train_i1[part], engine.train_i2[part]
+    prompts = [engine.prompt_table[j] for j in (engine.prompt_base[part] + tmpl[part])]
+    rows, inv = np.unique(np.concatenate([i1, i2]), return_inverse=True)
+    uniq: dict[str, int] = {}
+    pinv = [uniq.setdefault(p, len(uniq)) for p in prompts]
+    with engine.accelerator.autocast():
+        feats, text = engine.forward(_gather_images(engine.images, rows, engine.device), list(uniq))
+    f = feats.index_select(0, torch.from_numpy(inv.reshape(-1)).to(feats.device, non_blocking=True))
+    text = text.index_select(0, torch.tensor(pinv, dtype=torch.long).to(text.device, non_blocking=True))
+    B = len(part)
+    labels = engine.train_labels[torch.from_numpy(part).to(engine.device)]
+    loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, engine.config.temperature), labels.to(f.device, non_blocking=True))
+    engine.optimizer.zero_grad(set_to_none=True)
+    engine.accelerator.backward(loss if engine.world == 1 else loss * weight)
+    engine.optimizer.step()
+    if engine.world == 1: return torch.stack([loss.detach().float(), correct.sum().float()])
+    n = B if weight > 0 else 0
+    stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), torch.tensor(float(n), device=loss.device)])
+    return engine.accelerator.reduce(stats, reduction="sum")
+
+
+def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[float, float]:
+    "Train epoch `epoch` (shuffle and templates from `(seed, epoch)`); returns (mean train loss, train accuracy)."
+    config, dev = engine.config, engine.device
+    rng = np.random.default_rng([config.seed, epoch])
+    batches = make_batches(engine.n_train, config.batch_size, rng, engine.groups)
+    tmpl = rng.integers(0, len(config.templates), size=engine.n_train)
+    engine.model.train()
+    lag = 1 if dev.type == "cuda" else 0  # read a step's loss one step late on CUDA (no host-device stall)
+    pending: list[tuple[int, int, torch.Tensor]] = []
+    tot = dict(loss=0.0, correct=0.0, n=0)
+    callbacks = engine.callbacks if engine.is_main else ()
+    bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", disable=not (config.progress and engine.is_main),
+               leave=False)
+
+    def drain(keep: int):
+        while len(pending) > keep:
+            step, nb, stats = pending.pop(0)
+            if engine.world == 1:
+                loss_v, corr_v = stats.tolist()
+            else:
+                loss_sum, corr_v, n = stats.tolist()
+                loss_v = loss_sum / max(n, 1)
+            if not np.isfinite(loss_v):
+                raise FloatingPointError(f"non-finite training loss ({loss_v}) at epoch {epoch}, step {step} "
+                                         f"of {len(batches)} (batch of {nb} samples)")
+            tot["loss"] += loss_v * nb; tot["correct"] += corr_v; tot["n"] += nb
+            bar.update(1)
+            bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.4f}", acc=f"{tot['correct'] / tot['n']:.3f}")
+            for cb in callbacks: cb("step", dict(epoch=epoch, step=step, n_steps=len(batches), loss=loss_v,
+                                                 acc=corr_v / nb, model=engine.model, optimizer=engine.optimizer))
+
+    try:
+        for step, idx in enumerate(batches, start=1):
+            pending.append((step, len(idx), _step(engine, idx, tmpl)))
+            drain(lag)
+        drain(0)
+    finally:
+        bar.close()
+    return tot["loss"] / max(tot["n"], 1), tot["correct"] / max(tot["n"], 1)
+
+# %% ../nbs/06_train.ipynb #e77cea75
+def _log_epoch(engine: Engine, row: dict, images_per_s: Optional[float]):
+    "The epoch's row (losses, accuracies, per-labeler accuracy), learning rate and images/s to the trackers."
+    if engine.config.report_to == "none": return
+    vals = {f"{'train' if k.startswith('train_') else 'val'}/{k.split('_', 1)[1]}": float(v) for k, v in row.items()
+            if k.startswith(("train_", "val_")) and not k.endswith(("_lo", "_hi")) and np.isfinite(v)}
+    vals["lr"] = float(engine.optimizer.param_groups[0]["lr"])
+    if images_per_s is not None: vals["train/images_per_s"] = images_per_s
+    engine.accelerator.log(vals, step=row["epoch"])
+
+
+def _write_outputs(engine: Engine, state: TrainState):
+    _atomic_write(engine.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
+    engine.summary["timings"] = state.timings
+    _atomic_write(engine.out / "summary.json", _dumps(engine.summary))
+
+
+def save_state(engine: Engine, state: TrainState):
+    "Commit epoch `state.epoch` (main process): checkpoints, resume state, history.csv, summary.json, trackers, callbacks."
+    if engine.is_main:
+        epoch, out = state.epoch, engine.out
+        save_checkpoint(engine.model, out / "checkpoints" / "last")
+        if state.best_epoch == epoch: save_checkpoint(engine.model, out / "checkpoints" / "best")
+        write_state(out, epoch, engine.model, engine.optimizer, state.best_state,
+                    dict(engine.meta_base, epoch=epoch, history=state.history, best_epoch=state.best_epoch,
+                         best_value=state.best_value, timings=state.timings))
+        engine.summary.update(best_epoch=state.best_epoch, best_val_acc=state.history[state.best_epoch]["val_acc"],
+                              completed_epochs=epoch)
+        _write_outputs(engine, state)
+        ep = state.timings["epochs"][-1]
+        _log_epoch(engine, state.history[-1], 2 * ep["train_samples_per_s"] if "train_samples_per_s" in ep else None)
+        for cb in engine.callbacks: cb("epoch", dict(epoch=epoch, row=state.history[-1], model=engine.model))
+    engine.accelerator.wait_for_everyone()
+
+
+def _record_epoch(engine: Engine, state: TrainState, epoch: int, train_loss: float, train_acc: float, ev_va: dict,
+                  t_train: float, t_epoch: float):
+    "Append epoch `epoch`'s history row and timings to `state`; keep its weights if it is the best so far."
+    metric = engine.config.select_metric
+    row = _history_row(epoch, train_loss, train_acc, ev_va, engine.tokens_order, engine.attrs_order, t_epoch)
+    if metric not in row:
+        raise ValueError(f"select_metric {metric!r} is not a history column; "
+                         f"e.g. {[k for k in row if k.startswith('val_')][:8]}")
+    state.history.append(row)
+    state.epoch = epoch
+    if epoch == 0 or _is_better(row[metric], state.best_value, metric):
+        state.best_epoch, state.best_value, state.best_state = epoch, row[metric], _trainable_state(engine.model)
+    if epoch == 0: state.timings["epochs"].append(dict(epoch=0, train_s=0.0, eval_s=t_epoch))
+    else: state.timings["epochs"].append(dict(epoch=epoch, train_s=t_train, eval_s=t_epoch - t_train,
+                                              train_samples_per_s=engine.n_train / max(t_train, 1e-9)))
+    return row
+
+# %% ../nbs/06_train.ipynb #61fa903f
+def _launched() -> bool:
+    "Whether this process is one of several started by a launcher (`accelerate launch`, `notebook_launcher`, torchrun)."
+    d = torch.distributed
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or (d.is_available() and d.is_initialized() and d.get_world_size() > 1)
+
+
+def _accelerator(config: TrainConfig, out: Path):
+    "Accelerate's Accelerator for this run: gloo on CPU, bf16 mixed precision on CUDA (`amp`), trackers per `report_to`."
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState
+    launched = _launched()
+    device = None if launched else resolve_device(config.device)
+    cpu = (device.type == "cpu") if device is not None else config.device == "cpu" or not torch.cuda.is_available()
+    want_cuda = not cpu and (device is None or device.type == "cuda")
+    # one process: a fresh Accelerate state per run (another run may have used other settings); N processes: the
+    # launcher's state is kept (only the mixed-precision part is per run)
+    AcceleratorState._reset_state(reset_partial_state=not launched)
+    acc = Accelerator(cpu=cpu, device_placement=False, mixed_precision="bf16" if (config.amp and want_cuda) else "no",
+                      log_with=None if config.report_to == "none" else config.report_to, project_dir=str(out),
+                      kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    return acc, (device if device is not None and acc.num_processes == 1 else acc.device)
+
+
+def _agree(acc, fn: Callable):
+    "Run `fn` on every process; if it raises on any, raise that error on all (no process is left waiting for the others)."
+    if acc.num_processes == 1: return fn()
+    err = None
+    try: res = fn()
+    except Exception as e: err, res = e, None
+    errs = [None] * acc.num_processes
+    torch.distributed.all_gather_object(errs, err)
+    first = next((e for e in errs if e is not None), None)
+    if first is not None: raise first
+    return res
+
+
+def _close(acc, lock: Optional[RunLock], launched: bool):
+    try:
+        if acc is not None and acc.log_with: acc.end_training()
+    finally:
+        if lock is not None: lock.release()
+        if acc is not None and not launched:
+            from accelerate.state import AcceleratorState
+            AcceleratorState._reset_state(reset_partial_state=True)  # leaves the kernel free for notebook_launcher
+
+# %% ../nbs/06_train.ipynb #6c0b383a
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
           resume: bool = False, callbacks: Sequence[Callable[[str, dict], Any]] = (),
           data_info: Optional[dict] = None) -> dict:
     """Train `model` on `data` per `config`, writing the run folder `out_dir` (see the contract above); returns the summary.
-    `data_info` (e.g. `dict(data_dir=..., split="pair", seed=42)`) is recorded as summary.json's `data`."""
+    `data_info` (e.g. `dict(data_dir=..., split="pair", seed=42)`) is recorded as summary.json's `data`.
+    Runs in every process of an Accelerate launch (`accelerate launch`, `notebook_launcher`); only the main one writes."""
     t_start = time.perf_counter()
     config = config or TrainConfig()
     out = Path(out_dir)
     _check_inputs(data, model)
-    entries = _out_dir_entries(out)
-    if entries and not resume:
-        raise FileExistsError(f"out_dir {out} is not empty ({len(entries)} entries, e.g. {entries[:5]}); "
-                              "pass resume=True to continue that run, or choose a new folder")
-    device = resolve_device(config.device)
+    acc, lock = None, None
+    launched = _launched()
+    try:
+        acc, device = _accelerator(config, out)
+        use_tokens = _use_tokens(model, config)
+        _check_tokens(model, data.samples, use_tokens)
+        fingerprint = run_fingerprint(data, model, data_info)
+        model_config = json.loads(_dumps(dict(getattr(model, "config", {}) or {})))
+
+        def prepare():  # everything that can refuse the run, before anything is written
+            nonlocal lock
+            saved = open_run(out, resume)
+            if saved is not None: check_same_run(saved["meta"], config.to_dict(), model_config, fingerprint, out)
+            if config.group_pairs and "pair_id" not in data.samples:
+                raise ValueError("group_pairs=True needs a pair_id column in data.samples")
+            if acc.is_main_process: lock = RunLock(out).acquire()
+            return saved
+        saved = _agree(acc, prepare)
+        if acc.is_main_process: (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        engine = _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint,
+                               model_config, lock)
+        if acc.log_with and acc.is_main_process: acc.init_trackers("tensorboard" if config.report_to == "tensorboard" else out.name,
+                                                                   config=_tracker_config(config))
+        state = _start(engine, saved)
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            train_loss, train_acc = train_one_epoch(engine, state, epoch)
+            t_train = time.perf_counter() - t0
+            ev_va = evaluate(model, data, "val", config, images=engine.images)
+            row = _record_epoch(engine, state, epoch, train_loss, train_acc, ev_va, t_train, time.perf_counter() - t0)
+            save_state(engine, state)
+            if config.progress and engine.is_main:
+                tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | val loss "
+                           f"{row['val_loss']:.4f} acc {row['val_acc']:.2%} [{row['val_acc_lo']:.2%}, {row['val_acc_hi']:.2%}]"
+                           f" | {row['epoch_time_s']:.1f}s")
+        return _finish(engine, state, t_start)
+    finally:
+        _close(acc, lock, launched)
+
+
+def _tracker_config(config: TrainConfig) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
+
+
+def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint, model_config, lock):
     model.to(device)
     samples = data.samples
-    use_tokens = _use_tokens(model, config)
-    _check_tokens(model, samples, use_tokens)
-    fp = data_fingerprint(data)
-    saved = _read_state(out) if resume else None
-    if saved is not None: _check_same_run(saved["meta"], config, model, fp, out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-
-    # --- data on the device, prompt table -------------------------------------------------------------------
     images = data.images
     if device.type != "cpu" and config.images_on_device: images = images.to(device, non_blocking=True)
     elif device.type == "cuda": images = images.pin_memory()
     tr = samples[samples["split"] == "train"]
-    n_train = len(tr)
-    tokens_order, attrs_order = _token_order(data, samples), _attr_order(samples)
-    tr_i1, tr_i2 = tr["i1"].to_numpy(np.int64), tr["i2"].to_numpy(np.int64)
-    tr_labels = torch.tensor(tr["label"].to_numpy(np.int64)).to(device)
     keys = pd.MultiIndex.from_arrays([tr["token"].astype(str), tr["attribute"].astype(str)])
     kcodes, kuniq = pd.factorize(keys)
     T = len(config.templates)
-    prompt_table = [make_prompt(a, t if use_tokens else None, tpl) for t, a in kuniq for tpl in config.templates]
-    pid_base = np.asarray(kcodes, dtype=np.int64) * T
-    groups = tr["pair_id"].to_numpy() if config.group_pairs else None
-    if config.group_pairs and "pair_id" not in tr: raise ValueError("group_pairs=True needs a pair_id column in data.samples")
-
-    enc = SimpleNamespace(encode_images=model.encode_images, encode_prompts=model.encode_prompts, parameters=model.parameters)
-    if config.compile: enc.encode_images = torch.compile(model.encode_images, dynamic=True)
     named = _param_names(model)
     if not named: raise ValueError("the model has no trainable parameters (see LabelerCLIP.set_trainable)")
     opt = _make_optimizer(named, config, device)
-
+    forward = acc.prepare_model(PairEncoder(model, config.compile), device_placement=False)
     n_samples = {s: int((samples["split"] == s).sum()) for s in ("train", "val", "test")}
     summary = dict(status="running", users=_users_summary(data), n_samples=n_samples, best_epoch=None, best_val_acc=None,
                    select_metric=config.select_metric, test=None, config=config.to_dict(), model=_model_summary(model),
                    data=_data_summary(data, data_info), timings={})
-    meta_base = dict(config=config.to_dict(), model_config=json.loads(_dumps(summary["model"]["config"])),
-                     data_fingerprint=fp)
+    meta_base = dict(config=config.to_dict(), model_config=model_config, data_fingerprint=fingerprint["samples"],
+                     fingerprint=fingerprint)
+    return Engine(model=model, data=data, config=config, out=out, accelerator=acc, forward=forward, optimizer=opt,
+                  device=device, images=images, train_i1=tr["i1"].to_numpy(np.int64), train_i2=tr["i2"].to_numpy(np.int64),
+                  train_labels=torch.tensor(tr["label"].to_numpy(np.int64)).to(device),
+                  prompt_table=[make_prompt(a, t if use_tokens else None, tpl) for t, a in kuniq for tpl in config.templates],
+                  prompt_base=np.asarray(kcodes, dtype=np.int64) * T,
+                  groups=tr["pair_id"].to_numpy() if config.group_pairs else None,
+                  tokens_order=_token_order(data, samples), attrs_order=_attr_order(samples), summary=summary,
+                  meta_base=meta_base, callbacks=tuple(callbacks), lock=lock)
 
-    def write_outputs(history, timings):
-        hist = pd.DataFrame(history)
-        _atomic_write(out / "history.csv", hist.to_csv(index=False))
-        summary["timings"] = timings
-        _atomic_write(out / "summary.json", _dumps(summary))
 
-    def check_metric(row):
-        if config.select_metric not in row:
-            raise ValueError(f"select_metric {config.select_metric!r} is not a history column; "
-                             f"e.g. {[k for k in row if k.startswith('val_')][:8]}")
-
-    def commit(epoch, history, best_state, best_epoch, best_value, timings):
-        _save_checkpoint(model, out / "checkpoints" / "last")
-        if best_epoch == epoch: _save_checkpoint(model, out / "checkpoints" / "best")
-        _save_state(out, epoch, model, opt, best_state,
-                    dict(meta_base, epoch=epoch, history=history, best_epoch=best_epoch, best_value=best_value, timings=timings))
-        summary.update(best_epoch=best_epoch, best_val_acc=history[best_epoch]["val_acc"], completed_epochs=epoch)
-        write_outputs(history, timings)
-        for cb in callbacks: cb("epoch", dict(epoch=epoch, row=history[-1], model=model))
-
-    # --- start or resume --------------------------------------------------------------------------------------
+def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
+    "Restore the saved state, or evaluate the untrained model (epoch 0) and commit it."
+    config = engine.config
     if saved is not None:
         m = saved["meta"]
-        _load_trainable(model, saved["trainable"])
-        _optimizer_from_files(opt, saved["optimizer"], m["optimizer"])
+        _load_trainable(engine.model, saved["trainable"])
+        _optimizer_from_files(engine.optimizer, saved["optimizer"], m["optimizer"])
         _rng_from_files(saved["rng"], m["rng"])
-        history, best_state = m["history"], saved["best"]
-        best_epoch, best_value, timings = m["best_epoch"], m["best_value"], m["timings"]
-        start = m["epoch"] + 1
-        timings.setdefault("resumed_at_epoch", []).append(start)
-        if config.progress: print(f"resuming {out} after epoch {m['epoch']}")
-    else:
-        seed_everything(config.seed)
-        t0 = time.perf_counter()
-        ev_tr = evaluate(model, data, "train", config, images=images)
-        ev_va = evaluate(model, data, "val", config, images=images)
-        dt = time.perf_counter() - t0
-        row = _history_row(0, ev_tr["loss"], ev_tr["acc"], ev_va, tokens_order, attrs_order, dt)
-        check_metric(row)
-        history, best_state, best_epoch, best_value = [row], _trainable_state(model), 0, row[config.select_metric]
-        timings = dict(device=str(device), epochs=[dict(epoch=0, train_s=0.0, eval_s=dt)])
-        commit(0, history, best_state, best_epoch, best_value, timings)
-        start = 1
-        if config.progress: print(f"epoch 0: val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} "
-                                  f"[{row['val_acc_lo']:.2%}, {row['val_acc_hi']:.2%}] (before training)")
+        state = TrainState(epoch=m["epoch"], history=m["history"], best_epoch=m["best_epoch"], best_value=m["best_value"],
+                           best_state=saved["best"], timings=m["timings"])
+        state.timings.setdefault("resumed_at_epoch", []).append(m["epoch"] + 1)
+        if config.progress and engine.is_main: print(f"resuming {engine.out} after epoch {m['epoch']}")
+        return state
+    seed_everything(config.seed)
+    t0 = time.perf_counter()
+    ev_tr = evaluate(engine.model, engine.data, "train", config, images=engine.images)
+    ev_va = evaluate(engine.model, engine.data, "val", config, images=engine.images)
+    state = TrainState(timings=dict(device=str(engine.device), epochs=[]))
+    if engine.world > 1: state.timings["num_processes"] = engine.world
+    row = _record_epoch(engine, state, 0, ev_tr["loss"], ev_tr["acc"], ev_va, 0.0, time.perf_counter() - t0)
+    save_state(engine, state)
+    if config.progress and engine.is_main:
+        print(f"epoch 0: val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} "
+              f"[{row['val_acc_lo']:.2%}, {row['val_acc_hi']:.2%}] (before training)")
+    return state
 
-    # --- epochs -----------------------------------------------------------------------------------------------
-    lag = 1 if device.type == "cuda" else 0  # read a step's loss one step late on CUDA (no host-device stall)
-    for epoch in range(start, config.epochs + 1):
-        t0 = time.perf_counter()
-        rng = np.random.default_rng([config.seed, epoch])
-        batches = make_batches(n_train, config.batch_size, rng, groups)
-        tmpl = rng.integers(0, T, size=n_train)
-        model.train()
-        pending: list[tuple[int, int, torch.Tensor]] = []
-        tot = dict(loss=0.0, correct=0.0, n=0)
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False)
 
-        def drain(keep: int):
-            while len(pending) > keep:
-                step, nb, stats = pending.pop(0)
-                loss_v, corr_v = stats.tolist()
-                if not np.isfinite(loss_v):
-                    raise FloatingPointError(f"non-finite training loss ({loss_v}) at epoch {epoch}, step {step} "
-                                             f"of {len(batches)} (batch of {nb} samples)")
-                tot["loss"] += loss_v * nb; tot["correct"] += corr_v; tot["n"] += nb
-                bar.update(1)
-                bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.4f}", acc=f"{tot['correct'] / tot['n']:.3f}")
-                for cb in callbacks: cb("step", dict(epoch=epoch, step=step, n_steps=len(batches), loss=loss_v,
-                                                     acc=corr_v / nb, model=model, optimizer=opt))
-
-        try:
-            for step, idx in enumerate(batches, start=1):
-                prompts = [prompt_table[j] for j in (pid_base[idx] + tmpl[idx])]
-                with _autocast(device, config.amp):
-                    loss, correct = pair_batch_loss(enc, images, tr_i1[idx], tr_i2[idx], prompts,
-                                                    tr_labels[torch.from_numpy(idx).to(device)], config.temperature)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                pending.append((step, len(idx), torch.stack([loss.detach().float(), correct.sum().float()])))
-                drain(lag)
-            drain(0)
-        finally:
-            bar.close()
-        t_train = time.perf_counter() - t0
-        ev_va = evaluate(model, data, "val", config, images=images)
-        t_epoch = time.perf_counter() - t0
-        row = _history_row(epoch, tot["loss"] / max(tot["n"], 1), tot["correct"] / max(tot["n"], 1), ev_va,
-                           tokens_order, attrs_order, t_epoch)
-        history.append(row)
-        if _is_better(row[config.select_metric], best_value, config.select_metric):
-            best_epoch, best_value, best_state = epoch, row[config.select_metric], _trainable_state(model)
-        timings["epochs"].append(dict(epoch=epoch, train_s=t_train, eval_s=t_epoch - t_train,
-                                      train_samples_per_s=n_train / max(t_train, 1e-9)))
-        commit(epoch, history, best_state, best_epoch, best_value, timings)
-        if config.progress:
-            tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | val loss "
-                       f"{row['val_loss']:.4f} acc {row['val_acc']:.2%} [{row['val_acc_lo']:.2%}, {row['val_acc_hi']:.2%}]"
-                       f" | {t_epoch:.1f}s")
-
-    # --- test with the best weights -----------------------------------------------------------------------------
-    _load_trainable(model, best_state)
-    ev_te = evaluate(model, data, "test", config, images=images)
-    te = samples.loc[ev_te["index"]]
-    preds = pd.DataFrame(dict(item_id=te["item_id"].to_numpy(), user_id=te["user_id"].to_numpy(), token=te["token"].to_numpy(),
-                              attribute=te["attribute"].to_numpy(), label=te["label"].to_numpy(),
-                              p_first=ev_te["p_first"], correct=ev_te["correct"].astype(int)))
-    _atomic_write(out / "test_predictions.csv", preds.to_csv(index=False))
+def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
+    "Test with the best weights (the model keeps them), write test_predictions.csv and the final summary."
+    config, data, timings = engine.config, engine.data, state.timings
+    _load_trainable(engine.model, state.best_state)
+    ev_te = evaluate(engine.model, data, "test", config, images=engine.images)
     timings.update(test_eval_s=ev_te["time_s"], total_s=timings.get("total_s", 0.0) + time.perf_counter() - t_start,
                    train_s=sum(e["train_s"] for e in timings["epochs"]), eval_s=sum(e["eval_s"] for e in timings["epochs"]))
-    summary.update(status="complete", best_epoch=best_epoch, best_val_acc=history[best_epoch]["val_acc"],
-                   completed_epochs=len(history) - 1, test=_public(ev_te))
-    write_outputs(history, timings)
-    if config.progress:
-        print(f"best epoch {best_epoch} ({config.select_metric} {best_value:.4f}); test acc {ev_te['acc']:.2%} "
-              f"[{ev_te['acc_lo']:.2%}, {ev_te['acc_hi']:.2%}] on {ev_te['n']} samples")
-    return summary
+    engine.summary.update(status="complete", best_epoch=state.best_epoch,
+                          best_val_acc=state.history[state.best_epoch]["val_acc"],
+                          completed_epochs=len(state.history) - 1, test=_public(ev_te))
+    if engine.is_main:
+        te = data.samples.loc[ev_te["index"]]
+        preds = pd.DataFrame(dict(item_id=te["item_id"].to_numpy(), user_id=te["user_id"].to_numpy(),
+                                  token=te["token"].to_numpy(), attribute=te["attribute"].to_numpy(),
+                                  label=te["label"].to_numpy(), p_first=ev_te["p_first"],
+                                  correct=ev_te["correct"].astype(int)))
+        _atomic_write(engine.out / "test_predictions.csv", preds.to_csv(index=False))
+        _write_outputs(engine, state)
+        if config.progress:
+            print(f"best epoch {state.best_epoch} ({config.select_metric} {state.best_value:.4f}); test acc "
+                  f"{ev_te['acc']:.2%} [{ev_te['acc_lo']:.2%}, {ev_te['acc_hi']:.2%}] on {ev_te['n']} samples")
+    engine.accelerator.wait_for_everyone()
+    return engine.summary
+
+# %% ../nbs/06_train.ipynb #c93839a0
+def free_port() -> str:
+    "A free TCP port on localhost (for `notebook_launcher(..., use_port=free_port())`)."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
