@@ -23,10 +23,10 @@ if TYPE_CHECKING: import torch  # imported where tensors are made: the tabular h
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DATA_STEM', 'LABEL_STEM', 'DATA_COLUMNS', 'LABEL_COLUMNS', 'STUDY_IMAGE_DIRS', 'TABLE_SUFFIXES',
-           'SPLITS', 'CACHE_VERSION', 'find_table', 'read_table', 'decode_answers', 'image_name', 'image_roots',
-           'resolve_images', 'add_pair_ids', 'read_study', 'write_fixture', 'select_users', 'split_samples',
-           'default_cache_dir', 'to_rgb', 'resize_crop', 'preprocess_image', 'build_image_cache', 'LabelerData',
-           'load_labeler_data']
+           'SPLITS', 'CACHE_VERSION', 'IMAGE_MODES', 'find_table', 'read_table', 'decode_answers', 'image_name',
+           'image_roots', 'resolve_images', 'add_pair_ids', 'read_study', 'write_fixture', 'select_users',
+           'split_samples', 'default_cache_dir', 'to_rgb', 'resize_crop', 'check_images', 'preprocess_image',
+           'build_image_cache', 'LabelerData', 'load_labeler_data']
 
 # %% ../nbs/01_data.ipynb #8f460aa3
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -434,6 +434,25 @@ def resize_crop(im: Image.Image, image_size: int) -> np.ndarray:
     from torchvision.transforms import CenterCrop, InterpolationMode, Resize
     im = CenterCrop(image_size)(Resize(image_size, interpolation=InterpolationMode.BICUBIC)(to_rgb(im)))
     return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+IMAGE_MODES = ("RGB",) + _WIDE_GREY + _ALPHA + _CONVERT  # what `to_rgb` decodes
+
+def check_images(paths, verbose: bool = False):
+    """Open each image's header (no decoding: fast) and refuse, in one error naming them, files that are not
+    images or whose mode `to_rgb` does not decode. What a run checks before it starts; `build_image_cache` still
+    catches files that are damaged further in."""
+    paths, bad = [str(p) for p in paths], []
+    def work(p):
+        try:
+            with Image.open(p) as im:
+                if im.mode not in IMAGE_MODES: bad.append((p, f"image mode {im.mode!r} is not supported"))
+        except Exception as e: bad.append((p, f"{type(e).__name__}: {e}"))
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: list(ex.map(work, paths))
+    if bad:
+        bad.sort()
+        raise ValueError(f"{len(bad)} of {len(paths)} images could not be decoded: "
+                         + "; ".join(f"{p} ({m[:80]})" for p, m in bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    _say(verbose, f"images: {len(paths)} headers read, all decodable")
 
 def preprocess_image(path, image_size: int) -> np.ndarray:
     "Decode `path` and `resize_crop` it: uint8 [3,S,S]."
