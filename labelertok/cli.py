@@ -439,7 +439,7 @@ def main(argv: list[str]|None=None) -> int:
     except RunInterrupted as e:
         print(f"labelertok {a.cmd}: {e}", file=sys.stderr); return 130
     except KeyboardInterrupt:
-        print(f"labelertok {a.cmd}: stopped (Ctrl-C) before the run started; nothing was changed", file=sys.stderr); return 130
+        print(f"labelertok {a.cmd}: stopped (Ctrl-C)", file=sys.stderr); return 130
     except RunFailed as e:
         print(f"labelertok {a.cmd} failed: {e}", file=sys.stderr); return 1
     except USER_ERRORS as e:
