@@ -243,7 +243,7 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
     a failed or interrupted new run puts it back. `echo` streams what the notebook prints to this process."""
     params = preset_params(preset, overrides, out_dir, notebook)
     name = resolve_preset(preset).stem
-    out = Path(params['out_dir']).resolve()
+    out = Path(params.get('out_dir') or Path('runs')/name).resolve()
     check_out_dir(out, params)
     existing, aside = _existing_run(out), out.with_name(out.name + '.previous')
     if existing and overwrite and params.get('resume'):
