@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -22,10 +23,10 @@ if TYPE_CHECKING: import torch  # imported where tensors are made: the tabular h
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DATA_STEM', 'LABEL_STEM', 'DATA_COLUMNS', 'LABEL_COLUMNS', 'STUDY_IMAGE_DIRS', 'TABLE_SUFFIXES',
-           'SPLITS', 'CACHE_VERSION', 'find_table', 'read_table', 'decode_answers', 'image_name', 'image_roots',
-           'resolve_images', 'add_pair_ids', 'read_study', 'write_fixture', 'select_users', 'split_samples',
-           'default_cache_dir', 'resize_crop', 'preprocess_image', 'build_image_cache', 'LabelerData',
-           'load_labeler_data']
+           'SPLITS', 'CACHE_VERSION', 'IMAGE_MODES', 'find_table', 'read_table', 'decode_answers', 'image_name',
+           'image_roots', 'resolve_images', 'add_pair_ids', 'read_study', 'write_fixture', 'select_users',
+           'split_samples', 'default_cache_dir', 'to_rgb', 'resize_crop', 'check_images', 'preprocess_image',
+           'build_image_cache', 'LabelerData', 'load_labeler_data']
 
 # %% ../nbs/01_data.ipynb #8f460aa3
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -53,12 +54,15 @@ def _norm_id(v) -> str | None:
     return s or None
 
 def find_table(data_dir, stem: str) -> Path:
-    "The file `<data_dir>/<stem>.xlsx` (or `.parquet`, `.csv`); a clear error when none exists."
+    """The file `<data_dir>/<stem>.xlsx` (or `.parquet`, `.csv`); a clear error when none exists, and when
+    several exist (two versions of one sheet: which one is current is the user's call, not ours)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir(): raise FileNotFoundError(f"data folder {str(data_dir)!r} does not exist")
-    for suf in TABLE_SUFFIXES:
-        p = data_dir / f"{stem}{suf}"
-        if p.exists(): return p
+    found = [data_dir / f"{stem}{suf}" for suf in TABLE_SUFFIXES if (data_dir / f"{stem}{suf}").exists()]
+    if len(found) > 1:
+        raise ValueError(f"{len(found)} versions of the sheet {stem} in {str(data_dir)!r}: {', '.join(p.name for p in found)}; "
+                         "keep one (move or rename the others) so that it is clear which one is read")
+    if found: return found[0]
     raise FileNotFoundError(f"no {stem}{{{','.join(TABLE_SUFFIXES)}}} in {str(data_dir)!r}; "
                             f"found: {_examples(sorted(x.name for x in data_dir.iterdir()))}")
 
@@ -66,10 +70,19 @@ def read_table(path, required: tuple, id_columns: tuple = ()) -> pd.DataFrame:
     "Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped."
     path = Path(path)
     dtype = {c: str for c in id_columns}
-    if path.suffix == ".xlsx": df = pd.read_excel(path, dtype=dtype)
-    elif path.suffix == ".csv": df = pd.read_csv(path, dtype=dtype, keep_default_na=True)
-    elif path.suffix == ".parquet": df = pd.read_parquet(path)
-    else: raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use one of {TABLE_SUFFIXES}")
+    if path.suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use one of {TABLE_SUFFIXES}")
+    try:
+        if path.suffix == ".xlsx": df = pd.read_excel(path, dtype=dtype, engine="openpyxl")
+        elif path.suffix == ".csv": df = pd.read_csv(path, dtype=dtype, keep_default_na=True)
+        else: df = pd.read_parquet(path)
+    except ImportError: raise
+    except Exception as e:  # BadZipFile, "Excel file format cannot be determined", ParserError, EmptyDataError, ...
+        raise ValueError(f"cannot read {path}: {type(e).__name__}: {str(e).rstrip('.')}. Is it really a {path.suffix} file? Open it "
+                         "in a spreadsheet program and save it again (or export it as .csv)") from e
+    if df.empty:
+        raise ValueError(f"{path} has no data rows (columns: {[str(c) for c in df.columns]}); "
+                         "is it the right file, and is the data on the first sheet?")
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -79,11 +92,16 @@ def read_table(path, required: tuple, id_columns: tuple = ()) -> pd.DataFrame:
     return df
 
 # %% ../nbs/01_data.ipynb #46391062
+def _is_bool(v) -> bool:
+    "A true/false cell (a bool, or the text TRUE/FALSE): never an answer code, although `True == 1` in Python."
+    return isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
+
 def decode_answers(values) -> tuple[np.ndarray, np.ndarray]:
     """Map study codes to labels: returns `(label, kind)` arrays; label 0 (=code 2, im1 chosen),
-    1 (=code 1, im2 chosen) or -1; kind is 'answer', 'blank' (0/empty/NaN) or 'unknown'."""
+    1 (=code 1, im2 chosen) or -1; kind is 'answer', 'blank' (0/empty/NaN) or 'unknown' (including true/false)."""
     raw = pd.Series(values, dtype=object)
-    s = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+    isbool = raw.map(_is_bool).to_numpy(dtype=bool)
+    s = raw.mask(isbool, "x").map(lambda v: v.strip() if isinstance(v, str) else v)
     num = pd.to_numeric(s.replace("", np.nan), errors="coerce").to_numpy(dtype=float)
     isblank = s.isna().to_numpy() | (s.map(lambda v: isinstance(v, str) and v == "")).to_numpy()
     label = np.full(len(s), -1, dtype=np.int64)
@@ -160,6 +178,16 @@ def add_pair_ids(df: pd.DataFrame) -> pd.DataFrame:
     df["pair_id"] = pd.factorize(key, sort=True)[0].astype(np.int64)
     return df
 
+def _refuse_booleans(labels: pd.DataFrame, path: Path):
+    "Refuse true/false cells in the answer columns, by column and sheet row (row 1 is the header)."
+    bad = {a: [int(i) + 2 for i in labels.index[labels[a].map(_is_bool).to_numpy(dtype=bool)]] for a in ATTRIBUTES}
+    bad = {a: rows for a, rows in bad.items() if rows}
+    if bad:
+        where = "; ".join(f"column {a!r}, {len(r)} row(s): {_examples(r)}" for a, r in bad.items())
+        raise ValueError(f"{path.name} has true/false values where answer codes belong ({where}); answers are 2 (im1 chosen), "
+                         "1 (im2 chosen), 0 or blank (no answer): a spreadsheet may have turned the column into booleans, "
+                         "format it as numbers and save again")
+
 def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: bool = True) -> pd.DataFrame:
     """Read the study's two sheets under `data_dir` into the tidy table: one row per (item, labeler,
     attribute) with `item_id, user_id, attribute, im1, im2` (absolute paths), `label` (0 = im1 chosen,
@@ -169,7 +197,9 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
     if not data_dir.is_dir(): raise FileNotFoundError(f"data folder {str(data_dir)!r} does not exist")
     roots = image_roots(data_dir, images_dir)  # fail on a missing images folder before reading sheets
     items = read_table(find_table(data_dir, DATA_STEM), DATA_COLUMNS, id_columns=("_id",))
-    labels = read_table(find_table(data_dir, LABEL_STEM), LABEL_COLUMNS, id_columns=("item_id", "user_id"))
+    label_file = find_table(data_dir, LABEL_STEM)
+    labels = read_table(label_file, LABEL_COLUMNS, id_columns=("item_id", "user_id"))
+    _refuse_booleans(labels, label_file)
     rep = dict(n_items=len(items), n_label_rows=len(labels))
 
     # data sheet: ids must be present and unambiguous
@@ -213,6 +243,10 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
                       f"{_examples(vals.astype(str).value_counts().index.tolist())}")
         rep["unknown_values"] = vals.astype(str).value_counts().head(10).to_dict()
     long = long.assign(label=lab)[kind == "answer"].drop(columns="code")
+    if long.empty:
+        raise ValueError(f"{label_file.name}: no usable answer among its {rep['n_label_rows']} row(s) ({rep['labels_blank_id']} with a "
+                         f"blank id, {rep['labels_unknown_item']} of unknown items, {n_blank} blank answer cell(s), "
+                         f"{n_unknown} with unknown codes); answers are 2 (im1 chosen) or 1 (im2 chosen)")
 
     # duplicate answers of one labeler to one item and attribute
     key = ["item_id", "user_id", "attribute"]
@@ -346,20 +380,79 @@ def split_samples(df: pd.DataFrame, split: str = "pair", seed: int = 42, val_fra
                       f"dropped {int((~keep).sum())} of {n} samples whose two images fall in different splits")
     c = out["split"].value_counts()
     _say(verbose, f"split {split!r} (seed {seed}): train {c.get('train', 0)} / val {c.get('val', 0)} / test {c.get('test', 0)}")
+    _warn_empty_splits(out, split, {"val": val_frac, "test": test_frac})
     return out
 
+def _warn_empty_splits(df: pd.DataFrame, split: str, fracs: dict):
+    "Warn, naming them, about labelers left with no validation or no test sample (their accuracy there is undefined)."
+    if "user_id" not in df.columns: return
+    def name(u):
+        tok = df.loc[df["user_id"] == u, "token"].iloc[0] if "token" in df.columns else None
+        return f"{tok} ({u})" if tok else str(u)
+    for part, frac in fracs.items():
+        if frac <= 0: continue
+        none = sorted(set(df["user_id"]) - set(df.loc[df["split"] == part, "user_id"]))
+        if none:
+            n = df[df["user_id"].isin(none)].groupby("user_id").size()
+            warnings.warn(f"split {split!r}: {len(none)} labeler(s) have no {'validation' if part == 'val' else 'test'} samples: "
+                          + ", ".join(f"{name(u)}, {n[u]} sample(s) in all" for u in none)
+                          + f"; their {part} accuracy is undefined: give them more answers, or pick fewer labelers (n_users)",
+                          stacklevel=3)
+
 # %% ../nbs/01_data.ipynb #bf1b9a16
-CACHE_VERSION = "v1-rgb-resize-shorter-bicubic-centercrop"
+CACHE_VERSION = "v2-rgb-16bit-scaled-alpha-on-white-resize-shorter-bicubic-centercrop"
 
 def default_cache_dir() -> Path:
     "`$LABELERTOK_CACHE` or `~/.cache/labelertok`."
     return Path(os.environ.get("LABELERTOK_CACHE") or Path.home() / ".cache" / "labelertok")
 
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+_CONVERT = ("1", "L", "P", "CMYK", "YCbCr", "RGBX")
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """`im` as 8-bit RGB. 16-bit greyscale (`I;16`, and `I` as Pillow opens 16-bit PNGs) is scaled to 8 bits
+    (value / 257); transparency (RGBA, LA, a palette with a transparent colour) is composited onto white;
+    palette, greyscale, bilevel, CMYK and YCbCr are converted; any other mode (e.g. float `F`) is refused by name."""
+    m = im.mode
+    if m == "RGB": return im
+    if m in _WIDE_GREY:
+        a = np.asarray(im).astype(np.float64)
+        return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if m == "P" and "transparency" in im.info: im, m = im.convert("RGBA"), "RGBA"
+    if m in _ALPHA:
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    if m in _CONVERT: return im.convert("RGB")
+    raise ValueError(f"image mode {m!r} is not supported (RGB, greyscale 8/16-bit, palette, RGBA/LA, CMYK, YCbCr are): "
+                     "save the image as an 8-bit RGB PNG or JPEG")
+
 def resize_crop(im: Image.Image, image_size: int) -> np.ndarray:
-    "RGB, shorter side resized to `image_size` (bicubic), centre-cropped: uint8 [3,S,S] (what the image cache stores)."
+    "`to_rgb`, shorter side resized to `image_size` (bicubic), centre-cropped: uint8 [3,S,S] (what the image cache stores)."
     from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-    im = CenterCrop(image_size)(Resize(image_size, interpolation=InterpolationMode.BICUBIC)(im.convert("RGB")))
+    im = CenterCrop(image_size)(Resize(image_size, interpolation=InterpolationMode.BICUBIC)(to_rgb(im)))
     return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+IMAGE_MODES = ("RGB",) + _WIDE_GREY + _ALPHA + _CONVERT  # what `to_rgb` decodes
+
+def check_images(paths, verbose: bool = False):
+    """Open each image's header (no decoding: fast) and refuse, in one error naming them, files that are not
+    images or whose mode `to_rgb` does not decode. What a run checks before it starts; `build_image_cache` still
+    catches files that are damaged further in."""
+    paths, bad = [str(p) for p in paths], []
+    def work(p):
+        try:
+            with Image.open(p) as im:
+                if im.mode not in IMAGE_MODES: bad.append((p, f"image mode {im.mode!r} is not supported"))
+        except Exception as e: bad.append((p, f"{type(e).__name__}: {e}"))
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: list(ex.map(work, paths))
+    if bad:
+        bad.sort()
+        raise ValueError(f"{len(bad)} of {len(paths)} images could not be decoded: "
+                         + "; ".join(f"{p} ({m[:80]})" for p, m in bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    _say(verbose, f"images: {len(paths)} headers read, all decodable")
 
 def preprocess_image(path, image_size: int) -> np.ndarray:
     "Decode `path` and `resize_crop` it: uint8 [3,S,S]."

@@ -1,5 +1,5 @@
 """End to end: the experiment notebook through papermill and `labelertok run`, the run-folder contract, the report."""
-import json, re, subprocess, sys
+import json, re, shutil, subprocess, sys
 from pathlib import Path
 import nbformat, pandas as pd, pytest, yaml
 from conftest import EXPERIMENTS, NOTEBOOK, TINY_PARAMS, labelertok_cmd
@@ -131,15 +131,22 @@ def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, en
     check_report(figs/'two_users_demo')
 
 
-def test_failed_run_keeps_notebook(tmp_path, preset, env):
-    "A failing run exits non-zero with papermill's error summary and leaves its executed notebook."
+def test_failed_run_keeps_notebook(tmp_path, preset, tiny_world, env):
+    "A bad data folder is refused before a kernel starts; a run failing inside the notebook keeps it as run.failed.ipynb."
     out = tmp_path/'runs'/'broken'
     r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out), '-p', 'data_dir', str(tmp_path/'no_such_data')], env, tmp_path)
+    assert r.returncode == 2 and 'no_such_data' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    assert not out.exists()
+    # an image whose header reads but whose pixels are cut off fails in the notebook, when the cache decodes it
+    study = tmp_path/'study'; shutil.copytree(tiny_world, study)
+    png = study/'images'/'00001.png'; png.write_bytes(png.read_bytes()[:png.stat().st_size//2])
+    r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out), '-p', 'data_dir', str(study)], env, tmp_path)
     assert r.returncode == 1, r.stderr[-3000:]
-    assert 'labelertok run failed' in r.stderr and 'run.ipynb' in r.stderr
-    nb = nbformat.read(out/'run.ipynb', as_version=4)
+    assert 'labelertok run failed' in r.stderr and 'run.failed.ipynb' in r.stderr
+    assert not (out/'run.ipynb').exists() and not (out/'run.running.ipynb').exists()
+    nb = nbformat.read(out/'run.failed.ipynb', as_version=4)
     errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
-    assert errors and 'no_such_data' in json.dumps(errors[0])
+    assert errors and '00001.png' in json.dumps(errors[0])
 
 
 def test_compare_tiny(tmp_path, tiny_world, tiny_pretrained, env):
