@@ -36,7 +36,7 @@ def curve(run: Path, answers: pd.DataFrame, labeler: str, ks, reps: int, n_boot:
             rep = S.add_labeler(sc, answers, labeler, None, k=k, seed=r, device="cpu", n_boot=n_boot, verbose=False)
             rows.append(dict(run=run.name, labeler=labeler, k=rep["n_fit"], rep=r, acc=rep["acc"], lo=rep["acc_lo"], hi=rep["acc_hi"],
                              population=rep["population_acc"],
-                             n_held_out=rep["n_held_out"], method=rep["method"], token=rep["token"]))
+                             n_held_out=rep["n_held_out"], method=rep["method"], token=rep["token"] or "population prompt"))
     return pd.DataFrame(rows)
 
 

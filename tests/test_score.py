@@ -104,6 +104,12 @@ def test_export_load_identical(run, scorer, world, weights, tmp_path):
     assert cfg.r == 4 and cfg.lora_alpha == 1.0
     keys = list(load_file(str(out / "adapter_model.safetensors")))
     assert keys and all(k.startswith("base_model.model.") and (".lora_A.weight" in k or ".lora_B.weight" in k) for k in keys)
+    from peft import PeftModel  # the adapter files load with peft itself onto a plain open_clip model
+    from labelertok.model import _create_base
+    pm = PeftModel.from_pretrained(_create_base("tiny", None if weights is None else str(weights))[0], str(out))
+    lora = {n.replace("base_model.model.", "").replace(".default.", ".lora."): p for n, p in pm.named_parameters() if "lora_" in n}
+    own = {n: p for n, p in scorer.model.clip.named_parameters() if "lora_" in n}
+    assert set(lora) == set(own) and all(torch.equal(lora[n], own[n]) for n in own)
     meta = json.loads((out / "labelertok_export.json").read_text())
     assert meta["fingerprint"] == scorer.model.fingerprint and meta["card"]["temperature"] == 0.15
     assert [u["user_id"] for u in meta["card"]["labelers"]] == [u["user_id"] for u in scorer.card["labelers"]]
