@@ -132,14 +132,16 @@ def utility_decodability(reps: dict[str, torch.Tensor], U: pd.DataFrame, **kw) -
 # %% ../nbs/08d_probing.ipynb #025bf60f
 def backbone_visibility(data: LabelerData, data_dir, base: Optional[LabelerCLIP] = None, runs_dir=None, seed: int = 0,
                         methods: Sequence[str] = ("tokens_learned",), batch_size: int = 512,
-                        pixels: int = 16) -> Optional[dict]:
+                        pixels: int = 16, references: Optional[dict] = None) -> Optional[dict]:
     """Synthetic world: R² of every latent feature (`features`) and of every labeler's utilities (`labelers`) from
     `pixels`² pooled pixels, the frozen `base` and the best checkpoint of each trained `methods` run of `seed` under
-    `runs_dir`; None for real data (no latent features)."""
+    `runs_dir`, and any other frozen models in `references` (name -> model, e.g. a random-init backbone);
+    None for real data (no latent features)."""
     Z = latent_features(data_dir, data)
     if Z is None: return None
     reps = {f"pixels {pixels}×{pixels}": pixel_features(data.images, pixels)}
     if base is not None: reps["base model (frozen)"] = image_features(base, data.images, batch_size)
+    for name, ref in (references or {}).items(): reps[name] = image_features(ref, data.images, batch_size)
     for m in methods:
         best = method_run_dir(runs_dir, seed, m) / "checkpoints" / "best" if runs_dir is not None else None
         if best is not None and best.exists():

@@ -6,8 +6,8 @@
 __all__ = ['STUDY_SOURCE', 'STUDY_TWO_USERS', 'STUDY_TWO_USERS_FACTS', 'STUDY_SIX_USERS', 'STUDY_SIX_USERS_PER_USER',
            'STUDY_NOTES', 'REQUIRED_HISTORY', 'REPORT_SOURCE', 'make_fake_run', 'Run', 'load_run', 'fmt_pct', 'fmt_pts',
            'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings', 'key_findings', 'is_study_run',
-           'study_comparison', 'plot_curves', 'plot_labelers', 'plot_attributes', 'plot_ceilings',
-           'plot_study_comparison', 'report_dir', 'write_report']
+           'study_protocol_accuracy', 'study_comparison', 'plot_curves', 'plot_labelers', 'plot_attributes',
+           'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
 
 # %% ../nbs/07_report.ipynb #ceee410e
 import json, math, re
@@ -328,8 +328,35 @@ def _inside(v, lo, hi) -> str:
     if _isnan(lo) or _isnan(hi) or _isnan(v): return '–'
     return 'yes' if lo <= v <= hi else 'no'
 
-def study_comparison(run: Run) -> str:
-    "Markdown: the run against the study's published numbers (2 or 6 labelers)."
+def study_protocol_accuracy(run: Run, split: str='val', seed: int=0, device: str='auto') -> dict|None:
+    """Accuracy of the run's selected weights (`checkpoints/best`) on `split` scored as the study scored it — one
+    random prompt template per sample, fixed `seed` (`compare.evaluate_study_protocol`) — with a 95% interval that
+    resamples image pairs. None (and a printed reason) when the checkpoint or the run's data cannot be read back."""
+    best, d = run.path/'checkpoints'/'best', _data_dir(run)
+    if d is None or not best.is_dir(): return None
+    try:
+        from labelertok.compare import evaluate_study_protocol
+        from labelertok.data import load_labeler_data
+        from labelertok.intervals import cluster_bootstrap
+        from labelertok.model import load_model
+        from labelertok.train import resolve_device
+        m = load_model(best, resolve_device(device))
+        dd = run.summary.get('data') or {}
+        data = load_labeler_data(d, n_users=len(run.tokens), split=dd.get('split') or run.params.get('split') or 'sample',
+                                 seed=int(dd.get('seed', 42)), image_size=m.image_size, images_dir=run.params.get('images_dir'), verbose=False)
+        want = [str(u.get('user_id')) for u in run.summary.get('users') or []]
+        if want and list(data.users.user_id.astype(str)) != want:
+            print(f"study protocol not scored: the data's labelers {list(data.users.user_id)} are not the run's {want}"); return None
+        ev = evaluate_study_protocol(m, data, split, seed=seed)
+        b = cluster_bootstrap(ev['correct'], data.split(split)['pair_id'].to_numpy())
+        return dict(acc=b['mean'], lo=b['lo'], hi=b['hi'], n=b['n'], split=split, seed=seed)
+    except Exception as e:
+        print(f"study protocol not scored: {type(e).__name__}: {e}"); return None
+
+def study_comparison(run: Run, protocol: dict|None=None) -> str:
+    """Markdown: the run against the study's published numbers (2 or 6 labelers). The run's rows use the engine's
+    five-template ensemble; `protocol` (`study_protocol_accuracy`) adds the like-for-like row: the study scored one
+    random template per sample."""
     h, r, K = run.history, run.row(run.best_epoch), len(run.tokens)
     ht = h
     ns = run.summary.get('n_samples') or {}
@@ -361,8 +388,15 @@ def study_comparison(run: Run) -> str:
         for a in ('attractive', 'smart', 'trustworthy'): acc_row(f"{a.title()} at best epoch (study: epoch 10)", s.loc[10, f'val_acc_{a}'], f'val_acc_{a}', run.best_epoch)
         for i, u in STUDY_SIX_USERS_PER_USER.iterrows(): acc_row(f"{u.token} at best epoch (study: {u.user_id_prefix}…)", u.acc, f'val_acc_user{i+1}', run.best_epoch)
     else: return ''
+    if protocol:
+        sv = STUDY_TWO_USERS_FACTS['peak_val_acc'][0] if K == 2 else STUDY_SIX_USERS.set_index('epoch').loc[10, 'val_acc']
+        rows.append([f"Val acc, study's protocol (one random template per sample, seed {protocol['seed']}; epoch {run.best_epoch} weights)",
+                     _pct(sv), f"{_pct(protocol['acc'])}{_ci(protocol['lo'], protocol['hi'])}", _inside(sv, protocol['lo'], protocol['hi'])])
     tab = md_table(['Metric', 'Study', 'This run [95% CI]', 'Study inside CI?'], rows)
-    return (f"Published values from {STUDY_SOURCE}.\n\n{tab}\n\nNotes on the study's results note:\n\n"
+    how = ("This run's accuracies use the five-template prompt ensemble, the study's one random template per sample"
+           + ("; the study-protocol row scores the selected weights the study's way (interval: image pairs resampled) and is "
+              "the like-for-like comparison." if protocol else " (the selected weights could not be re-scored that way here)."))
+    return (f"Published values from {STUDY_SOURCE}. {how}\n\n{tab}\n\nNotes on the study's results note:\n\n"
             + '\n'.join(f'- {n}' for n in STUDY_NOTES))
 
 # %% ../nbs/07_report.ipynb #138808e6
@@ -537,7 +571,7 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
                "95% interval resampling the repeated image pairs; n/a with the reason when there are too few repeats.",
                "", _ceiling_table(run, ce)]
         if (is_study_run(run) if study is None else study) and K in (2, 6):
-            md += ["", "## Against the study", "", study_comparison(run)]
+            md += ["", "## Against the study", "", study_comparison(run, study_protocol_accuracy(run))]
             p = plot_study_comparison(run, out/'study_comparison.png')
             if p: figs.append(p)
         md += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs]

@@ -71,6 +71,9 @@ def test_run_report_explore(tmp_path, study_world, env):
     assert len(reports) == 2, reports                      # not one folder `run` overwritten by the other
     md = reports[0].read_text()
     assert 'Test–retest' in md and 'n/a' in md             # <user3> has too few repeats
+    from labelertok.report import load_run, study_protocol_accuracy
+    sp = study_protocol_accuracy(load_run(runs[0]))        # the selected weights scored the study's way (one template)
+    assert sp is not None and sp['lo'] <= sp['acc'] <= sp['hi'] and sp['n'] > 0, sp
     from labelertok.explore import explore_study, EXPLORE_FIGURES
     tables = explore_study(study_world, tmp_path/'explore', verbose=False)
     rc = tables['retest_ceilings'].set_index('token')
