@@ -15,9 +15,10 @@ import pandas as pd
 from .data import ATTRIBUTES, add_pair_ids, read_study, select_users
 
 # %% auto #0
-__all__ = ['EXPLORE_FIGURES', 'wilson_ci', 'binom_test_half', 'labeler_table', 'answer_counts', 'position_bias', 'choices',
-           'implied_ceiling', 'retest_consistency', 'agreement', 'agreement_matrix', 'halo', 'plot_answers',
-           'plot_position_bias', 'plot_agreement', 'plot_halo', 'explore_tables', 'explore_study']
+__all__ = ['MIN_RETEST_PAIRS', 'EXPLORE_FIGURES', 'wilson_ci', 'binom_test_half', 'ranked_labelers', 'answer_counts',
+           'position_bias', 'choices', 'implied_ceiling', 'retest_consistency', 'retest_ceilings', 'agreement',
+           'agreement_matrix', 'halo', 'plot_answers', 'plot_position_bias', 'plot_agreement', 'plot_halo',
+           'explore_tables', 'explore_study']
 
 # %% ../nbs/03_explore.ipynb #ab276808
 def wilson_ci(k, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -39,14 +40,14 @@ def binom_test_half(k: int, n: int) -> float:
     return float(min(1.0, pmf[pmf <= pmf[int(k)] * (1 + 1e-7)].sum()))
 
 # %% ../nbs/03_explore.ipynb #9f1cd292
-def labeler_table(df: pd.DataFrame) -> pd.DataFrame:
+def ranked_labelers(df: pd.DataFrame) -> pd.DataFrame:
     "All labelers ranked as for training: `token, user_id, n_labels, n_samples, name` (name = '<userK> 8-hex')."
     users = select_users(df, df["user_id"].nunique(), verbose=False)[1]
     return users.assign(name=users.token + " " + users.user_id.str[:8])
 
 def _named(df: pd.DataFrame, out: pd.DataFrame, col: str = "user_id") -> pd.DataFrame:
     "Add `token`/`name` of `out[col]` and sort `out` by labeler rank (stable)."
-    users = labeler_table(df).set_index("user_id")
+    users = ranked_labelers(df).set_index("user_id")
     rank = out[col].map(pd.Series(np.arange(len(users)), index=users.index))
     out = out.assign(token=out[col].map(users.token), name=out[col].map(users.name), _r=rank)
     return out.sort_values("_r", kind="stable").drop(columns="_r").reset_index(drop=True)
@@ -130,6 +131,30 @@ def retest_consistency(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return out[["token", "name", "user_id", "n_units", "n_pairs", "consistency", "ci_lo", "ci_hi",
                 "n_same_order", "same_order", "n_swapped", "swapped", "implied_ceiling"]]
 
+# %% ../nbs/03_explore.ipynb #e8092278
+MIN_RETEST_PAIRS = 10
+
+def retest_ceilings(df: pd.DataFrame, min_pairs: int = MIN_RETEST_PAIRS, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per labeler: the test–retest implied ceiling `ceiling` with `ceiling_lo`/`ceiling_hi` (cluster bootstrap over
+    image pairs), `n_pairs` (answer pairs on repeated units) and `note` (why there is no ceiling, else '')."""
+    from labelertok.intervals import implied_ceiling_interval
+    conc = _concordance(choices(df), ["user_id", "pair_id", "attribute"]).reset_index()
+    rows = []
+    for u in ranked_labelers(df).user_id:
+        g = conc[conc.user_id == u]
+        tot = (g.same_total + g.swap_total).to_numpy(int); con = (g.same_conc + g.swap_conc).to_numpy(int)
+        n = int(tot.sum())
+        r = dict(user_id=u, n_pairs=n, consistency=np.nan, ceiling=np.nan, ceiling_lo=np.nan, ceiling_hi=np.nan, note="")
+        if n < min_pairs:
+            r["note"] = (f"no repeated pairs" if n == 0 else f"only {n} repeated answer pair(s)") + f" (at least {min_pairs} needed)"
+        else:
+            x = np.concatenate([np.r_[np.ones(k), np.zeros(t - k)] for k, t in zip(con, tot)])
+            ci = implied_ceiling_interval(x, np.repeat(g.pair_id.to_numpy(), tot), n_boot, seed)
+            r.update(consistency=ci["consistency"], ceiling=ci["value"], ceiling_lo=ci["lo"], ceiling_hi=ci["hi"])
+        rows.append(r)
+    out = _named(df, pd.DataFrame(rows))
+    return out[["token", "name", "user_id", "n_pairs", "consistency", "ceiling", "ceiling_lo", "ceiling_hi", "note"]]
+
 # %% ../nbs/03_explore.ipynb #8d19dd43
 def _per_unit(c: pd.DataFrame, unit: str) -> pd.DataFrame:
     key = {"pair": "pair_id", "item": "item_id"}.get(unit)
@@ -140,7 +165,7 @@ def agreement(df: pd.DataFrame, unit: str = "pair", alpha: float = 0.05) -> pd.D
     """Pairwise agreement between labelers on shared (unit, attribute) answers: `user_a, user_b, n_shared,
     agreement, ci_lo, ci_hi` (one row per pair of labelers that share anything, a ranked before b)."""
     pu = _per_unit(choices(df), unit)
-    users = labeler_table(df)
+    users = ranked_labelers(df)
     rank = dict(zip(users.user_id, range(len(users))))
     m = pu.merge(pu, on=["unit", "attribute"], suffixes=("_a", "_b"))
     m = m[m.user_id_a.map(rank) < m.user_id_b.map(rank)]
@@ -157,7 +182,7 @@ def agreement(df: pd.DataFrame, unit: str = "pair", alpha: float = 0.05) -> pd.D
 def agreement_matrix(df: pd.DataFrame, unit: str = "pair") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Square (rate, count) DataFrames indexed by labeler name: off-diagonal = `agreement`, diagonal =
     test–retest consistency (answer pairs of one labeler on the same unit). NaN where nothing is shared."""
-    users = labeler_table(df)
+    users = ranked_labelers(df)
     names = users.name.tolist()
     rate = pd.DataFrame(np.nan, index=names, columns=names)
     count = pd.DataFrame(0, index=names, columns=names, dtype=np.int64)
@@ -278,10 +303,10 @@ def plot_halo(df: pd.DataFrame, out_dir, name: str = "halo.png") -> Path:
 EXPLORE_FIGURES = ("answers_per_labeler.png", "position_bias.png", "agreement_matrix.png", "halo.png")
 
 def explore_tables(df: pd.DataFrame, out_dir=None, unit: str = "pair", verbose: bool = True) -> dict[str, pd.DataFrame]:
-    """The exploration tables `answers, position_bias, agreement, test_retest, halo` of a tidy table; with
+    """The exploration tables `answers, position_bias, agreement, test_retest, retest_ceilings, halo` of a tidy table; with
     `out_dir`, also write the four PNGs (`EXPLORE_FIGURES`) and the tables as CSV there."""
     tables = dict(answers=answer_counts(df), position_bias=position_bias(df), agreement=agreement(df, unit),
-                  test_retest=retest_consistency(df), halo=halo(df))
+                  test_retest=retest_consistency(df), retest_ceilings=retest_ceilings(df), halo=halo(df))
     if out_dir is not None:
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
         for k, t in tables.items(): t.to_csv(out / f"{k}.csv", index=False)

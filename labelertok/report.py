@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['STUDY_SOURCE', 'STUDY_TWO_USERS', 'STUDY_TWO_USERS_FACTS', 'STUDY_SIX_USERS', 'STUDY_SIX_USERS_PER_USER',
-           'STUDY_NOTES', 'REQUIRED_HISTORY', 'make_fake_run', 'Run', 'load_run', 'md_table', 'epoch_table',
-           'labeler_table', 'labeler_ceilings', 'key_findings', 'is_study_run', 'study_comparison', 'plot_curves',
-           'plot_labelers', 'plot_attributes', 'plot_ceilings', 'plot_study_comparison', 'write_report']
+           'STUDY_NOTES', 'REQUIRED_HISTORY', 'REPORT_SOURCE', 'make_fake_run', 'Run', 'load_run', 'fmt_pct', 'fmt_pts',
+           'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings', 'key_findings', 'is_study_run',
+           'study_protocol_accuracy', 'study_comparison', 'plot_curves', 'plot_labelers', 'plot_attributes',
+           'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
 
 # %% ../nbs/07_report.ipynb #ceee410e
 import json, math, re
@@ -152,15 +153,26 @@ def load_run(run_dir) -> Run:
 
 # %% ../nbs/07_report.ipynb #b3ea8075
 def _isnan(x) -> bool: return x is None or (isinstance(x, float) and math.isnan(x))
-def _pct(x, d: int=2) -> str: return '–' if _isnan(x) else f'{100*float(x):.{d}f}%'
+def fmt_pct(mean, sd=np.nan, lo=np.nan, hi=np.nan, signed: bool=False, digits: int=1) -> str:
+    "The one formatter of the reports: a proportion as percent 'mean ± sd [lo, hi]' (NaN parts left out; '—' for no value); `signed` for differences."
+    if mean is None or not np.isfinite(mean): return "—"
+    f = f"+.{digits}f" if signed else f".{digits}f"
+    s = f"{100 * mean:{f}}"
+    if sd is not None and np.isfinite(sd): s += f" ± {100 * sd:.{digits}f}"
+    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi): s += f" [{100 * lo:{f}}, {100 * hi:{f}}]"
+    return s
+def fmt_pts(mean, sd=np.nan, lo=np.nan, hi=np.nan) -> str:
+    "A difference of proportions in signed points (`fmt_pct` with `signed`)."
+    return fmt_pct(mean, sd, lo, hi, signed=True)
+def _pct(x, d: int=2) -> str: return '–' if _isnan(x) else fmt_pct(float(x), digits=d) + '%'
 def _num(x, d: int=4) -> str: return '–' if _isnan(x) else f'{float(x):.{d}f}'
-def _ci(lo, hi) -> str: return '' if _isnan(lo) or _isnan(hi) else f' [{100*float(lo):.2f}, {100*float(hi):.2f}]'
+def _ci(lo, hi) -> str: return '' if _isnan(lo) or _isnan(hi) else ' ' + fmt_pct(float(lo), lo=float(lo), hi=float(hi), digits=2).split(' ', 1)[1]
 def _bold(s: str) -> str: return f'**{s}**'
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     "A markdown table in the study's style."
     out = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('-'*(len(h)+2) for h in header) + '|']
-    return '\n'.join(out + ['| ' + ' | '.join(r) + ' |' for r in rows])
+    return '\n'.join(out + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows])
 
 def _column(vals, kind: str, best: str='max') -> list[str]:
     "Format a column (`kind` 'pct' or 'num') and bold its best value(s)."
@@ -194,7 +206,7 @@ def epoch_table(run: Run) -> str:
         cols += [_column(_val(h, f'val_acc_{a}'), 'pct') for a in attrs] + [_column(list(avg), 'pct')]
     return md_table(header, [[e] + [c[i] for c in cols] for i, e in enumerate(ep)])
 
-def labeler_table(run: Run, epoch: int|None=None) -> str:
+def labeler_accuracy_table(run: Run, epoch: int|None=None) -> str:
     "Per-labeler validation accuracy [95% CI] at `epoch` (default: the best epoch), study's header."
     e = run.best_epoch if epoch is None else epoch
     r = run.row(e)
@@ -212,31 +224,47 @@ def _data_dir(run: Run):
     return Path(d) if d and Path(d).is_dir() else None
 
 def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
-    "Per labeler: Bayes ceiling (synthetic `ground_truth.json`) and test–retest agreement (from the run's data), when available."
+    """Per labeler: the Bayes ceiling on exactly the test samples the run scored (`bayes_test`, synthetic
+    `ground_truth.json` + the run's `test_predictions.csv`; `bayes_acc`: over all their answers) and the test–retest
+    ceiling with its interval (`explore.retest_ceilings`: `implied_ceiling`, `ceiling_lo/hi`, `retest_pairs`,
+    `retest_note` saying why there is none), when available."""
     users = run.summary.get('users') or [dict(token=f'<{t}>', user_id=None) for t in run.tokens]
     out = pd.DataFrame(dict(token=[_tok(u['token']) for u in users], user_id=[u.get('user_id') for u in users]))
-    out['bayes_acc'] = np.nan
-    for c in ('retest_pairs', 'retest_agree', 'implied_ceiling'): out[c] = np.nan
+    out['bayes_acc'] = out['bayes_test'] = np.nan
+    for c in ('retest_pairs', 'retest_agree', 'implied_ceiling', 'ceiling_lo', 'ceiling_hi'): out[c] = np.nan
+    out['retest_note'] = ''
     d = _data_dir(run)
     if d is None: return out
     gt = d/'ground_truth.json'
     if gt.is_file():
         labs = {l['user_id']: l for l in json.loads(gt.read_text()).get('labelers', [])}
         out['bayes_acc'] = [labs.get(u, {}).get('bayes_acc', np.nan) for u in out.user_id]
+        tp = run.path/'test_predictions.csv'
+        if tp.is_file():
+            from labelertok.synthetic import true_choice_probs
+            key = ['item_id', 'user_id', 'attribute']
+            pred = pd.read_csv(tp, dtype={'item_id': str, 'user_id': str})
+            truth = true_choice_probs(d).drop_duplicates(key, keep='last').astype({k: str for k in key})
+            m = pred[key].merge(truth[key + ['bayes_acc']], on=key, how='left').groupby('user_id').bayes_acc.mean()
+            out['bayes_test'] = [m.get(u, np.nan) for u in out.user_id]
     if retest:
         try:
             from labelertok.data import read_study
-            from labelertok.explore import retest_consistency
+            from labelertok.explore import retest_ceilings
             df = read_study(d, images_dir=run.params.get('images_dir'), verbose=False)
-            rt = retest_consistency(df).set_index('user_id')
-            for c, k in (('retest_pairs', 'n_pairs'), ('retest_agree', 'consistency'), ('implied_ceiling', 'implied_ceiling')):
-                out[c] = [rt[k].get(u, np.nan) for u in out.user_id]
+            rt = retest_ceilings(df).set_index('user_id')
+            for c, k in (('retest_pairs', 'n_pairs'), ('retest_agree', 'consistency'), ('implied_ceiling', 'ceiling'),
+                         ('ceiling_lo', 'ceiling_lo'), ('ceiling_hi', 'ceiling_hi'), ('retest_note', 'note')):
+                out[c] = [rt[k].get(u, np.nan if c != 'retest_note' else 'no answers') for u in out.user_id]
         except Exception as e: print(f"test-retest agreement not computed: {type(e).__name__}: {e}")
     return out
 
 # %% ../nbs/07_report.ipynb #2c696ddc
 def _epochs(h, col, best='max'):
-    v = h[col].round(4); b = v.max() if best == 'max' else v.min()
+    "Epochs where `col` is at its best ([] when it has no value: e.g. a labeler without validation samples)."
+    v = h[col].round(4)
+    if v.isna().all(): return []
+    b = v.max() if best == 'max' else v.min()
     return [int(e) for e in h.epoch[v == b]]
 
 def _ep_str(es): return f"Epoch{'s' if len(es) > 1 else ''} {', '.join(map(str, es))}"
@@ -253,7 +281,10 @@ def key_findings(run: Run, ceilings: pd.DataFrame|None=None) -> list[str]:
     for i, t in enumerate(run.tokens):
         c = f'val_acc_{t}'
         if c not in h: continue
-        es = _epochs(ht, c); pr = run.row(es[0])
+        es = _epochs(ht, c)
+        if not es:
+            out.append(f"**User {i+1}** (`<{t}>`): no validation samples, so no validation accuracy (see the split's sizes)"); continue
+        pr = run.row(es[0])
         out.append(f"**Peak User {i+1} accuracy** (`<{t}>`): {_pct(pr[c])}{_ci(pr.get(c+'_lo'), pr.get(c+'_hi'))} ({_ep_str(es)})")
     es = _epochs(ht, 'val_loss', 'min')
     out.append(f"**Best validation loss**: {_num(run.row(es[0]).val_loss)} ({_ep_str(es)})")
@@ -278,9 +309,10 @@ def key_findings(run: Run, ceilings: pd.DataFrame|None=None) -> list[str]:
         gain = (f"training added {100*(r.val_acc-z.val_acc):+.2f} points by epoch {be}." if be > 0 else
                 "training never beat the base model on validation, so the selected weights are the untrained ones.")
         out.append(f"**Before training** (epoch 0): validation accuracy {_pct(z.val_acc)}{_ci(z.get('val_acc_lo'), z.get('val_acc_hi'))}; {gain}")
-    if ceilings is not None and ceilings.bayes_acc.notna().any():
-        gaps = [f"`<{c.token}>` {_pct(r.get(f'val_acc_{c.token}'))} of {_pct(c.bayes_acc)}" for c in ceilings.itertuples() if not _isnan(c.bayes_acc)]
-        out.append("**Against the Bayes ceiling** (validation, selected epoch): " + ', '.join(gaps))
+    if ceilings is not None and ceilings.bayes_test.notna().any() and t:
+        pu = {_tok(k): v for k, v in (t.get('per_user') or {}).items()}
+        gaps = [f"`<{c.token}>` {_pct(pu.get(c.token))} of {_pct(c.bayes_test)}" for c in ceilings.itertuples() if not _isnan(c.bayes_test)]
+        out.append("**Against the Bayes ceiling** (test accuracy beside the ceiling on the same test samples): " + ', '.join(gaps))
     return out
 
 # %% ../nbs/07_report.ipynb #c2703841
@@ -296,16 +328,45 @@ def _inside(v, lo, hi) -> str:
     if _isnan(lo) or _isnan(hi) or _isnan(v): return '–'
     return 'yes' if lo <= v <= hi else 'no'
 
-def study_comparison(run: Run) -> str:
-    "Markdown: the run against the study's published numbers (2 or 6 labelers)."
+def study_protocol_accuracy(run: Run, split: str='val', seed: int=0, device: str='auto') -> dict|None:
+    """Accuracy of the run's selected weights (`checkpoints/best`) on `split` scored as the study scored it — one
+    random prompt template per sample, fixed `seed` (`compare.evaluate_study_protocol`) — with a 95% interval that
+    resamples image pairs. None (and a printed reason) when the checkpoint or the run's data cannot be read back."""
+    best, d = run.path/'checkpoints'/'best', _data_dir(run)
+    if d is None or not best.is_dir(): return None
+    try:
+        from labelertok.compare import evaluate_study_protocol
+        from labelertok.data import load_labeler_data
+        from labelertok.intervals import cluster_bootstrap
+        from labelertok.model import load_model
+        from labelertok.train import resolve_device
+        m = load_model(best, resolve_device(device))
+        dd = run.summary.get('data') or {}
+        data = load_labeler_data(d, n_users=len(run.tokens), split=dd.get('split') or run.params.get('split') or 'sample',
+                                 seed=int(dd.get('seed', 42)), image_size=m.image_size, images_dir=run.params.get('images_dir'), verbose=False)
+        want = [str(u.get('user_id')) for u in run.summary.get('users') or []]
+        if want and list(data.users.user_id.astype(str)) != want:
+            print(f"study protocol not scored: the data's labelers {list(data.users.user_id)} are not the run's {want}"); return None
+        ev = evaluate_study_protocol(m, data, split, seed=seed)
+        b = cluster_bootstrap(ev['correct'], data.split(split)['pair_id'].to_numpy())
+        return dict(acc=b['mean'], lo=b['lo'], hi=b['hi'], n=b['n'], split=split, seed=seed)
+    except Exception as e:
+        print(f"study protocol not scored: {type(e).__name__}: {e}"); return None
+
+def study_comparison(run: Run, protocol: dict|None=None) -> str:
+    """Markdown: the run against the study's published numbers (2 or 6 labelers). The run's rows use the engine's
+    five-template ensemble; `protocol` (`study_protocol_accuracy`) adds the like-for-like row: the study scored one
+    random template per sample."""
     h, r, K = run.history, run.row(run.best_epoch), len(run.tokens)
     ht = h
     ns = run.summary.get('n_samples') or {}
     ml = (run.summary.get('model') or {}).get('lora_layers')
     rows = []
     def acc_row(name, sv, col, ep=None):
+        if col not in h or h[col].isna().all():
+            rows.append([name, _pct(sv), 'no validation samples', '–']); return
         e = ep if ep is not None else _epochs(ht, col)[0]
-        if e not in set(h.epoch) or col not in h: return
+        if e not in set(h.epoch): return
         x = run.row(e)
         rows.append([name, _pct(sv), f"{_pct(x[col])}{_ci(x.get(col+'_lo'), x.get(col+'_hi'))} (epoch {e})",
                      _inside(sv, x.get(col+'_lo'), x.get(col+'_hi'))])
@@ -327,8 +388,15 @@ def study_comparison(run: Run) -> str:
         for a in ('attractive', 'smart', 'trustworthy'): acc_row(f"{a.title()} at best epoch (study: epoch 10)", s.loc[10, f'val_acc_{a}'], f'val_acc_{a}', run.best_epoch)
         for i, u in STUDY_SIX_USERS_PER_USER.iterrows(): acc_row(f"{u.token} at best epoch (study: {u.user_id_prefix}…)", u.acc, f'val_acc_user{i+1}', run.best_epoch)
     else: return ''
+    if protocol:
+        sv = STUDY_TWO_USERS_FACTS['peak_val_acc'][0] if K == 2 else STUDY_SIX_USERS.set_index('epoch').loc[10, 'val_acc']
+        rows.append([f"Val acc, study's protocol (one random template per sample, seed {protocol['seed']}; epoch {run.best_epoch} weights)",
+                     _pct(sv), f"{_pct(protocol['acc'])}{_ci(protocol['lo'], protocol['hi'])}", _inside(sv, protocol['lo'], protocol['hi'])])
     tab = md_table(['Metric', 'Study', 'This run [95% CI]', 'Study inside CI?'], rows)
-    return (f"Published values from {STUDY_SOURCE}.\n\n{tab}\n\nNotes on the study's results note:\n\n"
+    how = ("This run's accuracies use the five-template prompt ensemble, the study's one random template per sample"
+           + ("; the study-protocol row scores the selected weights the study's way (interval: image pairs resampled) and is "
+              "the like-for-like comparison." if protocol else " (the selected weights could not be re-scored that way here)."))
+    return (f"Published values from {STUDY_SOURCE}. {how}\n\n{tab}\n\nNotes on the study's results note:\n\n"
             + '\n'.join(f'- {n}' for n in STUDY_NOTES))
 
 # %% ../nbs/07_report.ipynb #138808e6
@@ -399,8 +467,9 @@ def plot_ceilings(run: Run, ceilings: pd.DataFrame, path) -> Path:
                [r.get(f'val_acc_{k}_lo', np.nan) for k in toks], [r.get(f'val_acc_{k}_hi', np.nan) for k in toks], {})]
     if pu: series.append(('test', [pu.get(k, np.nan) for k in toks], [(pci.get(k) or [np.nan]*2)[0] for k in toks],
                           [(pci.get(k) or [np.nan]*2)[1] for k in toks], {}))
-    if ceilings.bayes_acc.notna().any(): series.append(('Bayes ceiling', list(ceilings.bayes_acc), None, None, dict(color='0.35')))
-    if ceilings.implied_ceiling.notna().any(): series.append(('test–retest ceiling', list(ceilings.implied_ceiling), None, None, dict(color='0.7')))
+    if ceilings.bayes_test.notna().any(): series.append(('Bayes ceiling (test samples)', list(ceilings.bayes_test), None, None, dict(color='0.35')))
+    if ceilings.implied_ceiling.notna().any(): series.append(('test–retest ceiling', list(ceilings.implied_ceiling), list(ceilings.ceiling_lo),
+                                                              list(ceilings.ceiling_hi), dict(color='0.7')))
     w = .8/len(series)
     fig, (ax,) = _fig(1, 1.2*len(toks)+3, 4)
     for j, (label, v, lo, hi, kw) in enumerate(series):
@@ -409,7 +478,7 @@ def plot_ceilings(run: Run, ceilings: pd.DataFrame, path) -> Path:
             err = np.vstack([v-100*np.array(lo, dtype=float), 100*np.array(hi, dtype=float)-v]); err = np.where(np.isnan(err), 0, err)
         ax.bar(x+(j-(len(series)-1)/2)*w, v, w, yerr=err, capsize=3, label=label, **kw)
     ax.axhline(50, color='grey', lw=.8, ls=':')
-    known = ceilings[['bayes_acc', 'implied_ceiling']].notna().any().any()
+    known = ceilings[['bayes_test', 'implied_ceiling']].notna().any().any()
     ax.set_xticks(x, [f'<{k}>' for k in toks]); ax.set(ylabel='accuracy (%)', ylim=(30, 100),
         title=f'{run.name}: per-labeler accuracy vs ceiling' + ('' if known else ' (no ceiling known)'))
     ax.legend(fontsize=8, ncol=2); ax.grid(alpha=.3, axis='y')
@@ -451,18 +520,37 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
     nl = {_tok(u['token']): u.get('n_labels') for u in run.summary.get('users') or []}
     rows = [[f'`<{c.token}>`', str(c.user_id), f"{nl.get(c.token, '–')}",
              _pct(r.get(f'val_acc_{c.token}')) + _ci(r.get(f'val_acc_{c.token}_lo'), r.get(f'val_acc_{c.token}_hi')),
-             _pct(pu.get(c.token)) + _ci(*(pci.get(c.token) or (None, None))), _pct(c.bayes_acc),
-             '–' if _isnan(c.retest_agree) else f"{_pct(c.retest_agree)} (n={int(c.retest_pairs)}) → {_pct(c.implied_ceiling)}"]
+             _pct(pu.get(c.token)) + _ci(*(pci.get(c.token) or (None, None))), _pct(c.bayes_test),
+             (f"n/a ({c.retest_note})" if c.retest_note else '–') if _isnan(c.implied_ceiling) else
+             f"{_pct(c.retest_agree)} (n={int(c.retest_pairs)}) → {_pct(c.implied_ceiling)}{_ci(c.ceiling_lo, c.ceiling_hi)}"]
             for c in ce.itertuples()]
-    return md_table(['User Token', 'User ID', 'Labels', f'Val Acc (epoch {be})', 'Test Acc', 'Bayes ceiling', 'Test–retest → ceiling'], rows)
+    return md_table(['User Token', 'User ID', 'Labels', f'Val Acc (epoch {be})', 'Test Acc', 'Bayes ceiling (test samples)',
+                     'Test–retest → ceiling [interval]'], rows)
+
+REPORT_SOURCE = 'report_of.txt'
+
+def report_dir(run_dir, fig_root='figures') -> Path:
+    """The report folder of a run: `fig_root/<run name>`, unless that folder holds the report of another run folder
+    (its `report_of.txt` names it) — then `<parent>_<name>`, then that plus a short hash of the run's path. Two runs
+    both called `run` never overwrite each other's figures; a run's own report is replaced in place."""
+    import hashlib, os
+    rd, root = Path(run_dir).resolve(), Path(fig_root).resolve()
+    me = os.path.relpath(rd, root.parent)
+    names = [rd.name, f"{rd.parent.name}_{rd.name}", f"{rd.parent.name}_{rd.name}_{hashlib.sha1(str(rd).encode()).hexdigest()[:8]}"]
+    for n in names:
+        src = root/n/REPORT_SOURCE
+        if not (root/n).exists() or not src.is_file() or src.read_text().strip() == me: return Path(fig_root)/n
+    return Path(fig_root)/names[-1]
 
 def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bool=True) -> list[Path]:
-    "Write `fig_root/<run name>/results.md` and PNG plots for each run folder; returns the written files."
+    "Write `<report_dir>/results.md` and PNG plots for each run folder (see `report_dir`); returns the written files."
+    import os
     if isinstance(run_dirs, (str, Path)): run_dirs = [run_dirs]
     written = []
     for rd in run_dirs:
         run = load_run(rd)
-        out = Path(fig_root)/run.name; out.mkdir(parents=True, exist_ok=True)
+        out = report_dir(run.path, fig_root); out.mkdir(parents=True, exist_ok=True)
+        (out/REPORT_SOURCE).write_text(os.path.relpath(run.path, Path(fig_root).resolve().parent) + '\n')
         ce = labeler_ceilings(run, retest=retest)
         figs = [plot_curves(run, out/'curves.png'), plot_labelers(run, out/'labelers.png'),
                 plot_attributes(run, out/'attributes.png'), plot_ceilings(run, ce, out/'ceilings.png')]
@@ -474,14 +562,16 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
               _config_line(run), "",
               f"## Training results ({int(run.history.epoch.max())} epochs)", ""]
         if K > 3: md += ["**Aggregate metrics** (Avg User Acc = unweighted mean over labelers):", ""]
-        md += [epoch_table(run), "", f"**Per-labeler accuracy (best epoch {be}):**", "", labeler_table(run), "",
+        md += [epoch_table(run), "", f"**Per-labeler accuracy (best epoch {be}):**", "", labeler_accuracy_table(run), "",
                "## Key findings", ""] + [f"- {l}" for l in key_findings(run, ce)]
         md += ["", "## Labelers and their ceilings", "",
-               "Bayes ceiling: the simulated labeler's best possible accuracy on their own answers (synthetic data only). "
-               "Test–retest: agreement of a labeler with themselves on repeated pairs → the accuracy it implies, (1+√(2r−1))/2.",
+               "Bayes ceiling: the simulated labeler's best possible accuracy on exactly the test samples scored here "
+               "(synthetic data only; compare it with Test Acc, not with validation). Test–retest: agreement of a labeler "
+               "with themselves on repeated pairs (all their answers) → the accuracy it implies, (1+√(2r−1))/2, with a "
+               "95% interval resampling the repeated image pairs; n/a with the reason when there are too few repeats.",
                "", _ceiling_table(run, ce)]
         if (is_study_run(run) if study is None else study) and K in (2, 6):
-            md += ["", "## Against the study", "", study_comparison(run)]
+            md += ["", "## Against the study", "", study_comparison(run, study_protocol_accuracy(run))]
             p = plot_study_comparison(run, out/'study_comparison.png')
             if p: figs.append(p)
         md += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs]

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 __all__ = ['ATTRIBUTES', 'FEATURES', 'GLASSES_RATE', 'POPULATION_TASTE', 'ATTRIBUTE_SHARPNESS', 'LABELERS', 'SHARED_FRAC',
            'RETEST_FRAC', 'MISSING_RATE', 'IMAGES_PER_SCALE', 'GENERATOR', 'feature_moments', 'sample_features',
            'draw_face', 'LabelerDesign', 'population_weights', 'labeler_weights', 'make_world', 'load_ground_truth',
-           'latent_z', 'ceilings', 'true_choice_probs']
+           'latent_z', 'ceilings', 'true_choice_probs', 'write_study_like']
 
 # %% ../nbs/02_synthetic.ipynb #564abbb6
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -458,3 +458,42 @@ def true_choice_probs(data_dir) -> pd.DataFrame:
                                          im2=S.im2.values, label=(code[S.index] == 1).astype(int).values, p_first=p,
                                          bayes_label=(p < 0.5).astype(int), bayes_acc=np.maximum(p, 1 - p))))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/02_synthetic.ipynb #1ece33e2
+_OTHER_MACHINES = (r"C:\Users\study\Documents\labeling\data\ffhq\src" "\\", "/home/other/labeling/data/ffhq2/src/",
+                   "data/ffhq/src/")
+
+def _repeat_rows(labels: pd.DataFrame, items: pd.DataFrame) -> np.ndarray:
+    "Label rows whose labeler already answered the same unordered image pair in an earlier row (a retest)."
+    pair = items.set_index("_id").apply(lambda r: "\n".join(sorted((Path(r.im1_path).name, Path(r.im2_path).name))), axis=1)
+    key = labels["user_id"].astype(str) + "|" + labels["item_id"].map(pair)
+    return key.duplicated(keep="first").to_numpy()
+
+def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: int = 64, repeats: bool = True,
+                     overwrite: bool = False, verbose: bool = True) -> dict:
+    """Write a study folder in the real data's format *without* ground truth: the two sheets (image paths of
+    another machine, extra columns, 0/blank answers, and with `repeats` some pairs a labeler answered twice)
+    and `images/`. The answers come from `make_world`'s simulated labelers; `ground_truth.json` and
+    `features.csv` are not written. Returns a summary (counts, `n_repeat_rows`)."""
+    out = Path(out_dir)
+    s = make_world(out, scale=scale, seed=seed, image_size=image_size, overwrite=overwrite, verbose=False)
+    for f in ("ground_truth.json", "features.csv"): (out / f).unlink(missing_ok=True)
+    items = pd.read_excel(out / "big_compare_data.xlsx", dtype=str)
+    labels = pd.read_excel(out / "big_compare_label.xlsx", dtype={"item_id": str, "user_id": str})
+    rep = _repeat_rows(labels, items)
+    if not repeats: labels = labels[~rep].reset_index(drop=True)
+    where = lambda i, p: _OTHER_MACHINES[i % len(_OTHER_MACHINES)] + Path(p).name
+    _write_xlsx(out / "big_compare_data.xlsx", ["_id", "im1_path", "im2_path", "source", "shown_at"],
+                ([i, where(n, a), where(n + 1, b), "ffhq", f"2020-12-{1 + n % 28:02d} 10:00"]
+                 for n, (i, a, b) in enumerate(zip(items["_id"], items["im1_path"], items["im2_path"]))))
+    code = lambda v: None if pd.isna(v) else int(v)
+    _write_xlsx(out / "big_compare_label.xlsx", ["item_id", "user_id", *ATTRIBUTES, "duration_ms", "comment"],
+                ([r.item_id, r.user_id, *(code(getattr(r, a)) for a in ATTRIBUTES), 1000 + 37 * n % 4000, None]
+                 for n, r in enumerate(labels.itertuples())))
+    summary = dict(out_dir=str(out), images_dir=s["images_dir"], n_images=s["n_images"], n_items=len(items),
+                   n_label_rows=len(labels), n_repeat_rows=int(rep.sum()) if repeats else 0,
+                   n_users=int(labels["user_id"].nunique()))
+    if verbose:
+        print(f"study-like folder -> {out}: {summary['n_label_rows']} answered comparisons by {summary['n_users']} labelers, "
+              f"{summary['n_repeat_rows']} repeated pairs, no ground truth")
+    return summary

@@ -1,0 +1,81 @@
+"""Every command on a study folder in the real format WITHOUT ground truth (`synthetic.write_study_like`): other
+machines' image paths, extra columns, 0/blank answers, repeated pairs — and the same without repeats."""
+import json, shutil, subprocess
+from pathlib import Path
+import pandas as pd, pytest
+from conftest import TINY_PARAMS, labelertok_cmd
+
+# the study's comparison preset shrunk to seconds: the tiny random-init model, 1 epoch, 2 seeds
+COMPARE_TINY = dict(model='tiny', pretrained='null', epochs=1, seeds=2, n_users=3, batch_size=64, eval_batch_size=256,
+                    n_boot=100, leakage_splits='[sample, pair]', leakage_seeds=1, leakage_epochs=1, fewshot_epochs=1,
+                    fewshot_ks='[5, 10]', fewshot_reps=2, fewshot_min_eval=20, token_steps=5, device='cpu', threads=1)
+
+
+def run(cmd, env, cwd, timeout=600):
+    return subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def compare(preset_overrides, data_dir, tmp_path, env):
+    out, figs = tmp_path/'runs'/'cmp', tmp_path/'figures'
+    ps = dict(COMPARE_TINY, data_dir=data_dir, fig_root=figs, **preset_overrides)
+    r = run(labelertok_cmd() + ['compare', 'compare_study', '--out-dir', out] + [x for k, v in ps.items() for x in ('-p', k, v)],
+            env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return out, (figs/'compare_study'/'results.md').read_text()
+
+
+def table_rows(md: str, section: str = '## All methods') -> dict:
+    rows = [l for l in md.split(section)[1].split('\n## ')[0].splitlines() if l.startswith('| ') and not l.startswith('| method')]
+    return {l.split(' | ')[0].strip('| '): l for l in rows}
+
+
+def test_compare_study_without_ground_truth(tmp_path, study_world, env):
+    "`labelertok compare compare_study -p data_dir <study>` finishes: every method's row and a ceiling row from test-retest."
+    assert not (study_world/'ground_truth.json').exists()
+    out, md = compare({}, study_world, tmp_path, env)
+    from labelertok.baselines import METHODS
+    rows = table_rows(md)
+    for m in METHODS: assert m in rows, m
+    for m in ('no_token_study', 'tokens_text_study', 'tokens_learned_study'): assert m in rows, m   # the study's protocol
+    ceiling = rows['ceiling'].split(' | ')[2]      # overall: a value with an interval from the repeated pairs
+    assert '[' in ceiling and ceiling[0].isdigit(), rows['ceiling']
+    assert 'test–retest' in md and 'resample image pairs' in md and 'seeds too' in md
+    assert 'Ceiling n/a: <user3>: only' in md       # too few repeats for the third labeler: said, not crashed
+    for section in ['## Personalisation gain per labeler', '## Leakage', '## A new labeler from few answers', '## Taste map']:
+        assert section in md, section
+    assert '## What the backbone can see' not in md  # needs latent features: synthetic worlds only
+    assert json.loads((out/'params.json').read_text())['seeds'] == [0, 1]
+
+
+def test_compare_study_without_repeats(tmp_path, study_world_no_repeats, env):
+    "No repeated pairs at all: the ceiling row says n/a and why; every method still has its row."
+    _, md = compare(dict(seeds=1, leakage='false', fewshot='false'), study_world_no_repeats, tmp_path, env)
+    rows = table_rows(md)
+    assert rows['ceiling'].split(' | ')[2] == 'n/a', rows['ceiling']
+    assert 'no repeated pairs' in md and 'tokens_learned' in rows
+
+
+def test_run_report_explore(tmp_path, study_world, env):
+    "`labelertok run`, `labelertok report` (two runs called `run` keep their own figures) and exploration on the study folder."
+    import yaml
+    preset = tmp_path/'tiny.yaml'
+    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=3)))
+    runs = [tmp_path/'a'/'run', tmp_path/'b'/'run']
+    r = run(labelertok_cmd() + ['run', preset, '--out-dir', runs[0]], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    shutil.copytree(runs[0], runs[1])                      # a second finished run with the same folder name
+    figs = tmp_path/'figures'
+    r = run(labelertok_cmd() + ['report'] + runs + ['--fig-root', figs], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    reports = sorted(figs.rglob('results.md'))
+    assert len(reports) == 2, reports                      # not one folder `run` overwritten by the other
+    md = reports[0].read_text()
+    assert 'Test–retest' in md and 'n/a' in md             # <user3> has too few repeats
+    from labelertok.report import load_run, study_protocol_accuracy
+    sp = study_protocol_accuracy(load_run(runs[0]))        # the selected weights scored the study's way (one template)
+    assert sp is not None and sp['lo'] <= sp['acc'] <= sp['hi'] and sp['n'] > 0, sp
+    from labelertok.explore import explore_study, EXPLORE_FIGURES
+    tables = explore_study(study_world, tmp_path/'explore', verbose=False)
+    rc = tables['retest_ceilings'].set_index('token')
+    assert rc.loc['<user1>', 'ceiling_lo'] < rc.loc['<user1>', 'ceiling'] < rc.loc['<user1>', 'ceiling_hi']
+    for f in EXPLORE_FIGURES: assert (tmp_path/'explore'/f).exists(), f
