@@ -6,11 +6,11 @@
 __all__ = ['PATH_PARAMS', 'repo_root', 'resolve_path', 'resolve_pretrained', 'preset_base', 'resolve_params', 'require_inputs',
            'interactive']
 
-# %% ../nbs/00_paths.ipynb #30c0f4d1
+# %% ../nbs/00_paths.ipynb #40687f8f
 import os
 from pathlib import Path
 
-# %% ../nbs/00_paths.ipynb #ab14c484
+# %% ../nbs/00_paths.ipynb #8a4c02ea
 def _is_root(d: Path) -> bool:
     s = d/"settings.ini"
     return s.is_file() and (d/"nbs").is_dir() and "lib_name = labelertok" in s.read_text(errors="ignore")
@@ -27,7 +27,7 @@ def repo_root(start: str|Path|None=None) -> Path:
                             f"{', '.join(str(s) for s in starts)}: relative paths need one; clone the repository "
                             "and install it editable (`pip install -e .`), or pass absolute paths")
 
-# %% ../nbs/00_paths.ipynb #9f42ea46
+# %% ../nbs/00_paths.ipynb #d56f3dfd
 def resolve_path(p: str|Path|None, base: str|Path|None=None) -> Path|None:
     "`p` as an absolute path: `~` expanded, a relative path taken against `base` (default: the repository root)."
     if p is None: return None
@@ -35,7 +35,7 @@ def resolve_path(p: str|Path|None, base: str|Path|None=None) -> Path|None:
     if p.is_absolute(): return p
     return (Path(base).expanduser() if base is not None else repo_root()).resolve()/p
 
-# %% ../nbs/00_paths.ipynb #f4d934fb
+# %% ../nbs/00_paths.ipynb #db71ebad
 def _is_file_ref(pretrained) -> bool:
     s = str(pretrained)
     return "/" in s or os.sep in s or s.startswith("~") or Path(s).suffix in (".pt", ".pth", ".bin", ".safetensors")
@@ -45,7 +45,7 @@ def resolve_pretrained(pretrained, base: str|Path|None=None):
     if pretrained is None or str(pretrained).lower() in ("none", "null", ""): return None
     return str(resolve_path(pretrained, base)) if _is_file_ref(pretrained) else pretrained
 
-# %% ../nbs/00_paths.ipynb #9571b222
+# %% ../nbs/00_paths.ipynb #6c5cccd1
 PATH_PARAMS = ("data_dir", "images_dir", "cache_dir", "out_dir", "fig_root")
 
 def preset_base(preset_file: str|Path) -> Path:
@@ -63,7 +63,7 @@ def resolve_params(params: dict, base: str|Path|None=None, keys=PATH_PARAMS) -> 
     if "pretrained" in out: out["pretrained"] = resolve_pretrained(out["pretrained"], base)
     return out
 
-# %% ../nbs/00_paths.ipynb #3274fecc
+# %% ../nbs/00_paths.ipynb #0d1ead63
 def require_inputs(data_dir: str|Path, pretrained=None):
     "Raise `FileNotFoundError` (saying how to build or point to them) when `data_dir` or a checkpoint-file `pretrained` is missing."
     missing = []
@@ -81,7 +81,7 @@ def require_inputs(data_dir: str|Path, pretrained=None):
             "at an open_clip tag or an existing checkpoint file")
     raise FileNotFoundError(f"{what}: {hint}")
 
-# %% ../nbs/00_paths.ipynb #eb4128c2
+# %% ../nbs/00_paths.ipynb #25e8b359
 def interactive() -> bool:
     "Whether this code runs in a Jupyter kernel driven by an interactive frontend (JupyterLab, Notebook, VS Code), not papermill/nbclient."
     try:
