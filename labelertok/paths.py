@@ -6,11 +6,11 @@
 __all__ = ['PATH_PARAMS', 'repo_root', 'resolve_path', 'resolve_pretrained', 'preset_base', 'resolve_params', 'require_inputs',
            'interactive']
 
-# %% ../nbs/00_paths.ipynb #40687f8f
+# %% ../nbs/00_paths.ipynb #72f259d0
 import os
 from pathlib import Path
 
-# %% ../nbs/00_paths.ipynb #8a4c02ea
+# %% ../nbs/00_paths.ipynb #0f8ce452
 def _is_root(d: Path) -> bool:
     s = d/"settings.ini"
     return s.is_file() and (d/"nbs").is_dir() and "lib_name = labelertok" in s.read_text(errors="ignore")
@@ -27,7 +27,7 @@ def repo_root(start: str|Path|None=None) -> Path:
                             f"{', '.join(str(s) for s in starts)}: relative paths need one; clone the repository "
                             "and install it editable (`pip install -e .`), or pass absolute paths")
 
-# %% ../nbs/00_paths.ipynb #d56f3dfd
+# %% ../nbs/00_paths.ipynb #cbebd629
 def resolve_path(p: str|Path|None, base: str|Path|None=None) -> Path|None:
     "`p` as an absolute path: `~` expanded, a relative path taken against `base` (default: the repository root)."
     if p is None: return None
@@ -35,7 +35,7 @@ def resolve_path(p: str|Path|None, base: str|Path|None=None) -> Path|None:
     if p.is_absolute(): return p
     return (Path(base).expanduser() if base is not None else repo_root()).resolve()/p
 
-# %% ../nbs/00_paths.ipynb #db71ebad
+# %% ../nbs/00_paths.ipynb #9f4a9011
 def _is_file_ref(pretrained) -> bool:
     s = str(pretrained)
     return "/" in s or os.sep in s or s.startswith("~") or Path(s).suffix in (".pt", ".pth", ".bin", ".safetensors")
@@ -45,7 +45,7 @@ def resolve_pretrained(pretrained, base: str|Path|None=None):
     if pretrained is None or str(pretrained).lower() in ("none", "null", ""): return None
     return str(resolve_path(pretrained, base)) if _is_file_ref(pretrained) else pretrained
 
-# %% ../nbs/00_paths.ipynb #6c5cccd1
+# %% ../nbs/00_paths.ipynb #f641b943
 PATH_PARAMS = ("data_dir", "images_dir", "cache_dir", "out_dir", "fig_root")
 
 def preset_base(preset_file: str|Path) -> Path:
@@ -63,17 +63,20 @@ def resolve_params(params: dict, base: str|Path|None=None, keys=PATH_PARAMS) -> 
     if "pretrained" in out: out["pretrained"] = resolve_pretrained(out["pretrained"], base)
     return out
 
-# %% ../nbs/00_paths.ipynb #0d1ead63
-def require_inputs(data_dir: str|Path, pretrained=None):
-    "Raise `FileNotFoundError` (saying how to build or point to them) when `data_dir` or a checkpoint-file `pretrained` is missing."
+# %% ../nbs/00_paths.ipynb #32df4fe9
+def require_inputs(data_dir: str|Path, pretrained=None, root: str|Path|None=None):
+    """Raise `FileNotFoundError` (saying how to build or point to them) when `data_dir` or a checkpoint-file `pretrained`
+    is missing; `root` is the checkout whose `data/` holds the demo's inputs (default: `repo_root()`)."""
     missing = []
     if data_dir is not None and not Path(data_dir).expanduser().is_dir(): missing.append(("data_dir", Path(data_dir)))
     if pretrained is not None and _is_file_ref(pretrained) and not Path(pretrained).expanduser().is_file():
         missing.append(("pretrained", Path(pretrained).expanduser()))
     if not missing: return
     what = "; ".join(f"{k} {v} does not exist" for k, v in missing)
-    try: root = repo_root()
-    except FileNotFoundError: root = None
+    if root is None:
+        try: root = repo_root()
+        except FileNotFoundError: pass
+    root = Path(root).resolve() if root is not None else None
     demo = root is not None and any(v.resolve() in (root/"data"/"synthetic", root/"data"/"tiny_clip_synthetic.pt") for _, v in missing)
     hint = (f"the demo's synthetic world and tiny CLIP stand-in are generated, not committed: run `make data` in {root} "
             "(about 3 minutes on a CPU), then run the notebook again" if demo else
@@ -81,7 +84,7 @@ def require_inputs(data_dir: str|Path, pretrained=None):
             "at an open_clip tag or an existing checkpoint file")
     raise FileNotFoundError(f"{what}: {hint}")
 
-# %% ../nbs/00_paths.ipynb #25e8b359
+# %% ../nbs/00_paths.ipynb #a0719c6f
 def interactive() -> bool:
     "Whether this code runs in a Jupyter kernel driven by an interactive frontend (JupyterLab, Notebook, VS Code), not papermill/nbclient."
     try:
