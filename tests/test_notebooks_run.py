@@ -66,32 +66,36 @@ def test_defaults_are_the_cpu_demo(name, demo):
         assert (q['model'], q['pretrained']) == ('ViT-B-32', 'openai')
 
 
-def head(name: str, extra: list[str]):
-    "The notebook up to its setup cell (code cells only), unchanged, then `extra` code cells."
+def head(name: str) -> list:
+    "The code cells of `name`.ipynb up to its setup cell, unchanged."
     nb = nbformat.read(EXPERIMENTS/f'{name}.ipynb', as_version=4)
     code = [c for c in nb.cells if c.cell_type == 'code']
-    setup = next(i for i, c in enumerate(code) if 'labelertok.paths' in c.source)
-    nb.cells = code[:setup + 1] + [nbformat.v4.new_code_cell(s) for s in extra]
-    return nb
+    return code[:next(i for i, c in enumerate(code) if 'labelertok.paths' in c.source) + 1]
 
 
-@pytest.mark.parametrize('name', ['labeler_tokens', 'compare'])
-def test_defaults_from_notebook_folder(name, kernel_env):
-    "Parameters and setup cells as shipped, run from nbs/experiments/: paths resolve against the repository root."
+SHOW = ('import json; print("RESOLVED", json.dumps(dict(data_dir=str(data_dir), pretrained=str(pretrained), out_dir=str(out_dir), '
+        'fig_root=str(fig_root), cwd=str(Path.cwd()))))')
+
+
+def test_defaults_from_notebook_folder(kernel_env):
+    """Both notebooks' parameters and setup cells as shipped, run from nbs/experiments/ (one kernel, one after the
+    other): paths resolve against the repository root and the default stand-in checkpoint loads."""
     made = not (ROOT/'runs'/'compare_notebook').exists()
-    show = 'import json; print("RESOLVED", json.dumps(dict(data_dir=str(data_dir), pretrained=str(pretrained), out_dir=str(out_dir), fig_root=str(fig_root), cwd=str(Path.cwd()))))'
-    extra = [show] + (['clip = create_model(model, pretrained, tokens=user_tokens(n_users), device="cpu"); print("MODEL", clip.image_size)']
-                      if name == 'labeler_tokens' else [])
-    nb = head(name, extra)
+    new = nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook()
+    nb.cells = (head('labeler_tokens') + [new(SHOW), new('clip = create_model(model, pretrained, tokens=user_tokens(n_users), '
+                                                          'device="cpu"); print("MODEL", clip.image_size)')]
+                + head('compare') + [new(SHOW)])
     try:
         if DEMO_DATA:
             execute(nb, timeout=300)
-            r = json.loads(re.search(r'RESOLVED (.*)', text(nb)).group(1))
-            assert Path(r['cwd']).resolve() == EXPERIMENTS.resolve()   # the kernel ran in the notebook's folder
-            assert r['data_dir'] == str(ROOT/'data'/'synthetic') and r['pretrained'] == str(ROOT/'data'/'tiny_clip_synthetic.pt')
-            assert r['fig_root'] == str(ROOT/'figures')
-            assert r['out_dir'] == str(ROOT/'runs'/('labeler_tokens' if name == 'labeler_tokens' else 'compare_notebook'))
-            if name == 'labeler_tokens': assert 'MODEL 64' in text(nb)   # the stand-in checkpoint loads
+            found = [json.loads(m) for m in re.findall(r'RESOLVED (.*)', text(nb))]
+            assert len(found) == 2
+            for r, run in zip(found, ['labeler_tokens', 'compare_notebook']):
+                assert Path(r['cwd']).resolve() == EXPERIMENTS.resolve()   # the kernel ran in the notebook's folder
+                assert r['data_dir'] == str(ROOT/'data'/'synthetic') and r['pretrained'] == str(ROOT/'data'/'tiny_clip_synthetic.pt')
+                assert r['fig_root'] == str(ROOT/'figures') and r['out_dir'] == str(ROOT/'runs'/run)
+            assert 'MODEL 64' in text(nb)   # the stand-in checkpoint loads
         else:   # a checkout without `make data`: the notebook stops at once and says how to get the data
             with pytest.raises(Exception): execute(nb, timeout=300)
             err = json.dumps([o for o in outputs(nb, 'error')])
