@@ -9,7 +9,7 @@ PRETRAINED ?= data/tiny_clip_synthetic.pt
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install data explore demo test test-nbs test-py check-export export clean-nbs compare bench clean
+.PHONY: install lab data explore demo test test-nbs test-py check-export export clean-nbs compare bench clean
 
 install: $(STAMP)
 
@@ -17,8 +17,19 @@ $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labelertok)" >/dev/null
 	touch $(STAMP)
+
+# JupyterLab from .venv with the project's kernel, at the repository root, on this machine only (127.0.0.1)
+# and with token authentication: open the address it prints (it holds the token). Builds the demo data first.
+# LAB_PORT picks the port (the next free one if taken); LAB_ARGS passes more options (e.g. --no-browser).
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+lab: $(STAMP) data
+	@echo "JupyterLab for labelertok: open the http://127.0.0.1:<port>/lab?token=<token> address printed below"
+	@echo "(the token is the password). Start with nbs/index.ipynb; reading order in README.md. Ctrl-C stops it."
+	@echo "On a remote machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) <host>, then open that address locally."
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
 
 # The embedded synthetic world and the tiny CLIP pretrained on synthetic faces, the CPU stand-in for OpenAI's
 # weights (both git-ignored; regenerated on demand, about 10 s + 2.5 min on one CPU thread).
