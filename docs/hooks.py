@@ -15,7 +15,7 @@ Set `LABELERTOK_DOCS_EXECUTE=0` to render the notebooks as committed (fast; no o
 """
 from __future__ import annotations
 
-import ast, hashlib, importlib, logging, os, posixpath, re, subprocess, sys
+import ast, hashlib, importlib, logging, os, posixpath, re, shutil, subprocess, sys
 from pathlib import Path, PurePosixPath
 
 import nbformat
@@ -110,10 +110,26 @@ def _exec_one(src: Path, dst: Path, flags: set) -> str | None:
     write_nb(nb, dst)
 
 
+SCRATCH = ROOT/'_proc'/'tree'
+_WRITABLE = ('nbs', 'figures')   # copied into the scratch tree: notebooks write figures there, not into the repository
+
+
+def scratch_tree() -> Path:
+    """A stand-in for the repository to execute notebooks in: `nbs/` and `figures/` copied, everything else
+    linked, so what a notebook writes (e.g. `../figures/explore`) never touches the working tree."""
+    if SCRATCH.exists(): shutil.rmtree(SCRATCH)
+    SCRATCH.mkdir(parents=True)
+    for p in ROOT.iterdir():
+        if p.name in ('.git', '_proc', '_docs', 'runs') or p.name.startswith('.cache'): continue
+        if p.name in _WRITABLE and p.is_dir(): shutil.copytree(p, SCRATCH/p.name, symlinks=True)
+        else: (SCRATCH/p.name).symlink_to(p)
+    return SCRATCH
+
+
 def _exec_subprocess(args) -> tuple[str, str | None]:
     "Run `_exec_one` in a fresh interpreter (each notebook gets its own process, as under nbdev_test)."
     src, dst, flags = args
-    r = subprocess.run([sys.executable, __file__, str(src), str(dst), ' '.join(sorted(flags))], cwd=ROOT,
+    r = subprocess.run([sys.executable, __file__, str(src), str(dst), ' '.join(sorted(flags))], cwd=SCRATCH,
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
                            [str(ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p])))
     return str(src), (None if r.returncode == 0 else (r.stderr or r.stdout)[-6000:])
@@ -136,11 +152,15 @@ def execute(paths: list[Path]) -> dict[Path, Path]:
         todo.append((p, dst, keyf, key))
     if todo:
         log.info(f"executing {len(todo)} notebook(s): {', '.join(t[0].name for t in todo)}")
-        with ThreadPoolExecutor(max_workers=min(2, len(todo))) as ex:
-            res = list(ex.map(_exec_subprocess, [(p, d, flags) for p, d, _, _ in todo]))
+        tree = scratch_tree()
+
+        def job(t):
+            p, d, keyf, key = t
+            _, err = _exec_subprocess((tree/p.relative_to(ROOT), d, flags))
+            if err is None: keyf.write_text(key)   # cached as soon as it is done
+            return str(p), err
+        with ThreadPoolExecutor(max_workers=min(2, len(todo))) as ex: res = list(ex.map(job, todo))
         errors = [(s, e) for s, e in res if e]
-        for p, d, keyf, key in todo:
-            if str(p) not in {s for s, _ in errors}: keyf.write_text(key)
         if errors:
             raise RuntimeError('notebooks failed while building the docs:\n' + '\n'.join(f'{s}:\n{e}' for s, e in errors))
     return out
@@ -173,7 +193,9 @@ def _show_doc_md(expr: str, mod) -> str:
             break
         except NameError as e:   # give the module the name its annotations refer to, then try again
             setattr(mod, e.name, importlib.import_module(e.name))
-    return r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
+    md = r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
+    # Quarto's link attributes, `[source](url){target="_blank" ...}`, as plain HTML
+    return re.sub(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}', r'<a href="\2" \3>\1</a>', md)
 
 
 def _site_uri(target: Path) -> str | None:
@@ -251,8 +273,7 @@ def build(execute_nbs: bool) -> tuple[list, list]:
         gen.append((uri, dst, None))
         titles[p] = _title(nbformat.read(p, as_version=4), p.stem)
     nav.append({'Home': 'index.ipynb'})
-    nav.append({'Notebooks': [{f'{p.stem.split("_")[0]} · {titles[p]}': p.relative_to(NBS).as_posix()}
-                              for p in by_section['']]})
+    nav.append({'Notebooks': [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section['']]})
     for sub in list(SECTIONS) + sorted(set(by_section) - set(SECTIONS) - {''}):
         if sub in by_section:
             nav.append({SECTIONS.get(sub, sub.replace('_', ' ').capitalize()):
