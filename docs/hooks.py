@@ -29,6 +29,7 @@ NBS = ROOT/'nbs'
 LIB = ROOT/'labelertok'
 PROC = ROOT/'_proc'/'site'
 EXEC = ROOT/'_proc'/'exec'
+FIGURES = ROOT/'figures'
 SECTIONS = {'experiments': 'Experiments', 'how-to': 'How-to guides'}   # sub-folders of nbs/, in nav order
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+):?(.*)$')
 _generated: list[tuple[str, Path | None, str | None]] = []   # (src uri, file on disk, or content)
@@ -47,6 +48,11 @@ def notebooks() -> dict[str, list[Path]]:
         found = sorted(p for p in (NBS/sub).rglob('*.ipynb') if not _skip(p))
         if found: out[sub] = found
     return out
+
+
+def results() -> list[Path]:
+    "Executed experiment notebooks committed beside their figures (`figures/<run>/*.ipynb`), shown as they are."
+    return sorted(p for p in FIGURES.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts) if FIGURES.exists() else []
 
 
 def modules() -> list[str]:
@@ -157,7 +163,8 @@ def execute(paths: list[Path]) -> dict[Path, Path]:
         def job(t):
             p, d, keyf, key = t
             _, err = _exec_subprocess((tree/p.relative_to(ROOT), d, flags))
-            if err is None: keyf.write_text(key)   # cached as soon as it is done
+            unchanged = hashlib.sha256(p.read_bytes() + lib.encode()).hexdigest() == key   # not edited meanwhile
+            if err is None and unchanged: keyf.write_text(key)   # cached as soon as it is done
             return str(p), err
         with ThreadPoolExecutor(max_workers=min(2, len(todo))) as ex: res = list(ex.map(job, todo))
         errors = [(s, e) for s, e in res if e]
@@ -204,10 +211,10 @@ def _site_uri(target: Path) -> str | None:
         if target.suffix == ext and target.is_relative_to(base): return target.relative_to(base).with_suffix('.html').as_posix()
 
 
-def _fix_links(md: str, src: Path) -> str:
+def _fix_links(md: str, src: Path, uri: str | None = None) -> str:
     """Relative links to notebooks and to `docs/` pages, written to work on the repository's web view
-    (e.g. `../docs/study/results.md` from a notebook), point at their pages on the site."""
-    page_dir = PurePosixPath(src.relative_to(NBS).parent.as_posix())
+    (e.g. `../docs/study/results.md` from a notebook), point at their pages on the site (`uri`: the page of `src`)."""
+    page_dir = PurePosixPath(uri or src.relative_to(NBS).as_posix()).parent
     def repl(m):
         link, anchor = m.group(1), m.group(2) or ''
         uri = _site_uri((src.parent/link).resolve())
@@ -216,8 +223,9 @@ def _fix_links(md: str, src: Path) -> str:
     return re.sub(r'\]\(([^)\s:#]+\.(?:ipynb|md))(#[^)\s]*)?\)', repl, md)
 
 
-def process(src: Path, executed: Path | None) -> Path:
-    "Write the page notebook of `src` to `_proc/site/`; returns its path."
+def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
+    "Write the page notebook of `src` to `_proc/site/<uri>` (default: its path under nbs/); returns its path."
+    uri = uri or src.relative_to(NBS).as_posix()
     nb = nbformat.read(executed or src, as_version=4)
     module = None
     for c in nb.cells:
@@ -229,7 +237,7 @@ def process(src: Path, executed: Path | None) -> Path:
         if i == 0 and _frontmatter(nb): continue
         if c.cell_type == 'raw': continue
         if c.cell_type == 'markdown':
-            c.source = _fix_links(c.source, src)
+            c.source = _fix_links(c.source, src, uri)
             cells.append(c); continue
         d = _directives(c.source)
         if d.keys() & {'hide', 'exporti', 'default_exp'}: continue
@@ -247,7 +255,7 @@ def process(src: Path, executed: Path | None) -> Path:
         if not c.source and not c.get('outputs'): continue
         cells.append(c)
     nb.cells = cells
-    dst = PROC/src.relative_to(NBS)
+    dst = PROC/uri
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
     return dst
@@ -278,6 +286,12 @@ def build(execute_nbs: bool) -> tuple[list, list]:
         if sub in by_section:
             nav.append({SECTIONS.get(sub, sub.replace('_', ' ').capitalize()):
                         [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section[sub]]})
+    res = []
+    for p in results():
+        uri = 'results/' + p.relative_to(FIGURES).as_posix()
+        gen.append((uri, process(p, None, uri), None))
+        res.append({f'{p.parent.name}: {_title(nbformat.read(p, as_version=4), p.stem)}': uri})
+    if res: nav.append({'Results': res})
     docs = ROOT/'docs'
     for d in sorted(x for x in docs.iterdir() if x.is_dir() and not x.name.startswith(('.', '_'))):
         pages = sorted(d.glob('*.md'))
