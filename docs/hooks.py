@@ -191,8 +191,9 @@ def _public_names(src: str) -> list[str]:
     return names
 
 
-def _show_doc_md(expr: str, mod) -> str:
-    "Markdown of `show_doc(...)` evaluated against the exported module `mod`."
+def _show_doc_md(expr: str, mod, api_page: str | None = None) -> str:
+    """Markdown of `show_doc(...)` evaluated against the exported module `mod`; its "source" link points at the
+    object on the API reference page `api_page` (relative URL), which shows the source."""
     from nbdev.showdoc import show_doc
     for _ in range(5):   # annotations may name modules the library imports lazily (e.g. torch)
         try:
@@ -201,8 +202,11 @@ def _show_doc_md(expr: str, mod) -> str:
         except NameError as e:   # give the module the name its annotations refer to, then try again
             setattr(mod, e.name, importlib.import_module(e.name))
     md = r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
-    # Quarto's link attributes, `[source](url){target="_blank" ...}`, as plain HTML
-    return re.sub(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}', r'<a href="\2" \3>\1</a>', md)
+    m = re.fullmatch(r'show_doc\(\s*([\w.]+)', expr.split(',')[0].strip().rstrip(')'))
+    href = f'{api_page}#{mod.__name__}.{m.group(1)}' if api_page and m else None
+    # Quarto's link attributes, `[source](url){target="_blank" ...}`, as a plain HTML link
+    return re.sub(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}',
+                  lambda l: f'<a href="{href or l.group(2)}" style="float:right; font-size:smaller">{l.group(1)}</a>', md)
 
 
 def _site_uri(target: Path) -> str | None:
@@ -232,6 +236,7 @@ def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
         if c.cell_type == 'code' and 'default_exp' in _directives(c.source):
             module = _directives(c.source)['default_exp'].split()[0]
     mod = importlib.import_module(f'labelertok.{module}') if module else None
+    api_page = posixpath.relpath(f'api/{module}.html', posixpath.dirname(uri) or '.') if module else None
     cells = []
     for i, c in enumerate(nb.cells):
         if i == 0 and _frontmatter(nb): continue
@@ -243,7 +248,7 @@ def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
         if d.keys() & {'hide', 'exporti', 'default_exp'}: continue
         if d.keys() & {'export'}:
             for nm in _public_names(c.source):
-                try: md = _show_doc_md(f'show_doc({nm})', mod)
+                try: md = _show_doc_md(f'show_doc({nm})', mod, api_page)
                 except Exception as e:
                     log.warning(f'{src.name}: show_doc({nm}) failed: {e!r}'); continue
                 cells.append(nbformat.v4.new_markdown_cell(md))
@@ -251,7 +256,7 @@ def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
         lines = [l for l in c.source.splitlines() if not _DIRECTIVE.match(l) and not re.search(r'#\|\s*hide_line\s*$', l)]
         c.source = '\n'.join(lines).strip()
         if re.fullmatch(r'show_doc\(.*\)', c.source, flags=re.S) and mod:
-            cells.append(nbformat.v4.new_markdown_cell(_show_doc_md(c.source, mod))); continue
+            cells.append(nbformat.v4.new_markdown_cell(_show_doc_md(c.source, mod, api_page))); continue
         if not c.source and not c.get('outputs'): continue
         cells.append(c)
     nb.cells = cells
