@@ -203,7 +203,13 @@ def _show_doc_md(expr: str, mod, api_page: str | None = None) -> str:
             setattr(mod, e.name, importlib.import_module(e.name))
     md = r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
     m = re.fullmatch(r'show_doc\(\s*([\w.]+)', expr.split(',')[0].strip().rstrip(')'))
-    href = f'{api_page}#{mod.__name__}.{m.group(1)}' if api_page and m else None
+    href = None
+    if api_page and m:
+        name = last = m.group(1)
+        if '.' in name:   # a `@patch`ed method is a module-level function in the source, so in the API reference
+            last = name.rsplit('.', 1)[1]
+            if name in _public_names(Path(mod.__file__).read_text()): name = last
+        href = f'{api_page}#{mod.__name__}.{name}'
     # Quarto's link attributes, `[source](url){target="_blank" ...}`, as a plain HTML link
     return re.sub(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}',
                   lambda l: f'<a href="{href or l.group(2)}" style="float:right; font-size:smaller">{l.group(1)}</a>', md)

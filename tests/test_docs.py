@@ -48,3 +48,7 @@ def test_site_builds_with_a_page_per_notebook(tmp_path, env):
     data = (site/'01_data.html').read_text()
     assert '#| export' not in data and '#| hide' not in data, 'nbdev directives leaked into a page'
     assert 'load_labeler_data' in data   # show_doc of an exported function
+    # every show_doc "source" link opens its object's entry in the API reference
+    for page in site.glob('[0-9]*.html'):
+        for api, anchor in re.findall(r'href="(api/[^"#]+)#([^"]+)"[^>]*>source<', page.read_text()):
+            assert f'id="{anchor}"' in (site/api).read_text(), f'{page.name}: no {anchor} in {api}'
