@@ -32,7 +32,7 @@ EXEC = ROOT/'_proc'/'exec'
 FIGURES = ROOT/'figures'
 SECTIONS = {'experiments': 'Experiments', 'how-to': 'How-to guides'}   # sub-folders of nbs/, in nav order
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+):?(.*)$')
-_generated: list[tuple[str, Path | None, str | None]] = []   # (src uri, file on disk, or content)
+_generated: list[tuple[str, Path]] = []   # (page's source URI on the site, its file under _proc/site/)
 
 
 # -- which notebooks, in which order ------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def build(execute_nbs: bool) -> tuple[list, list]:
     for p in every:
         dst = process(p, executed.get(p))
         uri = p.relative_to(NBS).as_posix()
-        gen.append((uri, dst, None))
+        gen.append((uri, dst))
         titles[p] = _title(nbformat.read(p, as_version=4), p.stem)
     nav.append({'Home': 'index.ipynb'})
     nav.append({'Notebooks': [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section['']]})
@@ -300,7 +300,7 @@ def build(execute_nbs: bool) -> tuple[list, list]:
     res = []
     for p in results():
         uri = 'results/' + p.relative_to(FIGURES).as_posix()
-        gen.append((uri, process(p, None, uri), None))
+        gen.append((uri, process(p, None, uri)))
         res.append({f'{p.parent.name}: {_title(nbformat.read(p, as_version=4), p.stem)}': uri})
     if res: nav.append({'Results': res})
     docs = ROOT/'docs'
@@ -314,7 +314,7 @@ def build(execute_nbs: bool) -> tuple[list, list]:
         page = PROC/'api'/f'{m}.md'
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(_api_page(m))
-        gen.append((f'api/{m}.md', page, None))
+        gen.append((f'api/{m}.md', page))
         api.append({f'labelertok.{m}': f'api/{m}.md'})
     nav.append({'API reference': api})
     return nav, gen
@@ -335,7 +335,7 @@ def on_config(config):
 
 @event_priority(100)   # before mkdocs-jupyter wraps the notebooks
 def on_files(files, config):
-    for uri, path, content in _generated:
+    for uri, _ in _generated:
         if files.get_file_from_path(uri): files.remove(files.get_file_from_path(uri))
         files.append(File(uri, src_dir=str(PROC), dest_dir=config['site_dir'],
                           use_directory_urls=config['use_directory_urls']))
