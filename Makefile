@@ -9,7 +9,7 @@ PRETRAINED ?= data/tiny_clip_synthetic.pt
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install lab data explore demo test test-nbs test-py check-export export clean-nbs compare bench clean
+.PHONY: install lab data explore demo test test-nbs test-py check-export export clean-nbs compare bench docs clean
 
 install: $(STAMP)
 
@@ -74,5 +74,10 @@ compare: $(STAMP) data
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick
 
+# The documentation site, offline: every notebook executed (cached in _proc/exec/) and rendered with its outputs,
+# how-to guides, the study's data format and results, the API reference. Open _docs/index.html.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf runs .cache
+	rm -rf runs .cache _proc _docs

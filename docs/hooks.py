@@ -1,0 +1,352 @@
+"""mkdocs hook: the documentation site generated from the repository as it is.
+
+On every build it
+- executes the notebooks of `nbs/` (as `nbdev_test` does: in their folder, cells flagged with `tst_flags` skipped,
+  notebooks with `skip_exec` front matter left as committed), cached in `_proc/exec/` by content;
+- turns each notebook into a page: nbdev directives applied (`#| hide` and `#| exporti` cells dropped, an `#| export`
+  cell replaced by the rendered `show_doc` of each public name it defines, `#| exports` shown, directive lines
+  removed), outputs kept;
+- writes one API reference page per module of `labelertok/` (mkdocstrings);
+- builds the navigation from what is there: the front page (`nbs/index.ipynb`), the module notebooks in file-name
+  order, `nbs/experiments/`, `nbs/how-to/`, the pages of `docs/` by folder, the API reference.
+
+A notebook or module added to the repository gets its page without touching `mkdocs.yml`.
+Set `LABELERTOK_DOCS_EXECUTE=0` to render the notebooks as committed (fast; no outputs they were not saved with).
+"""
+from __future__ import annotations
+
+import ast, hashlib, importlib, logging, os, posixpath, re, shutil, subprocess, sys
+from pathlib import Path, PurePosixPath
+
+import nbformat
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
+
+log = logging.getLogger('mkdocs.hooks.labelertok')
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT/'nbs'
+LIB = ROOT/'labelertok'
+PROC = ROOT/'_proc'/'site'
+EXEC = ROOT/'_proc'/'exec'
+FIGURES = ROOT/'figures'
+SECTIONS = {'experiments': 'Experiments', 'how-to': 'How-to guides'}   # sub-folders of nbs/, in nav order
+_DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+):?(.*)$')
+_generated: list[tuple[str, Path]] = []   # (page's source URI on the site, its file under _proc/site/)
+
+
+# -- which notebooks, in which order ------------------------------------------------------------------------------
+
+def _skip(p: Path) -> bool:
+    return any(part.startswith(('.', '_')) for part in p.relative_to(NBS).parts)
+
+
+def notebooks() -> dict[str, list[Path]]:
+    "The notebooks of `nbs/` by section ('' = the module notebooks), each in file-name order."
+    out = {'': sorted(p for p in NBS.glob('*.ipynb') if not _skip(p) and p.name != 'index.ipynb')}
+    for sub in sorted(d.name for d in NBS.iterdir() if d.is_dir() and not d.name.startswith(('.', '_'))):
+        found = sorted(p for p in (NBS/sub).rglob('*.ipynb') if not _skip(p))
+        if found: out[sub] = found
+    return out
+
+
+def results() -> list[Path]:
+    "Executed experiment notebooks committed beside their figures (`figures/<run>/*.ipynb`), shown as they are."
+    return sorted(p for p in FIGURES.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts) if FIGURES.exists() else []
+
+
+def modules() -> list[str]:
+    "Public modules of `labelertok/`, in file-name order."
+    return sorted(p.stem for p in LIB.glob('*.py') if not p.stem.startswith('_'))
+
+
+def _title(nb, fallback: str) -> str:
+    for c in nb.cells:
+        if c.cell_type == 'markdown':
+            m = re.search(r'^#\s+(.+)$', c.source, flags=re.M)
+            if m: return m.group(1).strip()
+    return fallback
+
+
+# -- execution (cached) -------------------------------------------------------------------------------------------
+
+def _directives(src: str) -> dict[str, str]:
+    "nbdev directives at the top of a cell: {name: rest of line}."
+    d = {}
+    for line in src.splitlines():
+        if not line.strip(): continue
+        m = _DIRECTIVE.match(line)
+        if not m: break
+        d[m.group(1)] = m.group(2).strip()
+    return d
+
+
+def _frontmatter(nb) -> dict[str, str]:
+    if nb.cells and nb.cells[0].cell_type in ('markdown', 'raw') and nb.cells[0].source.startswith('---'):
+        lines = nb.cells[0].source.strip().splitlines()[1:-1]
+        return dict((k.strip(), v.strip()) for k, _, v in (l.partition(':') for l in lines))
+    return {}
+
+
+def _lib_hash() -> str:
+    h = hashlib.sha256()
+    for p in sorted(LIB.glob('*.py')): h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _exec_one(src: Path, dst: Path, flags: set) -> str | None:
+    "Execute one notebook with execnb (what nbdev_test does), keeping the outputs. Returns the error, if any."
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    os.environ['IN_TEST'] = '1'
+    nb = read_nb(src)
+
+    def no_eval(cell):
+        if cell.cell_type != 'code' or 'nbdev_export(' in cell.source: return True
+        d = _directives(cell.source)
+        return d.get('eval', '').lower() == 'false' or bool(flags & d.keys())
+
+    k = CaptureShell(src)
+    try:
+        with working_directory(src.parent): k.run_all(nb, exc_stop=True, preproc=no_eval)
+    except Exception:
+        return k.prettytb(fname=src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_nb(nb, dst)
+
+
+SCRATCH = ROOT/'_proc'/'tree'
+_WRITABLE = ('nbs', 'figures')   # copied into the scratch tree: notebooks write figures there, not into the repository
+
+
+def scratch_tree() -> Path:
+    """A stand-in for the repository to execute notebooks in: `nbs/` and `figures/` copied, everything else
+    linked, so what a notebook writes (e.g. `../figures/explore`) never touches the working tree."""
+    if SCRATCH.exists(): shutil.rmtree(SCRATCH)
+    SCRATCH.mkdir(parents=True)
+    for p in ROOT.iterdir():
+        if p.name in ('.git', '_proc', '_docs', 'runs') or p.name.startswith('.cache'): continue
+        if p.name in _WRITABLE and p.is_dir(): shutil.copytree(p, SCRATCH/p.name, symlinks=True)
+        else: (SCRATCH/p.name).symlink_to(p)
+    return SCRATCH
+
+
+def _exec_subprocess(args) -> tuple[str, str | None]:
+    "Run `_exec_one` in a fresh interpreter (each notebook gets its own process, as under nbdev_test)."
+    src, dst, flags = args
+    r = subprocess.run([sys.executable, __file__, str(src), str(dst), ' '.join(sorted(flags))], cwd=SCRATCH,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                           [str(ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p])))
+    return str(src), (None if r.returncode == 0 else (r.stderr or r.stdout)[-6000:])
+
+
+def execute(paths: list[Path]) -> dict[Path, Path]:
+    "Executed copies of `paths` (from the cache when neither the notebook nor the library changed)."
+    from concurrent.futures import ThreadPoolExecutor
+    from nbdev.config import get_config
+    flags = set(get_config(path=ROOT).get('tst_flags', '').split())
+    lib, out, todo = _lib_hash(), {}, []
+    for p in paths:
+        nb = nbformat.read(p, as_version=4)
+        if str(_frontmatter(nb).get('skip_exec', '')).lower() == 'true': continue
+        dst = EXEC/p.relative_to(NBS)
+        key = hashlib.sha256(p.read_bytes() + lib.encode()).hexdigest()
+        keyf = dst.with_suffix('.key')
+        out[p] = dst
+        if dst.exists() and keyf.exists() and keyf.read_text() == key: continue
+        todo.append((p, dst, keyf, key))
+    if todo:
+        log.info(f"executing {len(todo)} notebook(s): {', '.join(t[0].name for t in todo)}")
+        tree = scratch_tree()
+
+        def job(t):
+            p, d, keyf, key = t
+            _, err = _exec_subprocess((tree/p.relative_to(ROOT), d, flags))
+            unchanged = hashlib.sha256(p.read_bytes() + lib.encode()).hexdigest() == key   # not edited meanwhile
+            if err is None and unchanged: keyf.write_text(key)   # cached as soon as it is done
+            return str(p), err
+        with ThreadPoolExecutor(max_workers=min(2, len(todo))) as ex: res = list(ex.map(job, todo))
+        errors = [(s, e) for s, e in res if e]
+        if errors:
+            raise RuntimeError('notebooks failed while building the docs:\n' + '\n'.join(f'{s}:\n{e}' for s, e in errors))
+    return out
+
+
+# -- nbdev directives -> a page -----------------------------------------------------------------------------------
+
+def _public_names(src: str) -> list[str]:
+    "Public names an export cell defines, as show_doc wants them (`Class.method` for `@patch` methods)."
+    try: tree = ast.parse(src)
+    except SyntaxError: return []
+    names = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): continue
+        if node.name.startswith('_'): continue
+        patched = [d for d in getattr(node, 'decorator_list', []) if ast.unparse(d).split('(')[0] in ('patch', 'patch_to')]
+        if patched and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.args.args:
+            ann = node.args.args[0].annotation
+            if ann is not None: names.append(f'{ast.unparse(ann)}.{node.name}'); continue
+        names.append(node.name)
+    return names
+
+
+def _show_doc_md(expr: str, mod, api_page: str | None = None) -> str:
+    """Markdown of `show_doc(...)` evaluated against the exported module `mod`; its "source" link points at the
+    object on the API reference page `api_page` (relative URL), which shows the source."""
+    from nbdev.showdoc import show_doc
+    for _ in range(5):   # annotations may name modules the library imports lazily (e.g. torch)
+        try:
+            r = eval(expr, dict(vars(mod), show_doc=show_doc))
+            break
+        except NameError as e:   # give the module the name its annotations refer to, then try again
+            setattr(mod, e.name, importlib.import_module(e.name))
+    md = r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
+    m = re.fullmatch(r'show_doc\(\s*([\w.]+)', expr.split(',')[0].strip().rstrip(')'))
+    href = None
+    if api_page and m:
+        name = last = m.group(1)
+        if '.' in name:   # a `@patch`ed method is a module-level function in the source, so in the API reference
+            last = name.rsplit('.', 1)[1]
+            if name in _public_names(Path(mod.__file__).read_text()): name = last
+        href = f'{api_page}#{mod.__name__}.{name}'
+    # Quarto's link attributes, `[source](url){target="_blank" ...}`, as a plain HTML link
+    return re.sub(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}',
+                  lambda l: f'<a href="{href or l.group(2)}" style="float:right; font-size:smaller">{l.group(1)}</a>', md)
+
+
+def _site_uri(target: Path) -> str | None:
+    "The site page of a repository file: notebooks of nbs/ and pages of docs/."
+    for base, ext in ((NBS, '.ipynb'), (ROOT/'docs', '.md')):
+        if target.suffix == ext and target.is_relative_to(base): return target.relative_to(base).with_suffix('.html').as_posix()
+
+
+def _fix_links(md: str, src: Path, uri: str | None = None) -> str:
+    """Relative links to notebooks and to `docs/` pages, written to work on the repository's web view
+    (e.g. `../docs/study/results.md` from a notebook), point at their pages on the site (`uri`: the page of `src`)."""
+    page_dir = PurePosixPath(uri or src.relative_to(NBS).as_posix()).parent
+    def repl(m):
+        link, anchor = m.group(1), m.group(2) or ''
+        uri = _site_uri((src.parent/link).resolve())
+        if uri is None: return m.group(0)
+        return '](' + posixpath.relpath(uri, page_dir.as_posix() or '.') + anchor + ')'
+    return re.sub(r'\]\(([^)\s:#]+\.(?:ipynb|md))(#[^)\s]*)?\)', repl, md)
+
+
+def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
+    "Write the page notebook of `src` to `_proc/site/<uri>` (default: its path under nbs/); returns its path."
+    uri = uri or src.relative_to(NBS).as_posix()
+    nb = nbformat.read(executed or src, as_version=4)
+    module = None
+    for c in nb.cells:
+        if c.cell_type == 'code' and 'default_exp' in _directives(c.source):
+            module = _directives(c.source)['default_exp'].split()[0]
+    mod = importlib.import_module(f'labelertok.{module}') if module else None
+    api_page = posixpath.relpath(f'api/{module}.html', posixpath.dirname(uri) or '.') if module else None
+    cells = []
+    for i, c in enumerate(nb.cells):
+        if i == 0 and _frontmatter(nb): continue
+        if c.cell_type == 'raw': continue
+        if c.cell_type == 'markdown':
+            c.source = _fix_links(c.source, src, uri)
+            cells.append(c); continue
+        d = _directives(c.source)
+        if d.keys() & {'hide', 'exporti', 'default_exp'}: continue
+        if d.keys() & {'export'}:
+            for nm in _public_names(c.source):
+                try: md = _show_doc_md(f'show_doc({nm})', mod, api_page)
+                except Exception as e:
+                    log.warning(f'{src.name}: show_doc({nm}) failed: {e!r}'); continue
+                cells.append(nbformat.v4.new_markdown_cell(md))
+            continue
+        lines = [l for l in c.source.splitlines() if not _DIRECTIVE.match(l) and not re.search(r'#\|\s*hide_line\s*$', l)]
+        c.source = '\n'.join(lines).strip()
+        if re.fullmatch(r'show_doc\(.*\)', c.source, flags=re.S) and mod:
+            cells.append(nbformat.v4.new_markdown_cell(_show_doc_md(c.source, mod, api_page))); continue
+        if not c.source and not c.get('outputs'): continue
+        cells.append(c)
+    nb.cells = cells
+    dst = PROC/uri
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
+    return dst
+
+
+# -- mkdocs events ------------------------------------------------------------------------------------------------
+
+def _api_page(mod: str) -> str:
+    return f'# `labelertok.{mod}`\n\n::: labelertok.{mod}\n'
+
+
+def build(execute_nbs: bool) -> tuple[list, list]:
+    "Process everything; returns (nav, generated files)."
+    if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+    by_section = notebooks()
+    every = [NBS/'index.ipynb'] + [p for ps in by_section.values() for p in ps]
+    executed = execute(every) if execute_nbs else {}
+    gen, nav = [], []
+    titles = {}
+    for p in every:
+        dst = process(p, executed.get(p))
+        uri = p.relative_to(NBS).as_posix()
+        gen.append((uri, dst))
+        titles[p] = _title(nbformat.read(p, as_version=4), p.stem)
+    nav.append({'Home': 'index.ipynb'})
+    nav.append({'Notebooks': [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section['']]})
+    for sub in list(SECTIONS) + sorted(set(by_section) - set(SECTIONS) - {''}):
+        if sub in by_section:
+            nav.append({SECTIONS.get(sub, sub.replace('_', ' ').capitalize()):
+                        [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section[sub]]})
+    res = []
+    for p in results():
+        uri = 'results/' + p.relative_to(FIGURES).as_posix()
+        gen.append((uri, process(p, None, uri)))
+        res.append({f'{p.parent.name}: {_title(nbformat.read(p, as_version=4), p.stem)}': uri})
+    if res: nav.append({'Results': res})
+    docs = ROOT/'docs'
+    for d in sorted(x for x in docs.iterdir() if x.is_dir() and not x.name.startswith(('.', '_'))):
+        pages = sorted(d.glob('*.md'))
+        if pages:
+            nav.append({d.name.replace('_', ' ').capitalize():
+                        [{_md_title(p): p.relative_to(docs).as_posix()} for p in pages]})
+    api = []
+    for m in modules():
+        page = PROC/'api'/f'{m}.md'
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(_api_page(m))
+        gen.append((f'api/{m}.md', page))
+        api.append({f'labelertok.{m}': f'api/{m}.md'})
+    nav.append({'API reference': api})
+    return nav, gen
+
+
+def _md_title(p: Path) -> str:
+    m = re.search(r'^#\s+(.+)$', p.read_text(), flags=re.M)
+    return m.group(1).strip() if m else p.stem
+
+
+def on_config(config):
+    execute_nbs = os.environ.get('LABELERTOK_DOCS_EXECUTE', '1') not in ('0', 'false', 'no')
+    nav, gen = build(execute_nbs)
+    _generated[:] = gen
+    config['nav'] = nav
+    return config
+
+
+@event_priority(100)   # before mkdocs-jupyter wraps the notebooks
+def on_files(files, config):
+    for uri, _ in _generated:
+        if files.get_file_from_path(uri): files.remove(files.get_file_from_path(uri))
+        files.append(File(uri, src_dir=str(PROC), dest_dir=config['site_dir'],
+                          use_directory_urls=config['use_directory_urls']))
+    return files
+
+
+def on_serve(server, config, builder):
+    for p in (NBS, LIB): server.watch(str(p))
+    return server
+
+
+if __name__ == '__main__':   # python docs/hooks.py SRC DST "FLAGS": execute one notebook (used by `execute`)
+    err = _exec_one(Path(sys.argv[1]), Path(sys.argv[2]), set(sys.argv[3].split()))
+    if err: sys.stderr.write(err); sys.exit(1)
