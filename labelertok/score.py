@@ -34,7 +34,7 @@ __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'ADAPTER_CONFIG', '
            'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'COMMANDS', 'folder_kind', 'load_images', 'Scorer', 'load',
            'reliability', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
            'calibration_markdown', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler',
-           'add_commands', 'cmd_score', 'cmd_export', 'cmd_add_labeler', 'main']
+           'cmd_score', 'cmd_export', 'cmd_add_labeler']
 
 # %% ../nbs/10_score.ipynb #4ccf6108
 EXPORT_META = "labelertok_export.json"
@@ -703,7 +703,7 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     (a file/folder as `read_answers` reads, or its table), report accuracy on held-out answers (95% CI), and write a
     new exported folder `out_dir` that includes them (None: write nothing). `k`: fit on only k of the answers left
     after the hold-out (learning curves; the hold-out stays the same for every k). Returns the report."""
-    from labelertok.baselines import fit_token_row, score_with_features
+    from labelertok.fewshot import fit_token_row, score_with_features
     say = print if verbose else (lambda *a, **k: None)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -773,38 +773,6 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     return rep
 
 # %% ../nbs/10_score.ipynb #415cbfdd
-def add_commands(sub) -> None:
-    "Add the `score`, `export` and `add-labeler` subcommands to an argparse subparsers object."
-    s = sub.add_parser("score", help="score/rank images or compare pairs as a labeler would (CSV out)")
-    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
-    s.add_argument("--labeler", default=None, help="token (<user1> or user1), the study's labeler id, 'all', or none "
-                                                   "(default: the population prompt)")
-    s.add_argument("--attribute", required=True, help="an attribute the model was trained on, or 'all'")
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--images", nargs="+", metavar="DIR_OR_FILES", help="image files and/or folders")
-    g.add_argument("--pairs", help="CSV with columns im1, im2 (and optionally label: 2 = im1 chosen, 1 = im2 chosen)")
-    s.add_argument("--out", required=True, help="output CSV")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-
-    s = sub.add_parser("export", help="write a run as a self-contained folder (peft adapters, tokens, model card)")
-    s.add_argument("source", metavar="RUN", help="a run folder (or an exported folder)")
-    s.add_argument("out_dir", metavar="OUT_DIR")
-    s.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload to this Hugging Face Hub repo (token from HF_TOKEN)")
-
-    s = sub.add_parser("add-labeler", help="fit a new labeler from their answers; writes a new exported folder")
-    s.add_argument("source", metavar="RUN_OR_FOLDER")
-    s.add_argument("--answers", required=True, help="study folder, big_compare_label sheet, or one table (.xlsx/.csv) of answers")
-    s.add_argument("--labeler", required=True, help="the new labeler's id (user_id in the answers)")
-    s.add_argument("--out", required=True, metavar="OUT_DIR")
-    s.add_argument("--images", default=None, help="images folder (default: next to the answers)")
-    s.add_argument("--holdout", type=float, default=0.3, help="share of their comparisons held out to measure accuracy")
-    s.add_argument("--steps", type=int, default=150)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
-
-
 def _check_out(path, overwrite: bool) -> Path:
     p = Path(path)
     if p.exists() and not overwrite: raise FileExistsError(f"{p} exists; pass --overwrite to replace it (nothing was written)")
@@ -880,15 +848,3 @@ def cmd_add_labeler(a) -> None:
 COMMANDS = {"score": cmd_score, "export": cmd_export, "add-labeler": cmd_add_labeler}
 
 
-def main(argv: list[str] | None = None) -> int:
-    "`python -m labelertok.score COMMAND ...`: the three commands on their own (same exit codes as `labelertok`)."
-    p = argparse.ArgumentParser(prog="python -m labelertok.score")
-    add_commands(p.add_subparsers(dest="cmd", required=True, metavar="COMMAND"))
-    a = p.parse_args(argv)
-    try: COMMANDS[a.cmd](a)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"labelertok {a.cmd}: {e}", file=sys.stderr); return 2
-    return 0
-
-
-if __name__ == "__main__" and getattr(__spec__, "name", None) == "labelertok.score": sys.exit(main())  # python -m

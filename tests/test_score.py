@@ -151,7 +151,8 @@ def test_bad_input(run, scorer, world, tmp_path):
 
 
 def _cli(*argv):
-    return S.main([str(a) for a in argv])
+    from labelertok.cli import main
+    return main([str(a) for a in argv])
 
 
 def test_cli(run, world, tmp_path, capsys):
