@@ -499,8 +499,13 @@ def _shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
     return part, len(part) * world / len(idx)
 
 
-def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray) -> torch.Tensor:
-    "One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n]."
+def _no_mark(phase: str): pass
+
+
+def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str], None] = _no_mark) -> torch.Tensor:
+    """One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n].
+    `mark(phase)` is called as each phase starts ("data", "forward", "backward", "optimizer") and at the "end" (profiling)."""
+    mark("data")
     part, weight = _shard(idx, engine.rank, engine.world)
     B = len(part)
     rows, inv = np.unique(np.concatenate([engine.train_i1[part], engine.train_i2[part]]), return_inverse=True)
@@ -514,19 +519,26 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray) -> torch.Tensor:
     n_rows = len(rows)
     idx_all = _to_device(np.concatenate([rows, inv.reshape(-1), pinv, part]), engine.device)
     d_rows, d_inv, d_pinv, d_part = idx_all.split([n_rows, 2 * B, B, B])
+    x = _gather_images(engine.images, rows, engine.device, d_rows)
+    mark("forward")
     with engine.accelerator.autocast():
-        feats, text = engine.forward(_gather_images(engine.images, rows, engine.device, d_rows), prompts)
+        feats, text = engine.forward(x, prompts)
     f = feats.index_select(0, d_inv.to(feats.device))
     text = text.index_select(0, d_pinv.to(text.device))
     labels = engine.train_labels.index_select(0, d_part.to(engine.train_labels.device))
     loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, engine.config.temperature), labels.to(f.device, non_blocking=True))
+    mark("backward")
     engine.optimizer.zero_grad(set_to_none=True)
     engine.accelerator.backward(loss if engine.world == 1 else loss * weight)
+    mark("optimizer")
     engine.optimizer.step()
-    if engine.world == 1: return torch.stack([loss.detach().float(), correct.sum().float()])
-    n = B if weight > 0 else 0
-    stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), torch.tensor(float(n), device=loss.device)])
-    return engine.accelerator.reduce(stats, reduction="sum")
+    if engine.world == 1: stats = torch.stack([loss.detach().float(), correct.sum().float()])
+    else:
+        n = B if weight > 0 else 0
+        stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), torch.tensor(float(n), device=loss.device)])
+        stats = engine.accelerator.reduce(stats, reduction="sum")
+    mark("end")
+    return stats
 
 
 def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[float, float]:
