@@ -162,6 +162,29 @@ def engine_steps(data, model, config, out_dir: Path):
         lt._close(acc, None, False)
 
 
+def lean_attention(model) -> list:
+    """What-if for the profile: each open_clip block's `nn.MultiheadAttention` (batch-first, frozen in-projection) run as
+    one linear + `scaled_dot_product_attention` + the out-projection, the same arithmetic in fewer dispatched ops.
+    Returns the patched blocks (`del block.attention` undoes it)."""
+    import torch.nn.functional as F
+    patched = []
+    for block in model.clip.modules():
+        attn = getattr(block, "attn", None)
+        if type(attn) is not torch.nn.MultiheadAttention or not callable(getattr(block, "attention", None)): continue
+        if not (attn.batch_first and attn._qkv_same_embed_dim and attn.in_proj_bias is not None): continue
+        def attention(q_x, k_x=None, v_x=None, attn_mask=None, attn=attn, orig=block.attention, block=block):
+            if k_x is not None or v_x is not None: return orig(q_x, k_x, v_x, attn_mask)
+            B, L, E = q_x.shape
+            h = attn.num_heads
+            q, k, v = F.linear(q_x, attn.in_proj_weight, attn.in_proj_bias).view(B, L, 3, h, E // h).permute(2, 0, 3, 1, 4).unbind(0)
+            mask = attn_mask.to(q_x.dtype) if attn_mask is not None else None
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attn.dropout if block.training else 0.0)
+            return attn.out_proj(o.transpose(1, 2).reshape(B, L, E))
+        block.attention = attention
+        patched.append(block)
+    return patched
+
+
 def reference_steps(model, data, config, workers: int, max_steps: int):
     "The seed-style loop of benchmarks/train_speed.py for at most `max_steps` steps."
     from train_speed import reference_train
@@ -435,6 +458,24 @@ class Check:
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
             with profile(activities=acts) as prof:
                 r["profiled_step_ms"] = round(1e3 * run(a.prof_steps), 2)
+            blocks = []
+            try:  # what-if: the same step with leaner attention (a failure here is noted, not fatal)
+                blocks = lean_attention(model)
+                if blocks:
+                    b0 = blocks[0]
+                    with torch.no_grad(), autocast(model.device, cfg):
+                        x = torch.randn(2, 7, b0.attn.embed_dim, device=model.device)
+                        mask = torch.full((7, 7), float("-inf"), device=model.device).triu_(1)
+                        diff = max(float((b0.attention(x, attn_mask=m).float() - type(b0).attention(b0, x, attn_mask=m).float()).abs().max())
+                                   for m in (None, mask))
+                    r.update(lean_attention_blocks=len(blocks), lean_attention_max_abs_diff=sig(diff, 3))
+                    run(2)
+                    r["step_ms_lean_attention"] = round(1e3 * run(a.prof_steps), 2)
+            except OutOfTime: raise
+            except Exception as e:
+                traceback.print_exc(); r["lean_attention_error"] = f"{type(e).__name__}: {e}"[:300]
+            finally:
+                for b in blocks: b.__dict__.pop("attention", None)
         except OutOfTime:
             log("  profile: out of time"); return dict(r, status="partial", note="the stage's time budget ran out")
         finally:
@@ -458,7 +499,8 @@ class Check:
         r["columns"] = ["op", "calls/step", "device ms/step (self)", "CPU ms/step (self)"]
         if self.cuda and r["step_ms"]:
             r["device_busy_share"] = round(r["device_busy_ms_per_step"] / r["profiled_step_ms"], 3)
-        log(f"  profile: step {r['step_ms']} ms, {r['aten_ops_per_step']} aten ops/step, host split {r['split_host_ms']}"
+        log(f"  profile: step {r['step_ms']} ms ({r.get('step_ms_lean_attention')} ms with lean attention), "
+            f"{r['aten_ops_per_step']} aten ops/step, host split {r['split_host_ms']}"
             + (f", device split {r['split_device_ms']}, device busy {r['device_busy_ms_per_step']} ms/step" if self.cuda else ""))
         for title, key in (("by device time", "top_device"), ("by CPU time", "top_cpu")):
             if key in r:
