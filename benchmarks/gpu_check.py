@@ -8,6 +8,10 @@ Stages, each under its own time budget inside one overall deadline (the script a
   b. ViT-B-32     224 px, random init (nothing downloaded), bf16, a synthetic world the size of the study's 2-labeler
                   run (~19.3k train samples), the full 13 epochs, once with plain and once with pair-grouped batches:
                   seconds per epoch, images/s, peak memory, model FLOP utilisation (MFU).
+  profile        torch.profiler over 20 steps of b's plain run after warm-up (< 30 s): top ops by device and by CPU
+                  time, operations and kernels per step, device busy time per step, each step split into data /
+                  forward / backward / optimizer (host time and device time), and the step time with one-linear
+                  attention (`lean_attention`, a what-if: same arithmetic, a quarter fewer dispatched operations).
   c. seed-style   the study-style loop (`reference_train` of benchmarks/train_speed.py: per-sample PIL loading and
                   transforms, every image encoded separately) for a few hundred steps, projected to 13 epochs.
   d. ViT-L-14     one epoch (random init, pair-grouped batches; the batch halves until a step fits in memory).
