@@ -80,3 +80,29 @@ def test_run_report_explore(tmp_path, study_world, env):
     rc = tables['retest_ceilings'].set_index('token')
     assert rc.loc['<user1>', 'ceiling_lo'] < rc.loc['<user1>', 'ceiling'] < rc.loc['<user1>', 'ceiling_hi']
     for f in EXPLORE_FIGURES: assert (tmp_path/'explore'/f).exists(), f
+
+
+def test_score_export_on_study_data(tmp_path, study_world, env):
+    "A run on the real-format study, then `labelertok score` (images, pairs in the study's 2/1 coding) and `export`."
+    import yaml
+    preset = tmp_path/'tiny.yaml'
+    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=2,
+                                          fig_root=str(tmp_path/'run_figures'))))
+    out = tmp_path/'run'
+    r = run(labelertok_cmd() + ['run', preset, '--out-dir', out], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    imgs = sorted(study_world.rglob('*.png'))[:4]
+    r = run(labelertok_cmd() + ['score', out, '--labeler', 'all', '--attribute', 'all', '--images', *imgs,
+                                '--out', tmp_path/'scores.csv'], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    df = pd.read_csv(tmp_path/'scores.csv')
+    assert len(df) == 4 * 2 * 3 and df['score'].notna().all()
+    pd.DataFrame(dict(im1=[str(p) for p in imgs[:2]], im2=[str(p) for p in imgs[2:]], label=[2, 1])).to_csv(tmp_path/'pairs.csv', index=False)
+    r = run(labelertok_cmd() + ['score', out, '--labeler', 'user1', '--attribute', 'smart', '--pairs', tmp_path/'pairs.csv',
+                                '--out', tmp_path/'probs.csv'], env, tmp_path)
+    assert r.returncode == 0 and '95% CI' in r.stdout, r.stdout[-2000:] + r.stderr[-4000:]
+    assert pd.read_csv(tmp_path/'probs.csv')['p_im1'].between(0, 1).all()
+    r = run(labelertok_cmd() + ['export', out, tmp_path/'exported'], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    card = json.loads((tmp_path/'exported'/'labelertok_export.json').read_text())
+    assert {u['user_id'] for u in card['card']['labelers']} <= set(pd.read_excel(study_world/'big_compare_label.xlsx')['user_id'].astype(str))
