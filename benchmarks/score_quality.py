@@ -6,11 +6,11 @@
 For each run folder:
 - calibration (`labelertok.score.calibration`): test ECE per labeler at the training temperature and at one
   temperature fitted on validation (writes calibration.json/.png into the run folder);
-- add-labeler accuracy vs k: for each labeler id in `--labelers` (labelers the run did not train on), the same
-  held-out 30% of their comparisons, a new token row (learned-token runs) or the best-fitting known prompt
-  (text-token runs) fitted on k of their other answers, `--reps` random draws of the k answers; accuracy on the
-  held-out answers with the bootstrap 95% CI of the mean over draws. The population prompt on the same answers is the
-  reference.
+- add-labeler accuracy vs k (`labelertok.share.add_labeler`): for each labeler id in `--labelers` (labelers the run
+  did not train on), the same held-out 30% of their comparisons, a new token row (learned-token runs) or the
+  best-fitting known prompt (text-token runs) fitted on k of their other answers, `--reps` random draws of the k
+  answers; accuracy on the held-out answers with the bootstrap 95% CI of the mean over draws. The population prompt
+  on the same answers is the reference.
 Prints markdown tables and writes them to --out (default: stdout only).
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labelertok import score as S  # noqa: E402
+from labelertok import share  # noqa: E402
 from labelertok.data import read_study  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def curve(run: Path, answers: pd.DataFrame, labeler: str, ks, reps: int, n_boot:
     rows = []
     for k in ks:
         for r in range(reps):
-            rep = S.add_labeler(sc, answers, labeler, None, k=k, seed=r, device="cpu", n_boot=n_boot, verbose=False)
+            rep = share.add_labeler(sc, answers, labeler, None, k=k, seed=r, device="cpu", n_boot=n_boot, verbose=False)
             rows.append(dict(run=run.name, labeler=labeler, k=rep["n_fit"], rep=r, acc=rep["acc"], lo=rep["acc_lo"], hi=rep["acc_hi"],
                              population=rep["population_acc"],
                              n_held_out=rep["n_held_out"], method=rep["method"], token=rep["token"] or "population prompt"))

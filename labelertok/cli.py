@@ -297,7 +297,7 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
 
 # %% ../nbs/09_cli.ipynb #0c2cd824
 def _add_use_commands(sub) -> None:
-    "The subcommands that use a trained model (`labelertok.score`): score, export, add-labeler."
+    "The subcommands that use a trained model: score (`labelertok.score`), export and add-labeler (`labelertok.share`)."
     s = sub.add_parser("score", help="score/rank images or compare pairs as a labeler would (CSV out)")
     s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
     s.add_argument("--labeler", default=None, help="token (<user1> or user1), the study's labeler id, 'all', or none "
@@ -461,13 +461,13 @@ def _cmd_report(a):
     from labelertok.report import write_report
     for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
 
-USE_COMMANDS = ('score', 'export', 'add-labeler')
+USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
-    "The `labelertok.score` command `name`, imported only when it runs (it loads torch)."
+    "The command `name` of its module (`USE_COMMANDS`), imported only when it runs (it loads torch)."
     def run(a):
-        from labelertok.score import COMMANDS
-        return COMMANDS[name](a)
+        import importlib
+        return importlib.import_module(f'labelertok.{USE_COMMANDS[name]}').COMMANDS[name](a)
     return run
 
 USER_ERRORS = (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 
 from labelertok import score as S
+from labelertok import share
 from labelertok.data import ATTRIBUTES, read_study
 from labelertok.model import create_model
 from labelertok.tokens import user_tokens
@@ -95,7 +96,7 @@ def test_labeler_by_token_or_study_id(scorer):
 
 
 def test_export_load_identical(run, scorer, world, weights, tmp_path):
-    out = S.export(run, tmp_path / "exported")
+    out = share.export(run, tmp_path / "exported")
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "labeler_tokens.safetensors", "labelertok_export.json", "README.md"} <= names
     from peft import LoraConfig
@@ -122,7 +123,7 @@ def test_export_load_identical(run, scorer, world, weights, tmp_path):
     other = None if weights is not None else str(STAND_IN)
     if other is None or Path(other).is_file():
         with pytest.raises(ValueError, match="exported for another base model"): S.load(out, device="cpu", pretrained=other)
-    with pytest.raises(FileExistsError): S.export(run, out)
+    with pytest.raises(FileExistsError): share.export(run, out)
 
 
 def test_calibration(run, scorer, tmp_path):
@@ -214,8 +215,8 @@ def test_add_labeler_beats_chance(run, scorer, world, weights, tmp_path):
     for lab in ("user1", "user2"): assert np.array_equal(plus.score(files, "smart", lab), scorer.score(files, "smart", lab))
     assert np.array_equal(plus.score(files, "smart", new), plus.score(files, "smart", "<user3>"))
     assert "added later" in (tmp_path / "plus" / "README.md").read_text()
-    with pytest.raises(ValueError, match="already known"): S.add_labeler(run, study, next(iter(known)), tmp_path / "again", device="cpu")
-    with pytest.raises(ValueError, match="no answers of labeler 'nobody'"): S.add_labeler(run, study, "nobody", tmp_path / "again", device="cpu")
+    with pytest.raises(ValueError, match="already known"): share.add_labeler(run, study, next(iter(known)), tmp_path / "again", device="cpu")
+    with pytest.raises(ValueError, match="no answers of labeler 'nobody'"): share.add_labeler(run, study, "nobody", tmp_path / "again", device="cpu")
 
 
 def test_add_labeler_text_mode(world, weights, tmp_path):
@@ -231,7 +232,7 @@ def test_add_labeler_text_mode(world, weights, tmp_path):
     wide["im1_path"] = wide["im1_path"].map(lambda p: "/home/other/pics_small/" + Path(p).name)
     wide["im2_path"] = wide["im2_path"].map(lambda p: "/home/other/pics_small/" + Path(p).name)
     wide.to_csv(tmp_path / "answers.csv", index=False)
-    rep = S.add_labeler(run, tmp_path / "answers.csv", new, tmp_path / "plus", images_dir=world / "images", device="cpu", verbose=False)
+    rep = share.add_labeler(run, tmp_path / "answers.csv", new, tmp_path / "plus", images_dir=world / "images", device="cpu", verbose=False)
     assert rep["method"].startswith("alias") and "text mode" in rep["reason"]
     plus = S.load(tmp_path / "plus", device="cpu")
     files = sorted(str(p) for p in (world / "images").glob("*.png"))[:5]
