@@ -63,13 +63,17 @@ test-py: $(STAMP)
 
 test: check-export test-nbs test-py
 
+# The two CPU demos (runs/<preset>/), then their reports with the executed notebooks beside them:
+# figures/<preset>/results.md, plots, calibration and <preset>.ipynb (paths relative to the repository).
 demo: $(STAMP) data
 	$(BIN)/labelertok run two_users_demo --overwrite
 	$(BIN)/labelertok run six_users_demo --overwrite
-	@echo "demo done: see figures/ and runs/"
+	$(BIN)/labelertok report runs/two_users_demo runs/six_users_demo
+	@echo "demo done: see figures/two_users_demo/, figures/six_users_demo/ and runs/"
 
 compare: $(STAMP) data
 	$(BIN)/labelertok compare --overwrite
+	$(BIN)/python -c "from labelertok.report import publish_notebook as p; print(p('runs/compare/run.ipynb', 'figures/compare/compare.ipynb'))"
 
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick

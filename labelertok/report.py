@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['STUDY_SOURCE', 'STUDY_TWO_USERS', 'STUDY_TWO_USERS_FACTS', 'STUDY_SIX_USERS', 'STUDY_SIX_USERS_PER_USER',
-           'STUDY_NOTES', 'REQUIRED_HISTORY', 'REPORT_SOURCE', 'make_fake_run', 'Run', 'load_run', 'fmt_pct', 'fmt_pts',
-           'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings', 'key_findings', 'is_study_run',
-           'study_protocol_accuracy', 'study_comparison', 'plot_curves', 'plot_labelers', 'plot_attributes',
-           'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
+           'STUDY_NOTES', 'REQUIRED_HISTORY', 'REPORT_SOURCE', 'CALIBRATION_FILE', 'make_fake_run', 'Run', 'load_run',
+           'fmt_pct', 'fmt_pts', 'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings',
+           'key_findings', 'is_study_run', 'study_protocol_accuracy', 'study_comparison', 'plot_curves',
+           'plot_labelers', 'plot_attributes', 'plot_ceilings', 'plot_study_comparison', 'portable_paths',
+           'publish_notebook', 'report_dir', 'write_report']
 
 # %% ../nbs/07_report.ipynb #ceee410e
-import json, math, re
+import json, math, re, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -499,6 +500,43 @@ def plot_study_comparison(run: Run, path) -> Path|None:
     ax.set(xlabel='epoch', ylabel='val accuracy (%)', title=f'{run.name} vs the study (dashed)'); ax.legend(fontsize=8); ax.grid(alpha=.3)
     fig.savefig(path, dpi=110); return Path(path)
 
+# %% ../nbs/07_report.ipynb #dfffd80b
+def _path_map(root: Path) -> list[tuple[str, str]]:
+    "(absolute prefix, replacement) pairs, longest first: the checkout, targets of its data/ symlinks, the Python env, home."
+    import sys
+    pairs = []
+    data = root/'data'
+    if data.is_dir():
+        for d in data.iterdir():
+            if d.is_symlink(): pairs.append((str(d.resolve()), f'data/{d.name}'))
+    env = Path(sys.prefix).resolve()
+    if root not in env.parents: pairs.append((str(env), '.venv'))
+    pairs += [(str(root), '.'), (str(Path.home()), '~')]
+    return sorted(pairs, key=lambda p: -len(p[0]))
+
+def portable_paths(text: str, root: str|Path) -> str:
+    "`text` with the absolute paths of this machine (see `_path_map`) written relative to the checkout `root`."
+    for prefix, rel in _path_map(Path(root).resolve()):
+        if rel == '.': text = text.replace(prefix + '/', '')
+        text = re.sub(re.escape(prefix) + r'(?![\w.-])', rel, text)
+    return text
+
+def publish_notebook(src, dest, root: str|Path|None=None) -> Path:
+    """Copy the executed notebook `src` to `dest` with portable paths (`portable_paths`; `root`: the checkout holding
+    `dest`, found from it by default) and papermill's input path as the experiment notebook's own."""
+    from labelertok.paths import repo_root
+    dest = Path(dest)
+    try: root = Path(root).resolve() if root is not None else repo_root(dest.parent)
+    except FileNotFoundError: root = dest.parent.resolve()
+    nb = json.loads(Path(src).read_text())
+    pm = nb.get('metadata', {}).get('papermill')
+    if pm:
+        pm['input_path'] = f"nbs/experiments/{Path(pm.get('input_path') or 'labeler_tokens.ipynb').name}"
+        pm['output_path'] = dest.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(portable_paths(json.dumps(nb, indent=1, ensure_ascii=False), root) + '\n')
+    return dest
+
 # %% ../nbs/07_report.ipynb #edcde578
 def _config_line(run: Run) -> str:
     m, c, d = run.summary.get('model') or {}, run.summary.get('config') or {}, run.summary.get('data') or {}
@@ -528,6 +566,7 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
                      'Test–retest → ceiling [interval]'], rows)
 
 REPORT_SOURCE = 'report_of.txt'
+CALIBRATION_FILE = 'calibration.json'   # as in labelertok.score
 
 def report_dir(run_dir, fig_root='figures') -> Path:
     """The report folder of a run: `fig_root/<run name>`, unless that folder holds the report of another run folder
@@ -542,8 +581,10 @@ def report_dir(run_dir, fig_root='figures') -> Path:
         if not (root/n).exists() or not src.is_file() or src.read_text().strip() == me: return Path(fig_root)/n
     return Path(fig_root)/names[-1]
 
-def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bool=True) -> list[Path]:
-    "Write `<report_dir>/results.md` and PNG plots for each run folder (see `report_dir`); returns the written files."
+def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bool=True, notebook: bool=True) -> list[Path]:
+    """Write `<report_dir>/results.md` and PNG plots for each run folder (see `report_dir`); returns the written files.
+    A run's `calibration.json` (from `labelertok.score.calibration`) adds a calibration section and its reliability
+    diagram; with `notebook`, the run's executed `run.ipynb` is copied beside the report as `<report name>.ipynb`."""
     import os
     if isinstance(run_dirs, (str, Path)): run_dirs = [run_dirs]
     written = []
@@ -574,7 +615,14 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
             md += ["", "## Against the study", "", study_comparison(run, study_protocol_accuracy(run))]
             p = plot_study_comparison(run, out/'study_comparison.png')
             if p: figs.append(p)
+        if (run.path/CALIBRATION_FILE).is_file():
+            from labelertok.score import calibration_markdown   # a later module: imported only when a run has calibration
+            md += ["", calibration_markdown(run.path, image=None).rstrip()]
+            if (run.path/'calibration.png').is_file():
+                shutil.copyfile(run.path/'calibration.png', out/'calibration.png'); figs.append(out/'calibration.png')
         md += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs]
         (out/'results.md').write_text('\n'.join(md) + '\n')
         written += [out/'results.md'] + figs
+        if notebook and (run.path/'run.ipynb').is_file():
+            written.append(publish_notebook(run.path/'run.ipynb', out/f'{out.name}.ipynb', root=Path(fig_root).resolve().parent))
     return written

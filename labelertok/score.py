@@ -473,7 +473,7 @@ def calibration(run_dir, n_bins: int = 10, threshold: float = 0.02, device: str 
                         nll_before=_nll(d_cos(parts["val"]), parts["val"]["label"].to_numpy() == 0, T),
                         nll_after=_nll(d_cos(parts["val"]), parts["val"]["label"].to_numpy() == 0, Tf)),
                test={}, per_labeler={})
-    for name, m in [("all", np.ones(len(te), bool))] + [(t, (te["token"] == t).to_numpy()) for t in dict.fromkeys(te["token"])]:
+    for name, m in [("all", np.ones(len(te), bool))] + [(t, (te["token"] == t).to_numpy()) for t in sorted(set(te["token"]), key=list(data.tokens).index)]:
         b, a = (reliability(p_at(te[m], t), te["label"][m], n_bins) for t in (T, Tf))
         r = dict(n=b["n"], acc=b["acc"], ece_before=b["ece"], ece_after=a["ece"], bins_before=b["bins"], bins_after=a["bins"])
         if name == "all": out["test"] = r

@@ -87,6 +87,9 @@ def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
     p = json.loads((out/'params.json').read_text())
     assert p['epochs'] == epochs and p['n_users'] == n_users
 
+    cal = json.loads((out/'calibration.json').read_text())   # the notebook calibrates the best weights on the test split
+    assert set(cal['per_labeler']) == {f'<{t}>' for t in toks} and cal['test']['n'] == s['n_samples']['test']
+    assert 0 <= cal['test']['ece_after'] <= 1 and cal['temperature_fitted'] > 0 and (out/'calibration.png').stat().st_size > 5000
     nb = nbformat.read(out/'run.ipynb', as_version=4)
     assert any('injected-parameters' in c.metadata.get('tags', []) for c in nb.cells)
     assert not [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
@@ -97,6 +100,8 @@ def check_report(fig_dir: Path):
     assert '| Epoch | Train Loss | Train Acc | Val Loss | Val Acc | User 1 Acc | User 2 Acc |' in md
     assert '| User Token | User ID | Accuracy |' in md
     assert '## Key findings' in md and '**Peak validation accuracy**' in md
+    assert '## Calibration' in md and '| labeler | test answers | accuracy | ECE at training T | ECE at fitted T |' in md
+    assert '![calibration](calibration.png)' in md
     rows = [r.strip('|').split('|') for r in md.split('| Epoch |')[1].split('\n\n')[0].splitlines()[2:]]
     for j, col in enumerate(['Train Loss', 'Train Acc', 'Val Loss', 'Val Acc', 'User 1 Acc', 'User 2 Acc'], start=1):
         assert any('**' in r[j] for r in rows), f'no bold best value in column {col}'
@@ -112,6 +117,14 @@ def test_cli_run(tmp_path, preset, env):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     check_run_folder(out, epochs=TINY_PARAMS['epochs'])
     check_report(figs/'tiny')
+    assert not (figs/'tiny'/'tiny.ipynb').exists()   # the run's notebook is written only when it ends
+    # `labelertok report` on the finished run: the same report plus the executed notebook beside it, without this machine's paths
+    r = run(labelertok_cmd() + ['report', str(out), '--fig-root', str(figs)], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_report(figs/'tiny')
+    pub = (figs/'tiny'/'tiny.ipynb').read_text()
+    assert str(tmp_path) not in pub and 'runs/tiny' in pub
+    assert any('injected-parameters' in c.metadata.get('tags', []) for c in nbformat.reads(pub, as_version=4).cells)
     # an existing run folder is never silently replaced
     r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out)], env, tmp_path)
     assert r.returncode == 2 and 'resume' in r.stderr and (out/'history.csv').exists()

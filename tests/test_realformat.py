@@ -62,7 +62,7 @@ def test_run_report_explore(tmp_path, study_world, env):
     preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=3,
                                          fig_root=str(tmp_path/'run_figures'))))
     runs = [tmp_path/'a'/'run', tmp_path/'b'/'run']
-    r = run(labelertok_cmd() + ['run', preset, '--out-dir', runs[0]], env, tmp_path)
+    r = run(labelertok_cmd() + ['run', preset, '--out-dir', runs[0], '-p', 'fig_root', tmp_path/'figures_of_run'], env, tmp_path)   # never the checkout's figures/
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     shutil.copytree(runs[0], runs[1])                      # a second finished run with the same folder name
     figs = tmp_path/'figures'
