@@ -64,7 +64,7 @@ def _title(nb, fallback: str) -> str:
     for c in nb.cells:
         if c.cell_type == 'markdown':
             m = re.search(r'^#\s+(.+)$', c.source, flags=re.M)
-            if m: return m.group(1).strip()
+            if m: return m.group(1).replace('`', '').strip()   # the nav shows plain text: keep what was in `code`
     return fallback
 
 
