@@ -8,6 +8,10 @@ Stages, each under its own time budget inside one overall deadline (the script a
   b. ViT-B-32     224 px, random init (nothing downloaded), bf16, a synthetic world the size of the study's 2-labeler
                   run (~19.3k train samples), the full 13 epochs, once with plain and once with pair-grouped batches:
                   seconds per epoch, images/s, peak memory, model FLOP utilisation (MFU).
+  profile        torch.profiler over 20 steps of b's plain run after warm-up (< 30 s): top ops by device and by CPU
+                  time, operations and kernels per step, device busy time per step, each step split into data /
+                  forward / backward / optimizer (host time and device time), and the step time with one-linear
+                  attention (`lean_attention`, a what-if: same arithmetic, a quarter fewer dispatched operations).
   c. seed-style   the study-style loop (`reference_train` of benchmarks/train_speed.py: per-sample PIL loading and
                   transforms, every image encoded separately) for a few hundred steps, projected to 13 epochs.
   d. ViT-L-14     one epoch (random init, pair-grouped batches; the batch halves until a step fits in memory).
@@ -139,6 +143,50 @@ def train_step(model, images, batch, config):
         loss, _ = lt.pair_loss(lt.pair_logits(f[:len(i1)], f[len(i1):], t, config.temperature), labels.to(f.device))
     loss.backward()
     model.zero_grad(set_to_none=True)
+
+
+def engine_steps(data, model, config, out_dir: Path):
+    """The engine's own training step on its first batches, for profiling: yields `step(mark)` closures that run one
+    optimiser step (`mark(phase)` at each phase boundary). Uses the engine's internals (`_accelerator`, `_build_engine`,
+    `_step`), so that what is profiled is exactly what `train` runs."""
+    acc, device = lt._accelerator(config, out_dir)
+    try:
+        engine = lt._build_engine(data, model, config, out_dir, acc, device, lt._use_tokens(model, config), (), None,
+                                  {"samples": "profile"}, {}, None)
+        engine.model.train()
+        epoch = 0
+        while True:
+            epoch += 1
+            rng = np.random.default_rng([config.seed, epoch])
+            batches = lt.make_batches(engine.n_train, config.batch_size, rng, engine.groups)
+            tmpl = rng.integers(0, len(config.templates), size=engine.n_train)
+            for idx in batches:
+                yield (lambda mark, idx=idx, tmpl=tmpl: lt._step(engine, idx, tmpl, mark)), len(idx)
+    finally:
+        lt._close(acc, None, False)
+
+
+def lean_attention(model) -> list:
+    """What-if for the profile: each open_clip block's `nn.MultiheadAttention` (batch-first, frozen in-projection) run as
+    one linear + `scaled_dot_product_attention` + the out-projection, the same arithmetic in fewer dispatched ops.
+    Returns the patched blocks (`del block.attention` undoes it)."""
+    import torch.nn.functional as F
+    patched = []
+    for block in model.clip.modules():
+        attn = getattr(block, "attn", None)
+        if type(attn) is not torch.nn.MultiheadAttention or not callable(getattr(block, "attention", None)): continue
+        if not (attn.batch_first and attn._qkv_same_embed_dim and attn.in_proj_bias is not None): continue
+        def attention(q_x, k_x=None, v_x=None, attn_mask=None, attn=attn, orig=block.attention, block=block):
+            if k_x is not None or v_x is not None: return orig(q_x, k_x, v_x, attn_mask)
+            B, L, E = q_x.shape
+            h = attn.num_heads
+            q, k, v = F.linear(q_x, attn.in_proj_weight, attn.in_proj_bias).view(B, L, 3, h, E // h).permute(2, 0, 3, 1, 4).unbind(0)
+            mask = attn_mask.to(q_x.dtype) if attn_mask is not None else None
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attn.dropout if block.training else 0.0)
+            return attn.out_proj(o.transpose(1, 2).reshape(B, L, E))
+        block.attention = attention
+        patched.append(block)
+    return patched
 
 
 def reference_steps(model, data, config, workers: int, max_steps: int):
@@ -370,6 +418,102 @@ class Check:
         if self.cuda: torch.cuda.empty_cache()
         return r
 
+    def profile(self, budget):
+        """torch.profiler over a few steps of the plain ViT-B-32 run after warm-up: top ops by device and by CPU time,
+        dispatched ops per step, and each step split into data / forward / backward / optimizer (host time to issue the
+        work, and device time between CUDA events at the same boundaries)."""
+        from torch.profiler import ProfilerActivity, profile
+        a = self.a
+        stop = time.perf_counter() + budget
+        model = new_model(a.model, self.data.tokens, a.device)
+        cfg = train_config(epochs=1, batch_size=a.batch_size, eval_batch_size=a.eval_batch_size, lr=a.lr,
+                           device=a.device, amp=True, group_pairs=False, progress=False)
+        phases = ("data", "forward", "backward", "optimizer")
+        steps = engine_steps(self.data, model, cfg, Path(tempfile.mkdtemp(dir=self.work, prefix="profile_")) / "run")
+        host = {p: 0.0 for p in phases}; dev = {p: 0.0 for p in phases}; pending = []
+        def mark(phase):
+            ev = None
+            if self.cuda: ev = torch.cuda.Event(enable_timing=True); ev.record()
+            pending.append((phase, time.perf_counter(), ev))
+        def run(n, split=False):
+            t0, prev = time.perf_counter(), None
+            for _ in range(n):
+                fn, _b = next(steps)
+                stats = fn(mark if split else lt._no_mark)
+                if prev is not None: prev.tolist()  # as the engine: each step's loss read one step late
+                prev = stats
+                if split:
+                    sync()
+                    for (p, t, e), (_, t2, e2) in zip(pending[:-1], pending[1:]):
+                        host[p] += t2 - t
+                        if e is not None: dev[p] += e.elapsed_time(e2) / 1e3
+                    pending.clear()
+                if time.perf_counter() > stop: raise OutOfTime()
+            prev.tolist(); sync()
+            return (time.perf_counter() - t0) / n
+        r = dict(model=a.model, batch_size=a.batch_size, warmup_steps=a.prof_warmup, steps=a.prof_steps)
+        try:
+            run(a.prof_warmup)
+            r["step_ms"] = round(1e3 * run(a.prof_steps), 2)  # plain steps, nothing recorded
+            run(a.prof_split_steps, split=True)
+            n = a.prof_split_steps
+            r["split_host_ms"] = {p: round(1e3 * host[p] / n, 2) for p in phases}
+            if self.cuda: r["split_device_ms"] = {p: round(1e3 * dev[p] / n, 2) for p in phases}
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+            with profile(activities=acts) as prof:
+                r["profiled_step_ms"] = round(1e3 * run(a.prof_steps), 2)
+            blocks = []
+            try:  # what-if: the same step with leaner attention (a failure here is noted, not fatal)
+                blocks = lean_attention(model)
+                if blocks:
+                    b0 = blocks[0]
+                    with torch.no_grad(), autocast(model.device, cfg):
+                        x = torch.randn(2, 7, b0.attn.embed_dim, device=model.device)
+                        mask = torch.full((7, 7), float("-inf"), device=model.device).triu_(1)
+                        diff = max(float((b0.attention(x, attn_mask=m).float() - type(b0).attention(b0, x, attn_mask=m).float()).abs().max())
+                                   for m in (None, mask))
+                    r.update(lean_attention_blocks=len(blocks), lean_attention_max_abs_diff=sig(diff, 3))
+                    run(2)
+                    r["step_ms_lean_attention"] = round(1e3 * run(a.prof_steps), 2)
+            except OutOfTime: raise
+            except Exception as e:
+                traceback.print_exc(); r["lean_attention_error"] = f"{type(e).__name__}: {e}"[:300]
+            finally:
+                for b in blocks: b.__dict__.pop("attention", None)
+        except OutOfTime:
+            log("  profile: out of time"); return dict(r, status="partial", note="the stage's time budget ran out")
+        finally:
+            steps.close()
+        ka = prof.key_averages()
+        n = a.prof_steps
+        dev_t = lambda e: float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) or 0.0)
+        ops = [e for e in ka if e.key.startswith("aten::")]
+        r["aten_ops_per_step"] = round(sum(e.count for e in ops) / n, 1)
+        def on_device(e):  # a kernel, memcpy or memset (CPU-side ops also carry their kernels' time: not counted twice)
+            kind = getattr(e, "device_type", None)
+            if kind is not None: return "CUDA" in str(kind) and dev_t(e) > 0
+            return dev_t(e) > 0 and not e.key.startswith(("aten::", "autograd::", "cuda", "Optimizer", "Memcpy", "Memset"))
+        kernels = [e for e in ka if on_device(e)]
+        r["kernels_per_step"] = round(sum(e.count for e in kernels) / n, 1) if self.cuda else None
+        r["device_busy_ms_per_step"] = round(sum(dev_t(e) for e in kernels) / n / 1e3, 2) if self.cuda else None
+        row = lambda e: [e.key[:60], round(e.count / n, 1), round(dev_t(e) / n / 1e3, 3), round(e.self_cpu_time_total / n / 1e3, 3)]
+        k = a.prof_top
+        if self.cuda: r["top_device"] = [row(e) for e in sorted(kernels, key=dev_t, reverse=True)[:k]]
+        r["top_cpu"] = [row(e) for e in sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:k]]
+        r["columns"] = ["op", "calls/step", "device ms/step (self)", "CPU ms/step (self)"]
+        if self.cuda and r["step_ms"]:
+            r["device_busy_share"] = round(r["device_busy_ms_per_step"] / r["profiled_step_ms"], 3)
+        log(f"  profile: step {r['step_ms']} ms ({r.get('step_ms_lean_attention')} ms with lean attention), "
+            f"{r['aten_ops_per_step']} aten ops/step, host split {r['split_host_ms']}"
+            + (f", device split {r['split_device_ms']}, device busy {r['device_busy_ms_per_step']} ms/step" if self.cuda else ""))
+        for title, key in (("by device time", "top_device"), ("by CPU time", "top_cpu")):
+            if key in r:
+                log(f"  top ops {title} (calls/step, device ms/step, CPU ms/step):\n    " +
+                    "\n    ".join(f"{x[0]:<60} {x[1]:>7} {x[2]:>9} {x[3]:>9}" for x in r[key]))
+        del model, prof, ka; gc.collect()
+        if self.cuda: torch.cuda.empty_cache()
+        return r
+
     def large(self, model_name, sizes, budget):
         "One pair-grouped epoch of the large model; the batch halves until a probe step fits."
         return self.engine(model_name, True, 1, budget, sizes)
@@ -479,10 +623,17 @@ class Check:
         lines = [f"# GPU check, {self.res['started_utc']}", "", f"`{self.res['command']}`", "",
                  "```json", json.dumps(self.res.get("env", {}), indent=1), "```", "", self.HEADER,
                  "|" + "---|" * self.HEADER.count(" | ") + "---|", self.row(), ""]
+        tables = ("top_device", "top_cpu")
         for name, st in self.res["stages"].items():
             lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
-            lines += [f"| {k} | {json.dumps(v) if isinstance(v, (list, dict)) else v} |" for k, v in st.items() if k != "log_tail"]
+            lines += [f"| {k} | {json.dumps(v) if isinstance(v, (list, dict)) else v} |" for k, v in st.items()
+                      if k not in ("log_tail", "columns") + tables]
             lines.append("")
+            for key in tables:
+                if st.get(key):
+                    lines += [f"Top ops {'by device time' if key == 'top_device' else 'by CPU time'} ({name}):", "",
+                              "| " + " | ".join(st["columns"]) + " |", "|---" * len(st["columns"]) + "|"]
+                    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in st[key]] + [""]
         return "\n".join(lines)
 
     def write(self):
@@ -532,13 +683,13 @@ def parse(argv=None):
     p.add_argument("--ref-workers", type=int, default=None, help="seed-style DataLoader workers (gpu: 8)")
     p.add_argument("--large-model", default=None, help="the 1-epoch memory/throughput model (gpu: ViT-L-14)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card, if not in the table")
-    p.add_argument("--skip", default="", help="comma-separated stages to skip: cuda_cells,grouped,plain,seed_style,large")
+    p.add_argument("--skip", default="", help="comma-separated stages to skip: cuda_cells,plain,profile,grouped,seed_style,large")
     a = p.parse_args(argv)
     smoke = a.cpu_smoke
     a.device = "cpu" if smoke else "cuda"
     a.model = "tiny" if smoke else "ViT-B-32"
     a.image_size = 64 if smoke else 224
-    a.time_budget = a.time_budget or (120.0 if smoke else 420.0)
+    a.time_budget = a.time_budget or (120.0 if smoke else 450.0)
     a.scale = a.scale or (0.05 if smoke else 3.09)
     a.world_px = a.world_px or (64 if smoke else 96)
     a.epochs = a.epochs or (1 if smoke else STUDY_EPOCHS)
@@ -556,8 +707,12 @@ def parse(argv=None):
     # stage caps (s) and the seconds each stage leaves for the stages after it
     a.cells_budget = 60.0 if smoke else 180.0
     a.reserve_after_cells = 0.0
-    a.caps = dict(plain=30, grouped=30, seed_style=20, large=30) if smoke else dict(plain=150, grouped=120, seed_style=60, large=150)
-    a.reserves = dict(plain=10, grouped=6, seed_style=3, large=1) if smoke else dict(plain=150, grouped=110, seed_style=60, large=10)
+    a.caps = (dict(plain=30, profile=20, grouped=30, seed_style=20, large=30) if smoke else
+              dict(plain=150, profile=40, grouped=120, seed_style=60, large=150))
+    a.reserves = (dict(plain=14, profile=10, grouped=6, seed_style=3, large=1) if smoke else
+                  dict(plain=180, profile=150, grouped=110, seed_style=60, large=10))
+    # profiling stage: warm-up steps, timed/profiled steps, steps split into phases (each synchronised), table length
+    a.prof_warmup, a.prof_steps, a.prof_split_steps, a.prof_top = (1, 2, 2, 8) if smoke else (5, 20, 10, 12)
     return a
 
 
@@ -580,6 +735,8 @@ def main(argv=None):
         # b. the study's run, plain then pair-grouped; reserves keep time for the stages after each
         if "plain" not in a.skip:
             c.timed_stage("vit_b32_plain", "plain", c.engine, a.model, False, a.epochs)
+        if "profile" not in a.skip:  # where a step's time goes (torch.profiler), after warm-up
+            c.timed_stage("profile", "profile", c.profile)
         if "grouped" not in a.skip:
             c.timed_stage("vit_b32_grouped", "grouped", c.engine, a.model, True, a.epochs)
         # c. the seed-style loop

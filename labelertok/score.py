@@ -33,8 +33,7 @@ from .train import _autocast, bootstrap_ci, resolve_device
 __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
            'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'COMMANDS', 'folder_kind', 'load_images', 'Scorer', 'load',
            'reliability', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
-           'calibration_markdown', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler',
-           'cmd_score', 'cmd_export', 'cmd_add_labeler']
+           'calibration_markdown', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
 
 # %% ../nbs/10_score.ipynb #4ccf6108
 EXPORT_META = "labelertok_export.json"
@@ -791,7 +790,7 @@ def _write_csv(df: pd.DataFrame, out: Path):
     df.to_csv(tmp, index=False); os.replace(tmp, out)
 
 
-def cmd_score(a) -> None:
+def _cmd_score(a) -> None:
     out = _check_out(a.out, a.overwrite)
     if a.pairs:
         pp = Path(a.pairs)
@@ -831,7 +830,7 @@ def cmd_score(a) -> None:
     print(f"wrote {out} ({len(toks)} labeler(s) x {len(attrs)} attribute(s))")
 
 
-def cmd_export(a) -> None:
+def _cmd_export(a) -> None:
     out = export(a.source, a.out_dir)
     print(f"exported {a.source} -> {out}")
     if a.push_to_hub:
@@ -840,11 +839,11 @@ def cmd_export(a) -> None:
             print(f"labelertok export: {e}", file=sys.stderr); raise SystemExit(1)
 
 
-def cmd_add_labeler(a) -> None:
+def _cmd_add_labeler(a) -> None:
     add_labeler(a.source, a.answers, a.labeler, a.out, images_dir=a.images, holdout=a.holdout, steps=a.steps,
                 seed=a.seed, device=a.device)
 
 
-COMMANDS = {"score": cmd_score, "export": cmd_export, "add-labeler": cmd_add_labeler}
+COMMANDS = {"score": _cmd_score, "export": _cmd_export, "add-labeler": _cmd_add_labeler}
 
 

@@ -134,15 +134,25 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if (amp and device.type == "cuda") else nullcontext()
 
 
-def _gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    "uint8 images[rows] on `device` (index on the cache's device; pinned non-blocking copy when it is the CPU)."
-    idx = torch.from_numpy(np.array(rows, dtype=np.int64))  # a copy: pandas arrays may be read-only
+def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    "int64 copy of `a` on `device`; on CUDA through pinned memory, so the copy is truly asynchronous."
+    t = torch.from_numpy(np.array(a, dtype=np.int64))  # a copy: pandas arrays may be read-only
+    if device.type == "cuda": return t.pin_memory().to(device, non_blocking=True)
+    return t if device.type == "cpu" else t.to(device)
+
+
+def _gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
+                   rows_on_device: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """uint8 images[rows] on `device` (index on the cache's device; pinned non-blocking copy when it is the CPU).
+    `rows_on_device`: the same rows already on the cache's device (saves a copy)."""
     if images.device.type == "cpu":
-        x = images.index_select(0, idx)
+        x = images.index_select(0, torch.from_numpy(np.array(rows, dtype=np.int64)))
         if device.type == "cuda": x = x.pin_memory().to(device, non_blocking=True)
         elif device.type != "cpu": x = x.to(device)
         return x
-    return images.index_select(0, idx.to(images.device, non_blocking=True)).to(device, non_blocking=True)
+    idx = rows_on_device if rows_on_device is not None and rows_on_device.device == images.device else \
+        _to_device(rows, images.device)
+    return images.index_select(0, idx).to(device, non_blocking=True)
 
 
 def encode_pairs(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray, prompts: Sequence[str],
@@ -462,6 +472,7 @@ class Engine:
     train_labels: torch.Tensor
     prompt_table: list  # (token, attribute) x template -> prompt
     prompt_base: np.ndarray  # per training sample: first row of its (token, attribute) in prompt_table
+    prompt_canon: np.ndarray  # prompt_table row -> first row with the same prompt string
     groups: Optional[np.ndarray]  # pair ids with group_pairs
     tokens_order: list
     attrs_order: list
@@ -488,28 +499,46 @@ def _shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
     return part, len(part) * world / len(idx)
 
 
-def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray) -> torch.Tensor:
-    "One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n]."
+def _no_mark(phase: str): pass
+
+
+def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str], None] = _no_mark) -> torch.Tensor:
+    """One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n].
+    `mark(phase)` is called as each phase starts ("data", "forward", "backward", "optimizer") and at the "end" (profiling)."""
+    mark("data")
     part, weight = _shard(idx, engine.rank, engine.world)
-    i1, i2 = engine.train_i1[part], engine.train_i2[part]
-    prompts = [engine.prompt_table[j] for j in (engine.prompt_base[part] + tmpl[part])]
-    rows, inv = np.unique(np.concatenate([i1, i2]), return_inverse=True)
-    uniq: dict[str, int] = {}
-    pinv = [uniq.setdefault(p, len(uniq)) for p in prompts]
-    with engine.accelerator.autocast():
-        feats, text = engine.forward(_gather_images(engine.images, rows, engine.device), list(uniq))
-    f = feats.index_select(0, torch.from_numpy(inv.reshape(-1)).to(feats.device, non_blocking=True))
-    text = text.index_select(0, torch.tensor(pinv, dtype=torch.long).to(text.device, non_blocking=True))
     B = len(part)
-    labels = engine.train_labels[torch.from_numpy(part).to(engine.device)]
+    rows, inv = np.unique(np.concatenate([engine.train_i1[part], engine.train_i2[part]]), return_inverse=True)
+    # prompts as integer codes into the prompt table: distinct ones in order of first appearance, no string hashing
+    codes = engine.prompt_canon[engine.prompt_base[part] + tmpl[part]]  # equal prompt strings share one code
+    ucodes, first, pinv = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    pinv = np.argsort(order, kind="stable")[pinv.reshape(-1)]
+    prompts = [engine.prompt_table[j] for j in ucodes[order]]
+    # every per-step index in one host-to-device copy: image rows, image positions, prompt positions, samples
+    n_rows = len(rows)
+    idx_all = _to_device(np.concatenate([rows, inv.reshape(-1), pinv, part]), engine.device)
+    d_rows, d_inv, d_pinv, d_part = idx_all.split([n_rows, 2 * B, B, B])
+    x = _gather_images(engine.images, rows, engine.device, d_rows)
+    mark("forward")
+    with engine.accelerator.autocast():
+        feats, text = engine.forward(x, prompts)
+    f = feats.index_select(0, d_inv.to(feats.device))
+    text = text.index_select(0, d_pinv.to(text.device))
+    labels = engine.train_labels.index_select(0, d_part.to(engine.train_labels.device))
     loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, engine.config.temperature), labels.to(f.device, non_blocking=True))
+    mark("backward")
     engine.optimizer.zero_grad(set_to_none=True)
     engine.accelerator.backward(loss if engine.world == 1 else loss * weight)
+    mark("optimizer")
     engine.optimizer.step()
-    if engine.world == 1: return torch.stack([loss.detach().float(), correct.sum().float()])
-    n = B if weight > 0 else 0
-    stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), torch.tensor(float(n), device=loss.device)])
-    return engine.accelerator.reduce(stats, reduction="sum")
+    if engine.world == 1: stats = torch.stack([loss.detach().float(), correct.sum().float()])
+    else:
+        n = B if weight > 0 else 0
+        stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), torch.tensor(float(n), device=loss.device)])
+        stats = engine.accelerator.reduce(stats, reduction="sum")
+    mark("end")
+    return stats
 
 
 def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[float, float]:
@@ -715,6 +744,9 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
     keys = pd.MultiIndex.from_arrays([tr["token"].astype(str), tr["attribute"].astype(str)])
     kcodes, kuniq = pd.factorize(keys)
     T = len(config.templates)
+    table = [make_prompt(a, t if use_tokens else None, tpl) for t, a in kuniq for tpl in config.templates]
+    first_row: dict[str, int] = {}
+    canon = np.asarray([first_row.setdefault(p, j) for j, p in enumerate(table)], dtype=np.int64)
     named = _param_names(model)
     if not named: raise ValueError("the model has no trainable parameters (see LabelerCLIP.set_trainable)")
     opt = _make_optimizer(named, config, device)
@@ -728,8 +760,7 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
     return Engine(model=model, data=data, config=config, out=out, accelerator=acc, forward=forward, optimizer=opt,
                   device=device, images=images, train_i1=tr["i1"].to_numpy(np.int64), train_i2=tr["i2"].to_numpy(np.int64),
                   train_labels=torch.tensor(tr["label"].to_numpy(np.int64)).to(device),
-                  prompt_table=[make_prompt(a, t if use_tokens else None, tpl) for t, a in kuniq for tpl in config.templates],
-                  prompt_base=np.asarray(kcodes, dtype=np.int64) * T,
+                  prompt_table=table, prompt_base=np.asarray(kcodes, dtype=np.int64) * T, prompt_canon=canon,
                   groups=tr["pair_id"].to_numpy() if config.group_pairs else None,
                   tokens_order=_token_order(data, samples), attrs_order=_attr_order(samples), summary=summary,
                   meta_base=meta_base, callbacks=tuple(callbacks), lock=lock)

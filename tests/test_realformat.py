@@ -59,7 +59,8 @@ def test_run_report_explore(tmp_path, study_world, env):
     "`labelertok run`, `labelertok report` (two runs called `run` keep their own figures) and exploration on the study folder."
     import yaml
     preset = tmp_path/'tiny.yaml'
-    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=3)))
+    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=3,
+                                         fig_root=str(tmp_path/'run_figures'))))
     runs = [tmp_path/'a'/'run', tmp_path/'b'/'run']
     r = run(labelertok_cmd() + ['run', preset, '--out-dir', runs[0]], env, tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]

@@ -96,7 +96,7 @@ def test_out_dir_never_in_the_data(capsys, tiny_yaml, world, where):
     ('n_users', '0', 'n_users=0 (an int >= 1'),           # named n_users, not k
     ('n_users', '99', 'asked for 99 labelers but the data has only 6'),
     ('batch_size', '0', 'batch_size=0 (int >= 1)'),
-    ('token_mode', 'bogus', "token_mode='bogus' (one of ['text', 'learned'])"),
+    ('token_mode', 'bogus', "token_mode='bogus' (one of ('text', 'learned'))"),
     ('model', 'ViT-Z-99', "model='ViT-Z-99'"),
     ('split', 'pairs', "split='pairs' (one of"),
     ('pretrained', 'nope/w.pt', "pretrained='"),
