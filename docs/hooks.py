@@ -32,6 +32,7 @@ EXEC = ROOT/'_proc'/'exec'
 FIGURES = ROOT/'figures'
 SECTIONS = {'experiments': 'Experiments', 'how-to': 'How-to guides'}   # sub-folders of nbs/, in nav order
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+):?(.*)$')
+_titles: dict[str, str] = {}   # page URI -> its title as plain text (mkdocs-jupyter drops `code` from a notebook's h1)
 _generated: list[tuple[str, Path]] = []   # (page's source URI on the site, its file under _proc/site/)
 
 
@@ -64,7 +65,7 @@ def _title(nb, fallback: str) -> str:
     for c in nb.cells:
         if c.cell_type == 'markdown':
             m = re.search(r'^#\s+(.+)$', c.source, flags=re.M)
-            if m: return m.group(1).strip()
+            if m: return m.group(1).replace('`', '').strip()   # the nav shows plain text: keep what was in `code`
     return fallback
 
 
@@ -290,7 +291,7 @@ def build(execute_nbs: bool) -> tuple[list, list]:
         dst = process(p, executed.get(p))
         uri = p.relative_to(NBS).as_posix()
         gen.append((uri, dst))
-        titles[p] = _title(nbformat.read(p, as_version=4), p.stem)
+        titles[p] = _titles[uri] = _title(nbformat.read(p, as_version=4), p.stem)
     nav.append({'Home': 'index.ipynb'})
     nav.append({'Notebooks': [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section['']]})
     for sub in list(SECTIONS) + sorted(set(by_section) - set(SECTIONS) - {''}):
@@ -340,6 +341,13 @@ def on_files(files, config):
         files.append(File(uri, src_dir=str(PROC), dest_dir=config['site_dir'],
                           use_directory_urls=config['use_directory_urls']))
     return files
+
+
+def on_page_content(html, page, config, files):
+    "Navigation and page titles of notebooks as `_title` reads them (with the words that were in `code`)."
+    if page.file.src_uri == 'index.ipynb': page.title = 'Home'
+    elif page.file.src_uri in _titles: page.title = _titles[page.file.src_uri]
+    return html
 
 
 def on_serve(server, config, builder):

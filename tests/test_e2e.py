@@ -53,7 +53,7 @@ def test_presets(name):
 
 
 def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
-    "The engine's output contract (issue 4) plus what the experiment notebook adds."
+    "The engine's output contract plus what the experiment notebook adds."
     h = pd.read_csv(out/'history.csv')
     assert list(h.columns[:5]) == ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc']
     toks = [f'user{i+1}' for i in range(n_users)]
