@@ -20,7 +20,7 @@ import pandas as pd
 from .model import short_pretrained
 
 # %% ../nbs/07_report.ipynb #2be84033
-STUDY_SOURCE = "seed_results.md (the study's results note, 2025-09-16)"
+STUDY_SOURCE = "the study's results note of 2025-09-16 (docs/study/results.md)"
 
 STUDY_TWO_USERS = pd.DataFrame(
     [(1, .6238, .6309, .5914, .6646, .7535, .5762), (2, .5458, .7027, .5430, .7093, .8088, .6104),
