@@ -121,14 +121,17 @@ def _type_ok(v, t) -> bool:
     return isinstance(v, t)
 
 def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', token_mode: str='text', lora_rank: int=4,
-                       lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2):
+                       lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2,
+                       visual_tokens: int=0):
     """Check the model's settings without building it (no weights loaded or downloaded): `ModelConfig`'s own checks,
     plus that open_clip knows the model, the weights resolve and `n_users` is a count. A ValueError names each bad
     one with its value and what is allowed."""
     import open_clip
     from labelertok.model import MODEL_CONFIGS, ModelConfig, _resolve_pretrained
     bad = _problems(ModelConfig, dict(model=model, pretrained=pretrained, token_mode=token_mode, lora_rank=lora_rank,
-                                      lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers))
+                                      lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers,
+                                      visual_tokens=visual_tokens,
+                                      tokens=tuple(f'<user{i + 1}>' for i in range(n_users)) if type(n_users) is int else ()))
     if isinstance(model, str) and not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):
         bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
     elif isinstance(model, str) and isinstance(pretrained, str):
@@ -358,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--lora-alpha', type=float, default=1.0)
     s.add_argument('--lora-targets', default='mlp')
     s.add_argument('--towers', default='both', choices=['both', 'vision', 'text'])
+    s.add_argument('--visual-tokens', type=int, default=0, help='learned prompt vectors per labeler in the image tower')
 
     s = sub.add_parser('run', help='run an experiment preset (papermill) into runs/<name>/')
     s.add_argument('preset', nargs='?', help='preset name (see --list) or path to a .yaml parameter file')
@@ -446,7 +450,8 @@ def _cmd_info(a):
     from labelertok.model import model_info
     pre = None if str(a.pretrained).lower() in ('none', 'null', '') else a.pretrained
     info = model_info(a.model, pre, a.n_users, a.token_mode, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha,
-                      lora_targets=a.lora_targets, towers=a.towers)
+                      lora_targets=a.lora_targets, towers=a.towers,
+                      visual_tokens=a.visual_tokens)
     print(json.dumps(info, indent=2, default=str))
 
 def _cmd_run(a):
