@@ -56,3 +56,30 @@ def test_visual_tokens_learned_temperature_run(tmp_path, preset, tiny_world, env
                                            '--images', str(tiny_world/'images'), '--out', str(csv), '--device', 'cpu'],
                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and csv.read_text().count('\n') > 10, r.stderr[-2000:]
+
+
+def _train_vt(world, out, epochs):
+    "Tiny run with visual tokens and learned per-labeler temperatures (in every process of a launch)."
+    import torch
+    from labelertok.data import load_labeler_data
+    from labelertok.model import create_model
+    from labelertok.train import TrainConfig, train
+    torch.set_num_threads(1)
+    data = load_labeler_data(world, n_users=2, split='sample', seed=42, image_size=64, cache_dir=world.parent/'cache', verbose=False)
+    m = create_model('tiny', None, tokens=data.tokens, token_mode='learned', seed=0, visual_tokens=2)
+    train(data, m, TrainConfig(epochs=epochs, batch_size=48, eval_batch_size=256, lr=2e-3, n_boot=50, progress=False,
+                               device='cpu', report_to='none', labeler_temperature='learned'), out)
+
+
+def test_visual_tokens_and_temperatures_with_two_processes(tmp_path, tiny_world):
+    "DDP (2 CPU processes, gloo): the per-labeler tables are one shared parameter each; the history matches one process."
+    import json, socket
+    import numpy as np, pandas as pd
+    from accelerate import notebook_launcher
+    _train_vt(tiny_world, tmp_path/'one', 1)
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = str(s.getsockname()[1])
+    notebook_launcher(_train_vt, args=(tiny_world, tmp_path/'two', 1), num_processes=2, use_port=port)
+    h1, h2 = (pd.read_csv(tmp_path/r/'history.csv').drop(columns='epoch_time_s') for r in ('one', 'two'))
+    np.testing.assert_allclose(h1.to_numpy(float), h2.to_numpy(float), rtol=0, atol=1e-4)
+    t1, t2 = (json.loads((tmp_path/r/'summary.json').read_text())['labeler_temperatures'] for r in ('one', 'two'))
+    assert t1.keys() == t2.keys() and all(abs(t1[k] - t2[k]) < 1e-5 for k in t1)
