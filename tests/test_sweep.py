@@ -12,7 +12,7 @@ def test_sweep_runs_resumes_and_refuses(tmp_path, preset, env):
     out, fig = tmp_path/'runs', tmp_path/'figures'
     args = [str(preset), '--grid', 'lora_rank=2,8', '--seeds', '1', '-p', 'epochs', '1',
             '--out-dir', str(out), '--fig-root', str(fig), '--name', 'rank']
-    r = _sweep(args, env, tmp_path)
+    r = _sweep(args + ['--jobs', '2'], env, tmp_path)   # both cells side by side
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     for cell in ('lora_rank=2', 'lora_rank=8'):
         assert (out/cell/'seed42'/'test_predictions.csv').is_file()
@@ -21,10 +21,17 @@ def test_sweep_runs_resumes_and_refuses(tmp_path, preset, env):
     assert (fig/'sweeps'/'rank'/'accuracy.png').is_file()
     row = next(l for l in md.splitlines() if l.startswith('| `lora_rank=8`'))
     assert '[' in row and 'n/a' not in row.split('|')[3]          # overall accuracy with its interval
-    # again: both runs finished, nothing is run, the report is the same
+    # again: both runs finished, nothing is run
     mtime = (out/'lora_rank=2'/'seed42'/'run.ipynb').stat().st_mtime
     r = _sweep(args, env, tmp_path)
     assert r.returncode == 0 and r.stdout.count('finished earlier') == 1 and '0 to run' in r.stdout, r.stdout
+    assert (out/'lora_rank=2'/'seed42'/'run.ipynb').stat().st_mtime == mtime
+    # a cell that fails when it runs (rank 0 in text mode: nothing to train) is reported; the others stay in the report
+    r = _sweep([a if a != 'lora_rank=2,8' else 'lora_rank=2,8,0' for a in args], env, tmp_path)
+    assert r.returncode == 1 and '2 finished earlier, 1 to run' in r.stdout and 'lora_rank=0 seed 42: failed' in r.stdout, r.stdout
+    md = (fig/'sweeps'/'rank'/'results.md').read_text()
+    assert '## Failed runs' in md and 'no trainable parameters' in md and '| `lora_rank=8`' in md
+    assert (out/'lora_rank=0'/'seed42'/'run.failed.ipynb').is_file()
     assert (out/'lora_rank=2'/'seed42'/'run.ipynb').stat().st_mtime == mtime
     # a bad value in the last cell of the grid: refused before any run starts, nothing written
     bad = [str(preset), '--grid', 'lora_rank=2,0', '--grid', 'token_mode=text,lerned', '--seeds', '1',
