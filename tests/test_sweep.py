@@ -90,3 +90,19 @@ def test_visual_tokens_and_temperatures_with_two_processes(tmp_path, tiny_world)
     np.testing.assert_allclose(h1.to_numpy(float), h2.to_numpy(float), rtol=0, atol=1e-4)
     t1, t2 = (json.loads((tmp_path/r/'summary.json').read_text())['labeler_temperatures'] for r in ('one', 'two'))
     assert t1.keys() == t2.keys() and all(abs(t1[k] - t2[k]) < 1e-5 for k in t1)
+
+
+def test_sweep_on_the_study_format(tmp_path, study_world, env):
+    "Data without ground truth: the ceilings come from test–retest agreement (or n/a), the table is written."
+    import yaml
+    from conftest import TINY_PARAMS
+    preset = tmp_path/'study.yaml'
+    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1)))
+    fig = tmp_path/'figures'
+    r = _sweep([str(preset), '--grid', 'split=pair', '--seeds', '1', '--out-dir', str(tmp_path/'runs'), '--fig-root', str(fig)],
+               env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
+    md = (fig/'sweeps'/'split'/'results.md').read_text()
+    assert "test–retest agreement" in md and 'ground_truth' not in md
+    ceiling = next(l for l in md.splitlines() if l.startswith('| ceiling |')).split('|')[4:6]   # the two labelers
+    assert any(c.strip() not in ('', 'n/a') for c in ceiling), md
