@@ -121,14 +121,17 @@ def _type_ok(v, t) -> bool:
     return isinstance(v, t)
 
 def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', token_mode: str='text', lora_rank: int=4,
-                       lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2):
+                       lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2,
+                       visual_tokens: int=0):
     """Check the model's settings without building it (no weights loaded or downloaded): `ModelConfig`'s own checks,
     plus that open_clip knows the model, the weights resolve and `n_users` is a count. A ValueError names each bad
     one with its value and what is allowed."""
     import open_clip
     from labelertok.model import MODEL_CONFIGS, ModelConfig, _resolve_pretrained
     bad = _problems(ModelConfig, dict(model=model, pretrained=pretrained, token_mode=token_mode, lora_rank=lora_rank,
-                                      lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers))
+                                      lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers,
+                                      visual_tokens=visual_tokens,
+                                      tokens=tuple(f'<user{i + 1}>' for i in range(n_users)) if type(n_users) is int else ()))
     if isinstance(model, str) and not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):
         bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
     elif isinstance(model, str) and isinstance(pretrained, str):
@@ -329,7 +332,7 @@ def _add_use_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, score, export, add-labeler)."
+    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
 
@@ -358,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--lora-alpha', type=float, default=1.0)
     s.add_argument('--lora-targets', default='mlp')
     s.add_argument('--towers', default='both', choices=['both', 'vision', 'text'])
+    s.add_argument('--visual-tokens', type=int, default=0, help='learned prompt vectors per labeler in the image tower')
 
     s = sub.add_parser('run', help='run an experiment preset (papermill) into runs/<name>/')
     s.add_argument('preset', nargs='?', help='preset name (see --list) or path to a .yaml parameter file')
@@ -382,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--out-dir', default=None, help='run folder (default runs/<preset name>)')
     s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/<preset name>/ (default figures)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing run folder (deleted only once the new run has finished)')
+    s = sub.add_parser('sweep', help='run a preset for every cell of a grid of settings and several seeds (papermill) -> '
+                                    'runs/sweeps/<name>/ and <fig-root>/sweeps/<name>/results.md')
+    s.add_argument('preset', help='preset name (see `labelertok run --list`) or path to a .yaml parameter file')
+    s.add_argument('--grid', action='append', default=[], metavar='KEY=V1,V2,...', required=True,
+                   help='a parameter and its values (repeatable: the grid is the product)')
+    s.add_argument('--seeds', type=int, default=3, help="seeds per cell: the preset's seed, +1, +2, ... (default 3)")
+    s.add_argument('-p', '--parameter', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
+                   help='override a notebook parameter in every run; VALUE is parsed as YAML (repeatable)')
+    s.add_argument('--name', default=None, help="the sweep's name (default: the grid's keys joined by '+')")
+    s.add_argument('--out-dir', default=None, help='folder of the runs (default runs/sweeps/<name>)')
+    s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/<name>/ (default figures)')
+    s.add_argument('--jobs', type=int, default=1, help='runs side by side (default 1; or give each run -p num_processes N)')
+    s.add_argument('--report-only', action='store_true', help='write the report from the finished runs; run nothing')
     _add_use_commands(sub)
     for s in sub.choices.values():
         s.add_argument('--debug', action='store_true', help='show the traceback of an error (default: one line)')
@@ -433,7 +450,8 @@ def _cmd_info(a):
     from labelertok.model import model_info
     pre = None if str(a.pretrained).lower() in ('none', 'null', '') else a.pretrained
     info = model_info(a.model, pre, a.n_users, a.token_mode, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha,
-                      lora_targets=a.lora_targets, towers=a.towers)
+                      lora_targets=a.lora_targets, towers=a.towers,
+                      visual_tokens=a.visual_tokens)
     print(json.dumps(info, indent=2, default=str))
 
 def _cmd_run(a):
@@ -457,6 +475,17 @@ def _cmd_compare(a):
     fig = Path(overrides['fig_root']).expanduser().resolve()/resolve_preset(a.preset).stem
     print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}\nreport: {fig/'results.md'}")
 
+def _cmd_sweep(a):
+    from labelertok.sweep import parse_grid, plan_sweep, run_sweep, sweep_report
+    sw = plan_sweep(a.preset, parse_grid(a.grid), seeds=a.seeds, overrides=parse_overrides(a.parameter),
+                    out_dir=a.out_dir, name=a.name)   # every cell checked: nothing runs if one is bad
+    log = None if a.report_only else run_sweep(sw, jobs=a.jobs)
+    f = sweep_report(sw, fig_root=a.fig_root, failed=log)
+    print(f"runs: {sw.out_dir}\nreport: {f}")
+    if log is not None and (log.status == 'failed').any():
+        raise RunFailed(f"{int((log.status == 'failed').sum())} of {len(log)} runs failed (see {f}); run the same "
+                        "command again to retry them (finished runs are skipped)")
+
 def _cmd_report(a):
     from labelertok.report import write_report
     for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
@@ -478,7 +507,7 @@ def main(argv: list[str]|None=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         {'synth': _cmd_synth, 'pretrain': _cmd_pretrain, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report,
-         'compare': _cmd_compare, **{n: _use(n) for n in USE_COMMANDS}}[a.cmd](a)
+         'compare': _cmd_compare, 'sweep': _cmd_sweep, **{n: _use(n) for n in USE_COMMANDS}}[a.cmd](a)
     except RunInterrupted as e:
         print(f"labelertok {a.cmd}: {e}", file=sys.stderr); return 130
     except KeyboardInterrupt:

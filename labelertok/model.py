@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import open_clip
 import peft
 import torch
@@ -153,6 +155,7 @@ class ModelConfig:
     towers: str = "both"  # "both", "vision" or "text"
     init_word: str = "person"  # learned mode: new rows start as this word's embedding
     seed: int = 0  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
+    visual_tokens: int = 0  # learned prompt vectors per labeler in the image tower's token sequence (0 = none)
 
     def __post_init__(self):
         if isinstance(self.tokens, str): self.tokens = (self.tokens,)
@@ -172,6 +175,10 @@ class ModelConfig:
         if self.towers not in TOWERS: bad.append(f"towers={self.towers!r} (one of {TOWERS})")
         if not isinstance(self.init_word, str) or not self.init_word.strip(): bad.append(f"init_word={self.init_word!r} (a word)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int): bad.append(f"seed={self.seed!r} (int)")
+        if isinstance(self.visual_tokens, bool) or not isinstance(self.visual_tokens, int) or self.visual_tokens < 0:
+            bad.append(f"visual_tokens={self.visual_tokens!r} (int >= 0)")
+        elif self.visual_tokens > 0 and not self.tokens:
+            bad.append(f"visual_tokens={self.visual_tokens!r} (needs labeler tokens: each labeler has its own)")
         if bad: raise ValueError(f"{len(bad)} invalid ModelConfig value(s): " + "; ".join(bad))
 
     def to_dict(self) -> dict:
@@ -271,6 +278,8 @@ class LabelerCLIP(nn.Module):
         self.lora_layers = sum(isinstance(m, LoraLayer) for m in clip.modules())
         self._token_cache: dict[str, torch.Tensor] = {}
         self._fast_text: bool | None = None  # whether the text tower can be cut short (checked on first use)
+        self.register_parameter("visual_prompts", None)  # [n_tokens, visual_tokens, width] (see `add_visual_prompts`)
+        self.register_parameter("labeler_log_temperature", None)  # [n_tokens] (see `add_labeler_temperatures`)
 
     @property
     def device(self) -> torch.device: return self.mean.device
@@ -305,16 +314,81 @@ class LabelerCLIP(nn.Module):
         "This model's settings as a `ModelConfig`."
         return ModelConfig.from_dict(self.config)
 
+# %% ../nbs/05_model.ipynb #0eca5a98
+def _check_vpt(visual: nn.Module):
+    "Visual prompts need open_clip's VisionTransformer (its `_embeds`, `transformer`, `_pool`)."
+    if not all(hasattr(visual, a) for a in ("_embeds", "transformer", "_pool", "class_embedding")):
+        raise ValueError(f"visual tokens need an open_clip VisionTransformer image tower, not {type(visual).__name__}")
+
+
+def _prompted_image(visual: nn.Module, x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    "open_clip VisionTransformer.forward with `prompts` [B, N, width] after the class token (dropped before pooling)."
+    h = visual._embeds(x)
+    n = prompts.shape[1]
+    h = torch.cat([h[:, :1], prompts.to(h.dtype), h[:, 1:]], dim=1)
+    h = visual.transformer(h)
+    h = torch.cat([h[:, :1], h[:, 1 + n:]], dim=1)
+    pooled, _ = visual._pool(h)
+    return pooled @ visual.proj if visual.proj is not None else pooled
+
+
+@patch
+def labeler_index(self: LabelerCLIP, labelers) -> torch.Tensor:
+    "Token indices (into `self.tokens`) of `labelers`: tokens (`<user1>`), their names (`user1`) or indices."
+    if torch.is_tensor(labelers): return labelers.long().cpu()
+    labelers = list(np.asarray(labelers).ravel()) if not isinstance(labelers, (list, tuple)) else list(labelers)
+    pos = {t: i for i, t in enumerate(self.tokens)}
+    pos.update({t.strip("<>"): i for i, t in enumerate(self.tokens)})
+    out = []
+    for l in labelers:
+        if isinstance(l, (int, np.integer)) and not isinstance(l, bool):
+            if not 0 <= l < len(self.tokens): raise ValueError(f"labeler index {l} outside 0..{len(self.tokens) - 1}")
+            out.append(int(l))
+        elif str(l) in pos: out.append(pos[str(l)])
+        else: raise ValueError(f"unknown labeler {l!r}; this model's tokens: {self.tokens}")
+    return torch.tensor(out, dtype=torch.long)
+
+
+@patch
+def add_visual_prompts(self: LabelerCLIP, n: int, seed: int = 0, std: float = 0.02) -> "LabelerCLIP":
+    "`n` trainable prompt vectors per labeler in the image tower (normal(0, `std`) from `seed`; width of the tower)."
+    _check_vpt(self.clip.visual)
+    width = self.clip.visual.class_embedding.shape[-1]
+    g = torch.Generator().manual_seed(int(seed))
+    init = torch.randn(len(self.tokens), int(n), width, generator=g) * std
+    self.visual_prompts = nn.Parameter(init.to(self.device))
+    return self
+
 # %% ../nbs/05_model.ipynb #f38f7555
 @patch
-def encode_images(self: LabelerCLIP, images: torch.Tensor) -> torch.Tensor:
-    "L2-normalised image features [B, D] from uint8 (or float in [0, 1]) images [B, 3, S, S]."
+def encode_images(self: LabelerCLIP, images: torch.Tensor, labelers=None) -> torch.Tensor:
+    """L2-normalised image features [B, D] from uint8 (or float in [0, 1]) images [B, 3, S, S]. With visual tokens,
+    `labelers` (one token or token index per image) picks each image's prompt vectors; None: no prompts (the
+    population's view). Without visual tokens `labelers` is ignored."""
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (self.image_size,) * 2:
         raise ValueError(f"images must be [B, 3, {self.image_size}, {self.image_size}], got {tuple(images.shape)}")
     x = images.to(self.device, non_blocking=True)
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     x = (x - self.mean) / self.std
-    return F.normalize(self.clip.encode_image(x), dim=-1)
+    if self.visual_prompts is None or labelers is None: return F.normalize(self.clip.encode_image(x), dim=-1)
+    idx = self.labeler_index(labelers)
+    if len(idx) != len(x): raise ValueError(f"{len(idx)} labelers for {len(x)} images")
+    return F.normalize(_prompted_image(self.clip.visual, x, self.visual_prompts[idx.to(self.device)]), dim=-1)
+
+# %% ../nbs/05_model.ipynb #26853046
+@patch
+def add_labeler_temperatures(self: LabelerCLIP, init: float = 0.15) -> "LabelerCLIP":
+    "One trainable temperature per labeler token, stored as its log and starting at `init`."
+    if not self.tokens: raise ValueError("per-labeler temperatures need labeler tokens (this model has none)")
+    if not init > 0: raise ValueError(f"init={init!r}: a temperature > 0")
+    self.labeler_log_temperature = nn.Parameter(torch.full((len(self.tokens),), math.log(init), device=self.device))
+    return self
+
+
+@patch
+def labeler_temperatures(self: LabelerCLIP) -> torch.Tensor | None:
+    "The per-labeler temperatures [n_tokens] (differentiable), or None when the model has one shared temperature."
+    return None if self.labeler_log_temperature is None else self.labeler_log_temperature.exp()
 
 # %% ../nbs/05_model.ipynb #10626d0a
 @patch
@@ -373,6 +447,8 @@ def set_trainable(self: LabelerCLIP, lora: bool = True, token_rows: Sequence[str
     for n, p in self.clip.named_parameters():
         p.requires_grad_(bool(lora) and _is_lora_param(n))
     for t, p in token_params.items(): p.requires_grad_(t in token_rows)
+    for p in (self.visual_prompts, self.labeler_log_temperature):   # per-labeler tables: train with the tokens
+        if p is not None: p.requires_grad_(bool(token_rows) or not token_params)
     return self
 
 # %% ../nbs/05_model.ipynb #7445812f
@@ -394,12 +470,14 @@ def create_model(
     init_word: str = "person",  # learned mode: new rows start as this word's embedding
     device: str | torch.device = "cpu",
     seed: int = 0,  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
+    visual_tokens: int = 0,  # learned prompt vectors per labeler in the image tower (0 = none)
 ) -> LabelerCLIP:
     "open_clip model with peft LoRA and labeler tokens; only LoRA and (learned mode) the new token rows train."
     if isinstance(model, ModelConfig):
         c = model
         model, pretrained, tokens, token_mode, lora_rank = c.model, c.pretrained, c.tokens, c.token_mode, c.lora_rank
         lora_alpha, lora_targets, towers, init_word, seed = c.lora_alpha, c.lora_targets, c.towers, c.init_word, c.seed
+        visual_tokens = c.visual_tokens
     check_token_mode(token_mode)
     tokens = check_tokens(tokens)
     if not isinstance(lora_rank, int) or lora_rank < 0: raise ValueError(f"lora_rank must be an int >= 0, got {lora_rank!r}")
@@ -426,21 +504,31 @@ def create_model(
     pretrained = fp["pretrained"]
     config = ModelConfig(model=model, pretrained=pretrained, tokens=tokens, token_mode=token_mode, lora_rank=lora_rank,
                          lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers, init_word=init_word,
-                         seed=seed).to_dict()
+                         seed=seed, visual_tokens=visual_tokens).to_dict()
     if lora_rank > 0:
         names = [n for n, x in clip.named_modules() if isinstance(x, LoraLayer)]
         per_tower = {"vision": sum(n.startswith("visual.") for n in names)}
         per_tower["text"] = len(names) - per_tower["vision"]
         empty = [t for t in ("vision", "text") if towers in (t, "both") and per_tower[t] == 0]
         if empty: raise ValueError(f"no LoRA target in the {empty} tower(s) of {model} for lora_targets={lora_targets!r}")
-    return LabelerCLIP(clip, tokenizer, config, fp, ids).set_trainable().to(device)
+    m = LabelerCLIP(clip, tokenizer, config, fp, ids)
+    if visual_tokens: m.add_visual_prompts(visual_tokens, seed=seed)
+    return m.set_trainable().to(device)
 
 # %% ../nbs/05_model.ipynb #3b9dc3b0
-_STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "lora_alpha", "lora_targets", "towers")
+_STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "lora_alpha", "lora_targets", "towers",
+                   "visual_tokens")
+_STRUCTURE_DEFAULTS = dict(visual_tokens=0)   # keys older saved models lack
+
+
+_LABELER_TABLES = ("visual_prompts", "labeler_log_temperature")
 
 
 def _adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
-    return {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or _is_token_param(n)}
+    out = {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or _is_token_param(n)}
+    for n in _LABELER_TABLES:
+        if getattr(m, n, None) is not None: out[n] = getattr(m, n).detach()
+    return out
 
 
 _REMEDY = ("save the model again, or load another copy (a run folder keeps checkpoints/best and checkpoints/last; "
@@ -484,7 +572,8 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
     "Load a saved folder's adapters/token rows onto this model; raises if it was made for another base or layout."
     folder, meta = _read_meta(path)
     cfg = meta["config"]
-    diff = {k: (cfg.get(k), self.config.get(k)) for k in _STRUCTURE_KEYS if cfg.get(k) != self.config.get(k)}
+    get = lambda d, k: d.get(k, _STRUCTURE_DEFAULTS.get(k))
+    diff = {k: (get(cfg, k), get(self.config, k)) for k in _STRUCTURE_KEYS if get(cfg, k) != get(self.config, k)}
     if diff: raise ValueError(f"{folder} was made for another model: " +
                               ", ".join(f"{k} saved={a!r} here={b!r}" for k, (a, b) in diff.items()))
     if meta["fingerprint"] != self.fingerprint:
@@ -493,7 +582,10 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
                          f"(saved {meta['fingerprint']}, here {self.fingerprint})")
     if meta.get("added_tokens", {}) != self.token_ids:
         raise ValueError(f"{folder}: tokenizer ids {meta.get('added_tokens')} != this model's {self.token_ids}")
-    tensors, own = read_tensors(folder / WEIGHTS_FILE, _REMEDY), _adapter_state(self)
+    tensors = read_tensors(folder / WEIGHTS_FILE, _REMEDY)
+    if "labeler_log_temperature" in tensors and self.labeler_log_temperature is None:
+        self.add_labeler_temperatures()   # a model trained with per-labeler temperatures: the table, then its values
+    own = _adapter_state(self)
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or extra: raise ValueError(f"{folder}: {len(missing)} adapter tensors missing {missing[:3]}, "
                                           f"{len(extra)} unexpected {extra[:3]}")
@@ -551,6 +643,8 @@ def model_info(model: str | LabelerCLIP = "ViT-B-32", pretrained: str | None = "
         lora_layers=m.lora_layers, lora_rank=c["lora_rank"], lora_alpha=c["lora_alpha"],
         lora_targets=c["lora_targets"], towers=c["towers"],
         trainable_params=m.n_trainable, total_params=m.n_total,
+        visual_tokens=c.get("visual_tokens", 0),
+        visual_prompt_params=0 if m.visual_prompts is None else m.visual_prompts.numel(),
         token_ids={t: token_ids(m.tokenizer, t) for t in m.tokens},
         token_pieces={t: token_pieces(m.tokenizer, t) for t in m.tokens},
         trainable_token_rows={t: [i] for t, i in m.token_ids.items()},

@@ -545,7 +545,9 @@ def _config_line(run: Run) -> str:
     parts = [f"model `{m.get('name')}` (pretrained: {short_pretrained(m.get('pretrained'))}), token mode `{m.get('token_mode')}`",
              f"LoRA layers {m.get('lora_layers')}, trainable parameters {m.get('trainable_params'):,}" if m.get('trainable_params') else None,
              f"{len(run.tokens)} labelers; samples train {ns.get('train', 0):,} / val {ns.get('val', 0):,} / test {ns.get('test', 0):,} (split `{split}`)",
-             f"{c.get('epochs')} epochs, batch {c.get('batch_size')}/{c.get('eval_batch_size')}, lr {c.get('lr')}, temperature {c.get('temperature')}"]
+             f"{c.get('epochs')} epochs, batch {c.get('batch_size')}/{c.get('eval_batch_size')}, lr {c.get('lr')}, temperature {c.get('temperature')}"
+             + (" (learned per labeler)" if c.get('labeler_temperature') == 'learned' else ''),
+             f"{(m.get('config') or {}).get('visual_tokens')} visual tokens per labeler" if (m.get('config') or {}).get('visual_tokens') else None]
     tm = run.summary.get('timings') or {}
     tot = tm.get('total_s') or tm.get('train_s')
     if tot: parts.append(f"training time {float(tot):.0f} s" + (f" on {tm['device']}" if tm.get('device') else ''))
@@ -562,8 +564,13 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
              (f"n/a ({c.retest_note})" if c.retest_note else '–') if _isnan(c.implied_ceiling) else
              f"{_pct(c.retest_agree)} (n={int(c.retest_pairs)}) → {_pct(c.implied_ceiling)}{_ci(c.ceiling_lo, c.ceiling_hi)}"]
             for c in ce.itertuples()]
-    return md_table(['User Token', 'User ID', 'Labels', f'Val Acc (epoch {be})', 'Test Acc', 'Bayes ceiling (test samples)',
-                     'Test–retest → ceiling [interval]'], rows)
+    head = ['User Token', 'User ID', 'Labels', f'Val Acc (epoch {be})', 'Test Acc', 'Bayes ceiling (test samples)',
+            'Test–retest → ceiling [interval]']
+    temps = {_tok(k): v for k, v in (run.summary.get('labeler_temperatures') or {}).items()}
+    if temps:   # labeler_temperature = "learned": each labeler's temperature beside their ceiling
+        head.append(f"Learned temperature (from {(run.summary.get('config') or {}).get('temperature')})")
+        for row, c in zip(rows, ce.itertuples()): row.append(f"{temps[c.token]:.3f}" if c.token in temps else '–')
+    return md_table(head, rows)
 
 REPORT_SOURCE = 'report_of.txt'
 CALIBRATION_FILE = 'calibration.json'   # as in labelertok.score

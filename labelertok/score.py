@@ -156,6 +156,16 @@ class Scorer:
         "The training temperature: `score` returns cosine / this."
         return float(self.card["temperature"])
 
+    def labeler_temperature(self, token: Optional[str]) -> float:
+        "The temperature of `token`'s logits: its learned one when the model learned one per labeler, else `temperature`."
+        temps = self.model.labeler_temperatures() if getattr(self.model, "labeler_log_temperature", None) is not None else None
+        if temps is None or token is None or token not in self.model.tokens: return self.temperature
+        return float(temps[self.model.tokens.index(token)].detach())
+
+    def _visual_token(self, token: Optional[str]) -> Optional[str]:
+        "The labeler whose visual tokens see the images (models with visual tokens), else None."
+        return token if getattr(self.model, "visual_prompts", None) is not None and token in self.model.tokens else None
+
     @property
     def compare_temperature(self) -> float:
         "The temperature `compare` uses: the calibrated one when calibration found the training one off, else the training one."
@@ -203,24 +213,30 @@ class Scorer:
 
     # --- features -----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        "float32 L2-normalised features [N, D] (CPU) of uint8 images [N, 3, S, S], in batches."
+    def encode(self, images: torch.Tensor, token: Optional[str] = None) -> torch.Tensor:
+        """float32 L2-normalised features [N, D] (CPU) of uint8 images [N, 3, S, S], in batches; `token`: the labeler
+        whose visual tokens see them (a model with visual tokens; None: the population's view)."""
+        token = self._visual_token(token)
         dev, out = self.model.device, []
         bar = tqdm(total=len(images), desc="images", unit="img", disable=not self.progress or len(images) <= self.batch_size, leave=False)
         with _autocast(dev, self.amp):
             for i in range(0, len(images), self.batch_size):
-                out.append(self.model.encode_images(images[i:i + self.batch_size].to(dev)).float().cpu())
+                x = images[i:i + self.batch_size].to(dev)
+                f = self.model.encode_images(x) if token is None else self.model.encode_images(x, [token] * len(x))
+                out.append(f.float().cpu())
                 bar.update(len(out[-1]))
         bar.close()
         return torch.cat(out) if out else torch.empty(0, 0)
 
-    def image_features(self, images) -> tuple[list[str], torch.Tensor]:
-        "(names, features [N, D]) of `images`; files seen before by this scorer are not decoded or encoded again."
+    def image_features(self, images, token: Optional[str] = None) -> tuple[list[str], torch.Tensor]:
+        """(names, features [N, D]) of `images`; files seen before by this scorer are not decoded or encoded again.
+        With visual tokens the features depend on the labeler `token` (cached per labeler)."""
         items = _expand(images)
+        token = self._visual_token(token)
         keys = []
         for x in items:
             if isinstance(x, str) and os.path.isfile(x):
-                st = os.stat(x); keys.append((os.path.abspath(x), st.st_size, st.st_mtime_ns))
+                st = os.stat(x); keys.append((os.path.abspath(x), st.st_size, st.st_mtime_ns, token))
             else: keys.append(None)
         todo = [i for i, k in enumerate(keys) if k is None or k not in self._feats]
         uniq = list(dict.fromkeys(i if keys[i] is None else keys[i] for i in todo))
@@ -232,7 +248,7 @@ class Scorer:
             decoded, errors = _decode_all([items[first[u]] for u in uniq if not (isinstance(items[first[u]], str) and items[first[u]] in missing)],
                                           self.model.image_size)
             _raise_bad(missing, errors, len(given) + sum(not isinstance(x, str) for x in items))
-            feats = self.encode(torch.stack(decoded))
+            feats = self.encode(torch.stack(decoded), token)
             new = dict(zip(uniq, feats))
             for u, f in new.items():
                 if not isinstance(u, int): self._feats[u] = f
@@ -251,16 +267,16 @@ class Scorer:
         return self._text[key]
 
     def logits(self, features: torch.Tensor, attribute: str, token: Optional[str]) -> np.ndarray:
-        "cosine(image, prompt) / training temperature (float32, as in training) for image `features` [N, D]."
+        "cosine(image, prompt) / training temperature (the labeler's own when learned; float32, as in training)."
         t = self.text_features(attribute, token)
         f, t = F.normalize(features.float(), dim=-1), F.normalize(t[None].float(), dim=-1)
-        return ((f * t).sum(-1) / self.temperature).numpy()
+        return ((f * t).sum(-1) / self.labeler_temperature(token)).numpy()
 
     # --- the three questions --------------------------------------------------------------------------------------
     def score(self, images, attribute: str, labeler=None) -> np.ndarray:
         "One number per image: the logit cosine/temperature the model was trained on (higher = more likely chosen)."
         a, tok = self.resolve_attribute(attribute), self.resolve_labeler(labeler)
-        _, f = self.image_features(images)
+        _, f = self.image_features(images, tok)
         return self.logits(f, a, tok)
 
     def compare(self, a, b, attribute: str, labeler=None, temperature: Optional[float] = None) -> np.ndarray:
@@ -269,15 +285,16 @@ class Scorer:
         attr, tok = self.resolve_attribute(attribute), self.resolve_labeler(labeler)
         ia, ib = _expand(a), _expand(b)
         if len(ia) != len(ib): raise ValueError(f"a and b must have the same length, got {len(ia)} and {len(ib)}")
-        _, f = self.image_features(ia + ib)
+        _, f = self.image_features(ia + ib, tok)
         s = self.logits(f, attr, tok)  # float32 logits, as in evaluation: a is counted right iff s[a] > s[b]
-        T = float(temperature or self.compare_temperature)
-        return _exact_two_way(s[:len(ia)], s[len(ia):], T / self.temperature)
+        cal = (self.card.get("calibration") or {}).get("use")
+        T = float(temperature or (self.compare_temperature if cal else self.labeler_temperature(tok)))
+        return _exact_two_way(s[:len(ia)], s[len(ia):], T / self.labeler_temperature(tok))
 
     def rank(self, images, attribute: str, labeler=None) -> pd.DataFrame:
         "The images ordered by score (rank 1 = the one the labeler is most likely to pick)."
-        names, f = self.image_features(images)
         a, tok = self.resolve_attribute(attribute), self.resolve_labeler(labeler)
+        names, f = self.image_features(images, tok)
         df = pd.DataFrame(dict(image=names, labeler=self.labeler_name(tok), attribute=a, score=self.logits(f, a, tok)))
         df["rank"] = df["score"].rank(ascending=False, method="min").astype(int)
         return df.sort_values(["rank", "image"], kind="stable").reset_index(drop=True)
@@ -442,11 +459,16 @@ def split_logits(scorer: Scorer, data, split: str) -> pd.DataFrame:
     "Per sample of `split`: token, attribute, label, and the float32 logits s1, s2 of its two images (as evaluation)."
     df = data.split(split)
     rows = np.unique(np.concatenate([df["i1"].to_numpy(), df["i2"].to_numpy()]))
-    f = scorer.encode(data.images[torch.from_numpy(rows)])
+    visual = getattr(scorer.model, "visual_prompts", None) is not None
+    f = None if visual else scorer.encode(data.images[torch.from_numpy(rows)])
     pos1, pos2 = np.searchsorted(rows, df["i1"].to_numpy()), np.searchsorted(rows, df["i2"].to_numpy())
     s1, s2 = np.zeros(len(df), np.float32), np.zeros(len(df), np.float32)
+    f_tok = {}
     for (tok, a), idx in df.groupby(["token", "attribute"]).indices.items():
         t = tok if scorer.card.get("use_tokens", True) else None
+        if visual:   # each labeler sees the images through their own visual tokens
+            if tok not in f_tok: f_tok[tok] = scorer.encode(data.images[torch.from_numpy(rows)], tok)
+            f = f_tok[tok]
         s = scorer.logits(f, a, t)
         s1[idx], s2[idx] = s[pos1[idx]], s[pos2[idx]]
     return pd.DataFrame(dict(token=df["token"].to_numpy(), attribute=df["attribute"].to_numpy(),

@@ -208,6 +208,9 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
     sc = source if isinstance(source, Scorer) else load(source, device=device)
+    if getattr(sc.model, "visual_prompts", None) is not None or getattr(sc.model, "labeler_log_temperature", None) is not None:
+        raise ValueError("adding a labeler to a model with visual tokens or per-labeler temperatures is not supported: "
+                         "their tables have one row per trained labeler; train a run with the new labeler instead")
     known = {str(u.get("user_id")) for u in sc.card["labelers"]} | set(sc.card.get("aliases") or {})
     if str(labeler) in known: raise ValueError(f"labeler {labeler!r} is already known to this model ({sc.labeler_name(sc.resolve_labeler(labeler))})")
     mine = answers[answers["user_id"].astype(str) == str(labeler)].reset_index(drop=True) if isinstance(answers, pd.DataFrame) \

@@ -31,13 +31,15 @@ from .runs import (RunLock, _atomic_write, _dumps, _load_trainable, _optimizer_f
 from .tokens import TEMPLATES, make_prompt, ensemble_text_features
 
 # %% auto #0
-__all__ = ['REPORT_TO', 'TrainConfig', 'resolve_device', 'pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs',
-           'pair_batch_loss', 'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate', 'seed_everything',
-           'TrainState', 'PairEncoder', 'Engine', 'train_one_epoch', 'save_state', 'train', 'free_port']
+__all__ = ['REPORT_TO', 'LABELER_TEMPERATURE', 'TrainConfig', 'resolve_device', 'pair_logits', 'pair_loss', 'bootstrap_ci',
+           'encode_pairs', 'pair_batch_loss', 'make_batches', 'accuracy_table', 'encode_image_rows', 'evaluate',
+           'seed_everything', 'TrainState', 'PairEncoder', 'Engine', 'train_one_epoch', 'save_state', 'train',
+           'free_port']
 
 # %% ../nbs/06_train.ipynb #d7d3f576
 _SELECT_FIXED = ("val_acc", "val_loss")
 REPORT_TO = ("tensorboard", "wandb", "none")
+LABELER_TEMPERATURE = ("shared", "learned")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TrainConfig:
     lr: float = 1e-4  # AdamW learning rate
     weight_decay: float = 0.01  # AdamW (decoupled) weight decay
     temperature: float = 0.15  # logits = cosine / temperature
+    labeler_temperature: str = "shared"  # "shared": one fixed temperature; "learned": one trained per labeler (from `temperature`)
     seed: int = 42  # seeds python/numpy/torch and every epoch's shuffle and template draw
     device: str = "auto"  # "auto" (cuda -> mps -> cpu), or any torch device string
     amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
@@ -75,6 +78,8 @@ class TrainConfig:
         if not self.templates or any("{}" not in t for t in self.templates): bad.append(f"templates={self.templates!r} (each with '{{}}')")
         if not (self.select_metric in _SELECT_FIXED or self.select_metric.startswith("val_acc_")):
             bad.append(f"select_metric={self.select_metric!r} ('val_acc', 'val_loss' or a 'val_acc_*' history column)")
+        if self.labeler_temperature not in LABELER_TEMPERATURE:
+            bad.append(f"labeler_temperature={self.labeler_temperature!r} (one of {LABELER_TEMPERATURE})")
         if self.report_to not in REPORT_TO: bad.append(f"report_to={self.report_to!r} (one of {REPORT_TO})")
         if bad: raise ValueError(f"{len(bad)} invalid TrainConfig value(s): " + "; ".join(bad))
 
@@ -95,10 +100,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return d
 
 # %% ../nbs/06_train.ipynb #64d33165
-def pair_logits(img1: torch.Tensor, img2: torch.Tensor, text: torch.Tensor, temperature: float = 0.15) -> torch.Tensor:
-    "Logits [B, 2]: cosine of each shown image's features with the prompt's, divided by `temperature` (in float32)."
+def pair_logits(img1: torch.Tensor, img2: torch.Tensor, text: torch.Tensor, temperature: float | torch.Tensor = 0.15) -> torch.Tensor:
+    """Logits [B, 2]: cosine of each shown image's features with the prompt's, divided by `temperature` (in float32):
+    one number, or one per sample [B] (each sample's labeler's temperature)."""
     img1, img2, text = (F.normalize(x.float(), dim=-1) for x in (img1, img2, text))
-    return torch.stack([(img1 * text).sum(-1), (img2 * text).sum(-1)], dim=-1) / temperature
+    cos = torch.stack([(img1 * text).sum(-1), (img2 * text).sum(-1)], dim=-1)
+    return cos / (temperature.float()[:, None] if torch.is_tensor(temperature) else temperature)
 
 
 def pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,8 +163,14 @@ def _gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
 
 
 def encode_pairs(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray, prompts: Sequence[str],
-                 dedupe: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Features (f1, f2, text), each [B, D], of each sample's two images (rows `i1`, `i2` of `images`) and prompt."
+                 dedupe: bool = True, labelers=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (f1, f2, text), each [B, D], of each sample's two images (rows `i1`, `i2` of `images`) and prompt;
+    `labelers` (per sample, a model with visual tokens): the labeler each image is seen by."""
+    if labelers is not None and getattr(model, "visual_prompts", None) is not None:   # images per (image, labeler)
+        lab = model.labeler_index(labelers)
+        f1 = model.encode_images(_gather_images(images, np.asarray(i1), _model_device(model)), lab)
+        f2 = model.encode_images(_gather_images(images, np.asarray(i2), _model_device(model)), lab)
+        return f1, f2, model.encode_prompts(list(prompts))
     i1, i2 = np.asarray(i1, dtype=np.int64).ravel(), np.asarray(i2, dtype=np.int64).ravel()
     if len(i1) != len(i2) or len(i1) != len(prompts):
         raise ValueError(f"i1, i2 and prompts must have the same length, got {len(i1)}, {len(i2)}, {len(prompts)}")
@@ -256,13 +269,17 @@ def accuracy_table(correct: np.ndarray, tokens: Sequence[str], attributes: Seque
 
 
 @torch.no_grad()
-def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int = 512, amp: bool = True) -> torch.Tensor:
-    "float32 features [len(rows), D] of `images[rows]`, encoded in chunks of `batch_size`."
+def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int = 512, amp: bool = True,
+                      labelers: Optional[np.ndarray] = None) -> torch.Tensor:
+    """float32 features [len(rows), D] of `images[rows]`, encoded in chunks of `batch_size`; with visual tokens,
+    `labelers` (token index per row) says who sees each image."""
     device = _model_device(model)
     out = []
     with _autocast(device, amp):
         for i in range(0, len(rows), batch_size):
-            out.append(model.encode_images(_gather_images(images, rows[i:i + batch_size], device)).float())
+            lab = None if labelers is None else labelers[i:i + batch_size]
+            x = _gather_images(images, rows[i:i + batch_size], device)
+            out.append((model.encode_images(x) if lab is None else model.encode_images(x, lab)).float())
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
@@ -273,18 +290,33 @@ def _dist_rank_world() -> tuple[int, int]:
 
 
 @torch.no_grad()
-def _encode_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int, amp: bool) -> torch.Tensor:
+def _encode_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int, amp: bool,
+                 labelers: Optional[np.ndarray] = None) -> torch.Tensor:
     "`encode_image_rows`, shared by the processes of a distributed run: each encodes a contiguous part, all get all."
     rank, world = _dist_rank_world()
-    if world == 1 or len(rows) < world: return encode_image_rows(model, images, rows, batch_size, amp)
+    if world == 1 or len(rows) < world: return encode_image_rows(model, images, rows, batch_size, amp, labelers)
     parts = np.array_split(rows, world)
-    mine = encode_image_rows(model, images, parts[rank], batch_size, amp)
+    labs = None if labelers is None else np.array_split(labelers, world)[rank]
+    mine = encode_image_rows(model, images, parts[rank], batch_size, amp, labs)
     n = max(len(p) for p in parts)
     padded = torch.zeros(n, mine.shape[1], dtype=mine.dtype, device=mine.device)
     padded[:len(mine)] = mine
     got = [torch.empty_like(padded) for _ in range(world)]
     torch.distributed.all_gather(got, padded)
     return torch.cat([g[:len(p)] for g, p in zip(got, parts)])
+
+
+def _visual(model) -> bool:
+    "Whether `model` has visual labeler tokens (its image features depend on the labeler)."
+    return getattr(model, "visual_prompts", None) is not None
+
+
+def _sample_tokens(model, df: pd.DataFrame) -> Optional[np.ndarray]:
+    "Index of each sample's labeler token in `model.tokens` (None when the model has no tokens)."
+    toks = list(getattr(model, "tokens", None) or [])
+    if not toks: return None
+    pos = {t: i for i, t in enumerate(toks)}
+    return np.array(df["token"].map(pos).fillna(-1).to_numpy(np.int64))   # a writable copy
 
 
 @torch.no_grad()
@@ -303,8 +335,17 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     model.eval()
     try:
         i1, i2 = df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)
+        tok = _sample_tokens(model, df)
+        if (_visual(model) or getattr(model, "labeler_log_temperature", None) is not None) and (tok < 0).any():
+            raise ValueError(f"labelers {sorted(set(df['token'][tok < 0]))[:5]} have no row in the model's per-labeler "
+                             "tables (visual tokens, temperatures)")
+        if _visual(model):   # images seen through each labeler's visual tokens: one code per (image, labeler)
+            n_tok = len(model.tokens)
+            i1, i2 = i1 * n_tok + tok, i2 * n_tok + tok
         rows = np.unique(np.concatenate([i1, i2]))
-        feats = _encode_rows(model, images, rows, config.eval_batch_size, config.amp)
+        if _visual(model):
+            feats = _encode_rows(model, images, rows // n_tok, config.eval_batch_size, config.amp, rows % n_tok)
+        else: feats = _encode_rows(model, images, rows, config.eval_batch_size, config.amp)
         keys = pd.MultiIndex.from_arrays([df["token"].astype(str), df["attribute"].astype(str)])
         kcodes, kuniq = pd.factorize(keys)
         pairs = [(a, t if use_tokens else None) for t, a in kuniq]
@@ -316,8 +357,10 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
         p2 = torch.from_numpy(np.searchsorted(rows, i2)).to(device)
         kc = torch.from_numpy(np.asarray(kcodes, dtype=np.int64)).to(device)
         labels = torch.tensor(df["label"].to_numpy(np.int64)).to(device)
-        logits = torch.cat([pair_logits(feats[p1[i:i + 65536]], feats[p2[i:i + 65536]], text[kc[i:i + 65536]], config.temperature)
-                            for i in range(0, len(df), 65536)])
+        temps = model.labeler_temperatures() if getattr(model, "labeler_log_temperature", None) is not None else None
+        T = config.temperature if temps is None else temps.detach().float()[torch.from_numpy(tok).to(device)]
+        logits = torch.cat([pair_logits(feats[p1[i:i + 65536]], feats[p2[i:i + 65536]], text[kc[i:i + 65536]],
+                                        T if temps is None else T[i:i + 65536]) for i in range(0, len(df), 65536)])
         loss, correct = pair_loss(logits, labels)
         p_first = torch.softmax(logits, dim=-1)[:, 0]
     finally:
@@ -445,14 +488,17 @@ class TrainState:
 
 
 class PairEncoder(torch.nn.Module):
-    "The training forward: (features of unique images [U, D], of unique prompts [P, D]) in one call (for DDP/Accelerate)."
+    """The training forward: (features of unique images [U, D], of unique prompts [P, D], the per-labeler temperatures
+    or None) in one call (for DDP/Accelerate: every trained parameter is used inside it)."""
     def __init__(self, model, compile: bool = False):
         super().__init__()
         self.model = model
         self.encode_images = torch.compile(model.encode_images, dynamic=True) if compile else model.encode_images
 
-    def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encode_images(images), self.model.encode_prompts(list(prompts))
+    def forward(self, images: torch.Tensor, prompts: Sequence[str], labelers: Optional[torch.Tensor] = None):
+        feats = self.encode_images(images) if labelers is None else self.model.encode_images(images, labelers)
+        temps = self.model.labeler_temperatures() if getattr(self.model, "labeler_log_temperature", None) is not None else None
+        return feats, self.model.encode_prompts(list(prompts)), temps
 
 
 @dataclass
@@ -474,6 +520,7 @@ class Engine:
     prompt_base: np.ndarray  # per training sample: first row of its (token, attribute) in prompt_table
     prompt_canon: np.ndarray  # prompt_table row -> first row with the same prompt string
     groups: Optional[np.ndarray]  # pair ids with group_pairs
+    train_tok: Optional[np.ndarray]  # per training sample: its labeler's index in model.tokens (None: no tokens)
     tokens_order: list
     attrs_order: list
     summary: dict
@@ -518,7 +565,12 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     mark("data")
     part, weight = _shard(idx, engine.rank, engine.world)
     B = len(part)
-    rows, inv = np.unique(np.concatenate([engine.train_i1[part], engine.train_i2[part]]), return_inverse=True)
+    i1, i2 = engine.train_i1[part], engine.train_i2[part]
+    visual = _visual(engine.model)
+    if visual:   # one code per (image, labeler): a labeler's visual tokens change only their view of an image
+        n_tok, tok = len(engine.model.tokens), engine.train_tok[part]
+        i1, i2 = i1 * n_tok + tok, i2 * n_tok + tok
+    rows, inv = np.unique(np.concatenate([i1, i2]), return_inverse=True)
     # prompts as integer codes into the prompt table: distinct ones in order of first appearance, no string hashing
     codes = engine.prompt_canon[engine.prompt_base[part] + tmpl[part]]  # equal prompt strings share one code
     ucodes, first, pinv = np.unique(codes, return_index=True, return_inverse=True)
@@ -529,14 +581,17 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     n_rows = len(rows)
     idx_all = _to_device(np.concatenate([rows, inv.reshape(-1), pinv, part]), engine.device)
     d_rows, d_inv, d_pinv, d_part = idx_all.split([n_rows, 2 * B, B, B])
-    x = _gather_images(engine.images, rows, engine.device, d_rows)
+    if visual: x = _gather_images(engine.images, rows // n_tok, engine.device)
+    else: x = _gather_images(engine.images, rows, engine.device, d_rows)
     mark("forward")
     with engine.accelerator.autocast(), _attention_kernels(engine.device):
-        feats, text = engine.forward(x, prompts)
+        if visual: feats, text, temps = engine.forward(x, prompts, torch.from_numpy(rows % n_tok))
+        else: feats, text, temps = engine.forward(x, prompts)
     f = feats.index_select(0, d_inv.to(feats.device))
     text = text.index_select(0, d_pinv.to(text.device))
     labels = engine.train_labels.index_select(0, d_part.to(engine.train_labels.device))
-    loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, engine.config.temperature), labels.to(f.device, non_blocking=True))
+    T = engine.config.temperature if temps is None else temps[torch.from_numpy(engine.train_tok[part]).to(temps.device)]
+    loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, T), labels.to(f.device, non_blocking=True))
     mark("backward")
     engine.optimizer.zero_grad(set_to_none=True)
     engine.accelerator.backward(loss if engine.world == 1 else loss * weight)
@@ -690,6 +745,20 @@ def _close(acc, lock: Optional[RunLock], launched: bool):
             AcceleratorState._reset_state(reset_partial_state=True)  # leaves the kernel free for notebook_launcher
 
 # %% ../nbs/06_train.ipynb #6c0b383a
+def _labeler_tables(model, config: TrainConfig, data: LabelerData):
+    "Add the per-labeler temperature table when asked; refuse a mismatch with what the model already has."
+    has = getattr(model, "labeler_log_temperature", None) is not None
+    if config.labeler_temperature == "learned":
+        if not getattr(model, "tokens", None):
+            raise ValueError("labeler_temperature='learned' needs a model with labeler tokens (one temperature each)")
+        if not has: model.add_labeler_temperatures(config.temperature)
+    elif has:
+        raise ValueError("the model has learned per-labeler temperatures: train it with labeler_temperature='learned'")
+    if (_visual(model) or has) and (set(data.samples["token"]) - set(model.tokens)):
+        raise ValueError(f"labelers {sorted(set(data.samples['token']) - set(model.tokens))[:5]} have no row in the "
+                         "model's per-labeler tables (visual tokens, temperatures)")
+
+
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
           resume: bool = False, callbacks: Sequence[Callable[[str, dict], Any]] = (),
           data_info: Optional[dict] = None) -> dict:
@@ -706,6 +775,7 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
         acc, device = _accelerator(config, out)
         use_tokens = _use_tokens(model, config)
         _check_tokens(model, data.samples, use_tokens)
+        _labeler_tables(model, config, data)
         fingerprint = run_fingerprint(data, model, data_info)
         model_config = json.loads(_dumps(dict(getattr(model, "config", {}) or {})))
 
@@ -771,7 +841,7 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
                   device=device, images=images, train_i1=tr["i1"].to_numpy(np.int64), train_i2=tr["i2"].to_numpy(np.int64),
                   train_labels=torch.tensor(tr["label"].to_numpy(np.int64)).to(device),
                   prompt_table=table, prompt_base=np.asarray(kcodes, dtype=np.int64) * T, prompt_canon=canon,
-                  groups=tr["pair_id"].to_numpy() if config.group_pairs else None,
+                  groups=tr["pair_id"].to_numpy() if config.group_pairs else None, train_tok=_sample_tokens(model, tr),
                   tokens_order=_token_order(data, samples), attrs_order=_attr_order(samples), summary=summary,
                   meta_base=meta_base, callbacks=tuple(callbacks), lock=lock)
 
@@ -813,6 +883,9 @@ def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
     engine.summary.update(status="complete", best_epoch=state.best_epoch,
                           best_val_acc=state.history[state.best_epoch]["val_acc"],
                           completed_epochs=len(state.history) - 1, test=_public(ev_te))
+    temps = engine.model.labeler_temperatures() if getattr(engine.model, "labeler_log_temperature", None) is not None else None
+    if temps is not None:   # the best epoch's (the model holds its weights now)
+        engine.summary["labeler_temperatures"] = {t: float(v) for t, v in zip(engine.model.tokens, temps.detach().cpu())}
     if engine.is_main:
         te = data.samples.loc[ev_te["index"]]
         preds = pd.DataFrame(dict(item_id=te["item_id"].to_numpy(), user_id=te["user_id"].to_numpy(),
