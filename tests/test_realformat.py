@@ -15,6 +15,16 @@ def run(cmd, env, cwd, timeout=600):
     return subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def run_on_study(tmp_path, study_world, env, out, n_users):
+    "`labelertok run` of the tiny model for 1 epoch on the study folder into `out` (figures under tmp_path, never the checkout's)."
+    import yaml
+    preset = tmp_path/'tiny.yaml'
+    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=n_users,
+                                          fig_root=str(tmp_path/'run_figures'))))
+    r = run(labelertok_cmd() + ['run', preset, '--out-dir', out], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+
+
 def compare(preset_overrides, data_dir, tmp_path, env):
     out, figs = tmp_path/'runs'/'cmp', tmp_path/'figures'
     ps = dict(COMPARE_TINY, data_dir=data_dir, fig_root=figs, **preset_overrides)
@@ -57,13 +67,8 @@ def test_compare_study_without_repeats(tmp_path, study_world_no_repeats, env):
 
 def test_run_report_explore(tmp_path, study_world, env):
     "`labelertok run`, `labelertok report` (two runs called `run` keep their own figures) and exploration on the study folder."
-    import yaml
-    preset = tmp_path/'tiny.yaml'
-    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=3,
-                                         fig_root=str(tmp_path/'run_figures'))))
     runs = [tmp_path/'a'/'run', tmp_path/'b'/'run']
-    r = run(labelertok_cmd() + ['run', preset, '--out-dir', runs[0], '-p', 'fig_root', tmp_path/'figures_of_run'], env, tmp_path)   # never the checkout's figures/
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    run_on_study(tmp_path, study_world, env, runs[0], n_users=3)
     shutil.copytree(runs[0], runs[1])                      # a second finished run with the same folder name
     figs = tmp_path/'figures'
     r = run(labelertok_cmd() + ['report'] + runs + ['--fig-root', figs], env, tmp_path)
@@ -84,13 +89,8 @@ def test_run_report_explore(tmp_path, study_world, env):
 
 def test_score_export_on_study_data(tmp_path, study_world, env):
     "A run on the real-format study, then `labelertok score` (images, pairs in the study's 2/1 coding) and `export`."
-    import yaml
-    preset = tmp_path/'tiny.yaml'
-    preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=2,
-                                          fig_root=str(tmp_path/'run_figures'))))
     out = tmp_path/'run'
-    r = run(labelertok_cmd() + ['run', preset, '--out-dir', out], env, tmp_path)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    run_on_study(tmp_path, study_world, env, out, n_users=2)
     imgs = sorted(study_world.rglob('*.png'))[:4]
     r = run(labelertok_cmd() + ['score', out, '--labeler', 'all', '--attribute', 'all', '--images', *imgs,
                                 '--out', tmp_path/'scores.csv'], env, tmp_path)
