@@ -16,7 +16,7 @@ from torch import nn
 
 from .data import ATTRIBUTES
 from .model import LabelerCLIP
-from .train import encode_image_rows
+from .evaluation import encode_image_rows
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'L2_GRID', 'model_image_size', 'method_label',

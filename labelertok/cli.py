@@ -169,7 +169,7 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     import dataclasses
     params, defaults = check_types(params, notebook), parameter_defaults(notebook)
     from labelertok.data import SPLITS
-    from labelertok.train import TrainConfig, resolve_device
+    from labelertok.config import TrainConfig, resolve_device
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     probs = _problems(TrainConfig, {k: v for k, v in params.items() if k in fields and k in defaults})
     model_keys = set(check_model_params.__code__.co_varnames[:check_model_params.__code__.co_argcount])

@@ -18,11 +18,13 @@ import torch
 from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, correct_from_p, fit_mlp_decoder,
                                   image_features, image_rows, linear_probe, mlp_predict, position_prior, standardise,
                                   tune_l2, L2_GRID)
+from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
+from .evaluation import encode_image_rows, evaluate, pair_logits
 from .intervals import cluster_bootstrap
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
-from .train import TrainConfig, encode_image_rows, evaluate, pair_logits, resolve_device, train
+from .train import train
 
 # %% auto #0
 __all__ = ['ceiling_per_labeler', 'ceiling_per_sample', 'summarise', 'paired_gain', 'method_run_dir', 'token_displacements',

@@ -16,11 +16,13 @@ import torch
 
 from .baselines import (_rows, correct_from_p, image_features, image_rows, linear_probe, standardise, tune_l2)
 from .compare import ceiling_per_sample
+from .config import TrainConfig, resolve_device
 from .data import LabelerData
+from .evaluation import pair_logits, pair_loss
 from .intervals import cluster_bootstrap
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
-from .train import TrainConfig, pair_logits, pair_loss, resolve_device, train
+from .train import train
 
 # %% auto #0
 __all__ = ['fit_token_row', 'score_with_features', 'fewshot_curve']

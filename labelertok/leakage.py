@@ -14,7 +14,7 @@ import pandas as pd
 from .baselines import TRAINED, model_image_size
 from .compare import compare_methods
 from .intervals import cluster_bootstrap, unpaired_difference
-from .train import TrainConfig
+from .config import TrainConfig
 
 # %% auto #0
 __all__ = ['leakage', 'leakage_table']

@@ -23,7 +23,7 @@ from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_
 from .model import _adapter_state, create_model, looks_like_checkpoint
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
                               Scorer, _correct, _same_base, load)
-from .train import bootstrap_ci
+from .evaluation import bootstrap_ci
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
