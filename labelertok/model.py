@@ -5,12 +5,9 @@
 # %% ../nbs/05_model.ipynb #c57741ac
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,103 +25,16 @@ from peft.tuners.trainable_tokens import TrainableTokensLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+# the base model (04a_backbone); these names are part of labelertok.model too
+from .backbone import (MODEL_CONFIGS, _create_base, _fingerprint, _QuietRandomInit, _resolve_pretrained,
+                                 looks_like_checkpoint, register_model_configs, short_pretrained)
 from .runs import DamagedFile, read_json, read_tensors
 from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_token_mode, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
 # %% auto #0
-__all__ = ['MODEL_CONFIGS', 'FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'TOWERS', 'LORA_TARGETS',
-           'register_model_configs', 'looks_like_checkpoint', 'short_pretrained', 'lora_target_regex', 'ModelConfig',
+__all__ = ['TOWERS', 'LORA_TARGETS', 'FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex', 'ModelConfig',
            'LabelerCLIP', 'create_model', 'load_model', 'model_info']
-
-# %% ../nbs/05_model.ipynb #540f59d5
-MODEL_CONFIGS = {
-    "tiny": {
-        "embed_dim": 64,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-    },
-}
-
-
-def register_model_configs() -> list[str]:
-    "Register `MODEL_CONFIGS` with open_clip's config registry (idempotent); returns the registered names."
-    missing = {k: v for k, v in MODEL_CONFIGS.items() if open_clip.get_model_config(k) != v}
-    if missing:
-        # open_clip's registry is filled from json files: write them to a temp folder, register, remove the folder
-        # (the configs stay in the registry; a later rescan by open_clip drops them, and the next call adds them again)
-        with tempfile.TemporaryDirectory(prefix="labelertok_configs_") as d:
-            for name, cfg in missing.items(): (Path(d) / f"{name}.json").write_text(json.dumps(cfg))
-            open_clip.add_model_config(d)
-    return list(MODEL_CONFIGS)
-
-# %% ../nbs/05_model.ipynb #878087d1
-FORMAT = "labelertok.model"
-FORMAT_VERSION = 1
-META_FILE = "labelertok_model.json"
-WEIGHTS_FILE = "adapters.safetensors"
-
-
-def looks_like_checkpoint(pretrained) -> bool:
-    "Whether a `pretrained` value names a file (a path or a checkpoint suffix) rather than an open_clip tag."
-    s = str(pretrained)
-    return "/" in s or os.sep in s or Path(s).suffix in (".pt", ".pth", ".bin", ".safetensors")
-
-
-def short_pretrained(pretrained):
-    "`pretrained` for reports: a checkpoint file under the working directory as a relative path, anything else as is."
-    if pretrained is None or not looks_like_checkpoint(pretrained): return pretrained
-    try: return str(Path(pretrained).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError: return str(pretrained)
-
-
-def _resolve_pretrained(model: str, pretrained: str | None) -> tuple[str | None, bool]:
-    "Validate `pretrained` (tag, file or None) early; returns (normalised value, quick_gelu needed)."
-    if pretrained in (None, "", "none", "None"): return None, False
-    cfg = open_clip.get_pretrained_cfg(model, pretrained)
-    if cfg: return pretrained, bool(cfg.get("quick_gelu", False))
-    if os.path.isfile(pretrained): return str(Path(pretrained).resolve()), False
-    if looks_like_checkpoint(pretrained):
-        raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} not found (relative to {os.getcwd()}); the "
-                                "synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data` (`labelertok pretrain`)")
-    tags = open_clip.list_pretrained_tags_by_model(model)
-    raise ValueError(f"pretrained={pretrained!r} is neither a known tag for {model} nor a file; "
-                     f"{len(tags)} known tags: {tags[:8]}")
-
-
-def _fingerprint(clip: nn.Module, model: str, pretrained: str | None) -> dict:
-    "Identify a base model by name, weights source, tensor names/shapes and a sample of every tensor's values."
-    sd = clip.state_dict()
-    shapes, values = hashlib.sha256(), hashlib.sha256()
-    for k in sorted(sd):
-        shapes.update(f"{k}:{tuple(sd[k].shape)};".encode())
-        values.update(sd[k].detach().flatten()[:256].float().cpu().numpy().tobytes())
-    return dict(model=model, pretrained=pretrained, n_params=sum(p.numel() for p in clip.parameters()),
-                shapes_sha256=shapes.hexdigest()[:16], values_sha256=values.hexdigest()[:16])
-
-
-class _QuietRandomInit(logging.Filter):
-    "Drop open_clip's 'initialized randomly' warning when random init is what was asked for."
-    def filter(self, record): return "Model initialized randomly" not in record.getMessage()
-
-
-def _create_base(model: str, pretrained: str | None, device="cpu", seed: int = 0):
-    "open_clip model (fp32) and its fingerprint; random init is seeded so that it can be rebuilt exactly."
-    if model in MODEL_CONFIGS: register_model_configs()
-    if open_clip.get_model_config(model) is None:
-        raise ValueError(f"unknown model {model!r}; open_clip knows {len(open_clip.list_models())} configs, "
-                         f"e.g. {open_clip.list_models()[:5]}, plus {list(MODEL_CONFIGS)}")
-    pretrained, quick_gelu = _resolve_pretrained(model, pretrained)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        torch.manual_seed(seed)
-        warnings.filterwarnings("ignore", message=".*QuickGELU mismatch.*")
-        quiet = _QuietRandomInit()
-        logging.getLogger().addFilter(quiet)
-        try: clip = open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=quick_gelu)
-        finally: logging.getLogger().removeFilter(quiet)
-    clip.eval()
-    fp = _fingerprint(clip, model, pretrained)
-    return clip.to(device), fp
 
 # %% ../nbs/05_model.ipynb #1e97fac4
 TOWERS = ("both", "vision", "text")
@@ -516,6 +426,11 @@ def create_model(
     return m.set_trainable().to(device)
 
 # %% ../nbs/05_model.ipynb #3b9dc3b0
+FORMAT = "labelertok.model"
+FORMAT_VERSION = 1
+META_FILE = "labelertok_model.json"
+WEIGHTS_FILE = "adapters.safetensors"
+
 _STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "lora_alpha", "lora_targets", "towers",
                    "visual_tokens")
 _STRUCTURE_DEFAULTS = dict(visual_tokens=0)   # keys older saved models lack

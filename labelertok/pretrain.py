@@ -19,7 +19,7 @@ from open_clip.loss import ClipLoss
 
 from .data import resize_crop
 import open_clip
-from .model import _create_base
+from .backbone import _create_base
 from .synthetic import FEATURES, draw_face, feature_moments, sample_features
 from .tokens import make_tokenizer
 
