@@ -4,7 +4,7 @@
     python benchmarks/score_quality.py RUN [RUN ...] --labelers ID [ID ...] [--ks 25 50 100 200] [--reps 3]
 
 For each run folder:
-- calibration (`labelertok.score.calibration`): test ECE per labeler at the training temperature and at one
+- calibration (`labelertok.calibration.calibration`): test ECE per labeler at the training temperature and at one
   temperature fitted on validation (writes calibration.json/.png into the run folder);
 - add-labeler accuracy vs k (`labelertok.share.add_labeler`): for each labeler id in `--labelers` (labelers the run
   did not train on), the same held-out 30% of their comparisons, a new token row (learned-token runs) or the
@@ -24,6 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from labelertok import calibration as C  # noqa: E402
 from labelertok import score as S  # noqa: E402
 from labelertok import share  # noqa: E402
 from labelertok.data import read_study  # noqa: E402
@@ -51,8 +52,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     lines = []
     for run in a.runs:
-        cal = S.calibration(run, device="cpu", verbose=False)
-        lines += [f"### {run.name}: calibration (test split)", "", S.calibration_markdown(run, image=None).split("\n", 2)[2]]
+        cal = C.calibration(run, device="cpu", verbose=False)
+        lines += [f"### {run.name}: calibration (test split)", "", C.calibration_markdown(run, image=None).split("\n", 2)[2]]
     for run in a.runs:
         data_dir = S._run_card(run)["data"]["data_dir"]
         answers = read_study(data_dir, verbose=False)

@@ -74,7 +74,7 @@ def model_card(meta: dict) -> str:
     if cal: lines.append(f"Test ECE {cal['ece_test_before']:.4f} at the training temperature, {cal['ece_test_after']:.4f} at "
                          f"T={cal['temperature']:.4g} fitted on validation; `compare` uses "
                          f"{'the fitted' if cal['use'] else 'the training'} temperature.")
-    else: lines.append("Not measured for this model (run `labelertok.score.calibration` on its run folder).")
+    else: lines.append("Not measured for this model (run `labelertok.calibration.calibration` on its run folder).")
     d = card.get("data") or {}
     where = (f"Trained on `{Path(str(d['data_dir'])).name}` ({d.get('n_users', len(card['labelers']))} labelers, "
              f"split `{d.get('split')}`, seed {d.get('seed')}). ") if d.get("data_dir") else ""

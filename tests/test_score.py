@@ -3,6 +3,7 @@ import json, shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 
+from labelertok import calibration as C
 from labelertok import score as S
 from labelertok import share
 from labelertok.data import ATTRIBUTES, read_study
@@ -51,7 +52,7 @@ def scorer(run): return S.load(run, device="cpu")
 
 @pytest.fixture(scope="module")
 def test_split(run):
-    data = S.run_data(run)
+    data = C.run_data(run)
     te = data.split("test")
     return te
 
@@ -127,12 +128,12 @@ def test_export_load_identical(run, scorer, world, weights, tmp_path):
 
 
 def test_calibration(run, scorer, tmp_path):
-    cal = S.calibration(run, device="cpu", verbose=False)
+    cal = C.calibration(run, device="cpu", verbose=False)
     assert (run / "calibration.json").is_file() and (run / "calibration.png").is_file()
     assert set(cal["per_labeler"]) == {"<user1>", "<user2>"}
     assert 0 <= cal["test"]["ece_before"] <= 1 and cal["temperature_fitted"] > 0
     assert cal["test"]["acc"] == json.loads((run / "summary.json").read_text())["test"]["acc"]
-    md = S.calibration_markdown(run)
+    md = C.calibration_markdown(run)
     assert md.startswith("## Calibration") and "| <user1> (" in md and "calibration.png" in md
     sc = S.load(run, device="cpu")
     assert sc.compare_temperature == (cal["temperature_fitted"] if cal["use_fitted"] else 0.15)
