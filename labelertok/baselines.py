@@ -27,7 +27,7 @@ __all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'L2_GRID', '
 def model_image_size(model: str) -> int:
     "Input image size of an open_clip model config (or `tiny`), read from its config: nothing is built or downloaded."
     import open_clip
-    from labelertok.model import MODEL_CONFIGS, register_model_configs
+    from labelertok.backbone import MODEL_CONFIGS, register_model_configs
     if model in MODEL_CONFIGS: register_model_configs()
     cfg = open_clip.get_model_config(model)
     if cfg is None: raise ValueError(f"unknown model {model!r}")

@@ -127,7 +127,8 @@ def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', tok
     plus that open_clip knows the model, the weights resolve and `n_users` is a count. A ValueError names each bad
     one with its value and what is allowed."""
     import open_clip
-    from labelertok.model import MODEL_CONFIGS, ModelConfig, _resolve_pretrained
+    from labelertok.backbone import MODEL_CONFIGS, _resolve_pretrained
+    from labelertok.model import ModelConfig
     bad = _problems(ModelConfig, dict(model=model, pretrained=pretrained, token_mode=token_mode, lora_rank=lora_rank,
                                       lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers,
                                       visual_tokens=visual_tokens,
@@ -222,7 +223,7 @@ def preset_params(preset: str|Path, overrides: dict|None=None, out_dir: str|Path
     for k in PATH_PARAMS:
         if params.get(k) is not None: params[k] = str(Path(params[k]).expanduser().resolve())
     if isinstance(params.get('pretrained'), str):
-        from labelertok.model import looks_like_checkpoint   # (imports torch: only when needed)
+        from labelertok.backbone import looks_like_checkpoint   # (imports torch: only when needed)
         if looks_like_checkpoint(params['pretrained']):   # a file, not a tag
             params['pretrained'] = str(Path(params['pretrained']).expanduser().resolve())
     return params

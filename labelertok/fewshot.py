@@ -66,7 +66,7 @@ def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFr
 @torch.no_grad()
 def score_with_features(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFrame, token: Optional[str],
                         temperature: float = 0.15, templates: Sequence[str] = TEMPLATES) -> np.ndarray:
-    "P(first image chosen) like `train.evaluate` (ensembled prompts), from precomputed image `features`."
+    "P(first image chosen) like `evaluation.evaluate` (ensembled prompts), from precomputed image `features`."
     attrs = sorted(set(samples["attribute"]))
     text = model.encode_ensembles([(a, token) for a in attrs], templates).float().cpu()
     a_idx = torch.from_numpy(samples["attribute"].map({a: i for i, a in enumerate(attrs)}).to_numpy(np.int64).copy())

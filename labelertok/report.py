@@ -297,7 +297,7 @@ def study_protocol_accuracy(run: Run, split: str='val', seed: int=0, device: str
         from labelertok.data import load_labeler_data
         from labelertok.intervals import cluster_bootstrap
         from labelertok.model import load_model
-        from labelertok.train import resolve_device
+        from labelertok.config import resolve_device
         m = load_model(best, resolve_device(device))
         dd = run.summary.get('data') or {}
         data = load_labeler_data(d, n_users=len(run.tokens), split=dd.get('split') or run.params.get('split') or 'sample',
@@ -493,7 +493,7 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
     return md_table(head, rows)
 
 REPORT_SOURCE = 'report_of.txt'
-CALIBRATION_FILE = 'calibration.json'   # as in labelertok.score
+CALIBRATION_FILE = 'calibration.json'   # as in labelertok.score and labelertok.calibration
 
 def report_dir(run_dir, fig_root='figures') -> Path:
     """The report folder of a run: `fig_root/<run name>`, unless that folder holds the report of another run folder
@@ -510,7 +510,7 @@ def report_dir(run_dir, fig_root='figures') -> Path:
 
 def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bool=True, notebook: bool=True) -> list[Path]:
     """Write `<report_dir>/results.md` and PNG plots for each run folder (see `report_dir`); returns the written files.
-    A run's `calibration.json` (from `labelertok.score.calibration`) adds a calibration section and its reliability
+    A run's `calibration.json` (from `labelertok.calibration.calibration`) adds a calibration section and its reliability
     diagram; with `notebook`, the run's executed `run.ipynb` is copied beside the report as `<report name>.ipynb`."""
     import os
     if isinstance(run_dirs, (str, Path)): run_dirs = [run_dirs]
@@ -543,7 +543,7 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
             p = plot_study_comparison(run, out/'study_comparison.png')
             if p: figs.append(p)
         if (run.path/CALIBRATION_FILE).is_file():
-            from labelertok.score import calibration_markdown   # a later module: imported only when a run has calibration
+            from labelertok.calibration import calibration_markdown   # a later module: imported only when a run has calibration
             md += ["", calibration_markdown(run.path, image=None).rstrip()]
             if (run.path/'calibration.png').is_file():
                 shutil.copyfile(run.path/'calibration.png', out/'calibration.png'); figs.append(out/'calibration.png')

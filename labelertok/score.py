@@ -19,9 +19,11 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .data import ATTRIBUTES, decode_answers, preprocess_image, resize_crop
-from .model import META_FILE, LabelerCLIP, create_model, load_model, looks_like_checkpoint
+from .backbone import looks_like_checkpoint
+from .model import META_FILE, LabelerCLIP, create_model, load_model
 from .tokens import TEMPLATES
-from .train import _autocast, bootstrap_ci, resolve_device
+from .config import resolve_device
+from .evaluation import _autocast, bootstrap_ci
 
 # %% auto #0
 __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',

@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
                              resolve_images)
-from .model import _adapter_state, create_model, looks_like_checkpoint
+from .backbone import looks_like_checkpoint
+from .model import _adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
                               Scorer, _correct, _same_base, load)
 from .evaluation import bootstrap_ci
