@@ -73,7 +73,7 @@ demo: $(STAMP) data
 
 compare: $(STAMP) data
 	$(BIN)/labelertok compare --overwrite
-	$(BIN)/python -c "from labelertok.report import publish_notebook as p; print(p('runs/compare/run.ipynb', 'figures/compare/compare.ipynb'))"
+	$(BIN)/python -c "from labelertok.paths import publish_notebook as p; print(p('runs/compare/run.ipynb', 'figures/compare/compare.ipynb'))"
 
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick
