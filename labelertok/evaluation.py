@@ -177,7 +177,7 @@ def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size:
     out = []
     with _autocast(device, amp):
         for i in range(0, len(rows), batch_size):
-            lab = None if labelers is None else labelers[i:i + batch_size]
+            lab = None if labelers is None else _to_device(labelers[i:i + batch_size], device)
             x = _gather_images(images, rows[i:i + batch_size], device)
             out.append((model.encode_images(x) if lab is None else model.encode_images(x, lab)).float())
     return torch.cat(out) if out else torch.empty(0, device=device)

@@ -244,8 +244,8 @@ def _prompted_image(visual: nn.Module, x: torch.Tensor, prompts: torch.Tensor) -
 
 @patch
 def labeler_index(self: LabelerCLIP, labelers) -> torch.Tensor:
-    "Token indices (into `self.tokens`) of `labelers`: tokens (`<user1>`), their names (`user1`) or indices."
-    if torch.is_tensor(labelers): return labelers.long().cpu()
+    "Token indices (into `self.tokens`) of `labelers`: tokens (`<user1>`), their names (`user1`) or indices (a tensor of indices stays on its device)."
+    if torch.is_tensor(labelers): return labelers.long()
     labelers = list(np.asarray(labelers).ravel()) if not isinstance(labelers, (list, tuple)) else list(labelers)
     pos = {t: i for i, t in enumerate(self.tokens)}
     pos.update({t.strip("<>"): i for i, t in enumerate(self.tokens)})

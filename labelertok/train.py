@@ -245,8 +245,9 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     B = len(part)
     i1, i2 = engine.train_i1[part], engine.train_i2[part]
     visual = _visual(engine.model)
+    tok = np.empty(0, np.int64) if engine.train_tok is None else engine.train_tok[part]
     if visual:   # one code per (image, labeler): a labeler's visual tokens change only their view of an image
-        n_tok, tok = len(engine.model.tokens), engine.train_tok[part]
+        n_tok = len(engine.model.tokens)
         i1, i2 = i1 * n_tok + tok, i2 * n_tok + tok
     rows, inv = np.unique(np.concatenate([i1, i2]), return_inverse=True)
     # prompts as integer codes into the prompt table: distinct ones in order of first appearance, no string hashing
@@ -255,20 +256,19 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     order = np.argsort(first, kind="stable")
     pinv = np.argsort(order, kind="stable")[pinv.reshape(-1)]
     prompts = [engine.prompt_table[j] for j in ucodes[order]]
-    # every per-step index in one host-to-device copy: image rows, image positions, prompt positions, samples
-    n_rows = len(rows)
-    idx_all = _to_device(np.concatenate([rows, inv.reshape(-1), pinv, part]), engine.device)
-    d_rows, d_inv, d_pinv, d_part = idx_all.split([n_rows, 2 * B, B, B])
-    if visual: x = _gather_images(engine.images, rows // n_tok, engine.device)
+    # every per-step index in one host-to-device copy: image rows, image positions, prompt positions, samples, labelers
+    idx_all = _to_device(np.concatenate([rows, inv.reshape(-1), pinv, part, tok]), engine.device)
+    d_rows, d_inv, d_pinv, d_part, d_tok = idx_all.split([len(rows), 2 * B, B, B, len(tok)])
+    if visual: x = _gather_images(engine.images, rows // n_tok, engine.device, d_rows // n_tok)
     else: x = _gather_images(engine.images, rows, engine.device, d_rows)
     mark("forward")
     with engine.accelerator.autocast(), _attention_kernels(engine.device):
-        if visual: feats, text, temps = engine.forward(x, prompts, torch.from_numpy(rows % n_tok))
+        if visual: feats, text, temps = engine.forward(x, prompts, d_rows % n_tok)
         else: feats, text, temps = engine.forward(x, prompts)
     f = feats.index_select(0, d_inv.to(feats.device))
     text = text.index_select(0, d_pinv.to(text.device))
     labels = engine.train_labels.index_select(0, d_part.to(engine.train_labels.device))
-    T = engine.config.temperature if temps is None else temps[torch.from_numpy(engine.train_tok[part]).to(temps.device)]
+    T = engine.config.temperature if temps is None else temps.index_select(0, d_tok.to(temps.device))
     loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, T), labels.to(f.device, non_blocking=True))
     mark("backward")
     engine.optimizer.zero_grad(set_to_none=True)
@@ -278,7 +278,7 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     if engine.world == 1: stats = torch.stack([loss.detach().float(), correct.sum().float()])
     else:
         n = B if weight > 0 else 0
-        stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), torch.tensor(float(n), device=loss.device)])
+        stats = torch.stack([loss.detach().float() * n, correct.sum().float() * (n > 0), loss.detach().new_full((), float(n))])
         stats = engine.accelerator.reduce(stats, reduction="sum")
     mark("end")
     return stats
