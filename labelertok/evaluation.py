@@ -86,14 +86,8 @@ def _gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
 
 # %% ../nbs/05d_evaluation.ipynb #cdbd53ee
 def encode_pairs(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray, prompts: Sequence[str],
-                 dedupe: bool = True, labelers=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Features (f1, f2, text), each [B, D], of each sample's two images (rows `i1`, `i2` of `images`) and prompt;
-    `labelers` (per sample, a model with visual tokens): the labeler each image is seen by."""
-    if labelers is not None and getattr(model, "visual_prompts", None) is not None:   # images per (image, labeler)
-        lab = model.labeler_index(labelers)
-        f1 = model.encode_images(_gather_images(images, np.asarray(i1), _model_device(model)), lab)
-        f2 = model.encode_images(_gather_images(images, np.asarray(i2), _model_device(model)), lab)
-        return f1, f2, model.encode_prompts(list(prompts))
+                 dedupe: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Features (f1, f2, text), each [B, D], of each sample's two images (rows `i1`, `i2` of `images`) and prompt."
     i1, i2 = np.asarray(i1, dtype=np.int64).ravel(), np.asarray(i2, dtype=np.int64).ravel()
     if len(i1) != len(i2) or len(i1) != len(prompts):
         raise ValueError(f"i1, i2 and prompts must have the same length, got {len(i1)}, {len(i2)}, {len(prompts)}")
