@@ -202,7 +202,7 @@ def _encode_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int,
 # %% ../nbs/05d_evaluation.ipynb #97086436
 def _visual(model) -> bool:
     "Whether `model` has visual labeler tokens (its image features depend on the labeler)."
-    return getattr(model, "visual_prompts", None) is not None
+    return model.visual_prompts is not None
 
 
 def _sample_tokens(model, df: pd.DataFrame) -> Optional[np.ndarray]:
@@ -251,7 +251,7 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
         p2 = torch.from_numpy(np.searchsorted(rows, i2)).to(device)
         kc = torch.from_numpy(np.asarray(kcodes, dtype=np.int64)).to(device)
         labels = torch.tensor(df["label"].to_numpy(np.int64)).to(device)
-        temps = model.labeler_temperatures() if getattr(model, "labeler_log_temperature", None) is not None else None
+        temps = model.labeler_temperatures()
         T = config.temperature if temps is None else temps.detach().float()[torch.from_numpy(tok).to(device)]
         logits = torch.cat([pair_logits(feats[p1[i:i + 65536]], feats[p2[i:i + 65536]], text[kc[i:i + 65536]],
                                         T if temps is None else T[i:i + 65536]) for i in range(0, len(df), 65536)])

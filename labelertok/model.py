@@ -442,7 +442,7 @@ _LABELER_TABLES = ("visual_prompts", "labeler_log_temperature")
 def _adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
     out = {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or _is_token_param(n)}
     for n in _LABELER_TABLES:
-        if getattr(m, n, None) is not None: out[n] = getattr(m, n).detach()
+        if getattr(m, n) is not None: out[n] = getattr(m, n).detach()
     return out
 
 

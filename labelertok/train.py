@@ -175,8 +175,7 @@ class PairEncoder(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str], labelers: Optional[torch.Tensor] = None):
         feats = self.encode_images(images) if labelers is None else self.model.encode_images(images, labelers)
-        temps = self.model.labeler_temperatures() if getattr(self.model, "labeler_log_temperature", None) is not None else None
-        return feats, self.model.encode_prompts(list(prompts)), temps
+        return feats, self.model.encode_prompts(list(prompts)), self.model.labeler_temperatures()
 
 
 @dataclass
@@ -425,7 +424,7 @@ def _close(acc, lock: Optional[RunLock], launched: bool):
 # %% ../nbs/06_train.ipynb #6c0b383a
 def _labeler_tables(model, config: TrainConfig, data: LabelerData):
     "Add the per-labeler temperature table when asked; refuse a mismatch with what the model already has."
-    has = getattr(model, "labeler_log_temperature", None) is not None
+    has = model.labeler_log_temperature is not None
     if config.labeler_temperature == "learned":
         if not getattr(model, "tokens", None):
             raise ValueError("labeler_temperature='learned' needs a model with labeler tokens (one temperature each)")
@@ -561,7 +560,7 @@ def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
     engine.summary.update(status="complete", best_epoch=state.best_epoch,
                           best_val_acc=state.history[state.best_epoch]["val_acc"],
                           completed_epochs=len(state.history) - 1, test=_public(ev_te))
-    temps = engine.model.labeler_temperatures() if getattr(engine.model, "labeler_log_temperature", None) is not None else None
+    temps = engine.model.labeler_temperatures()
     if temps is not None:   # the best epoch's (the model holds its weights now)
         engine.summary["labeler_temperatures"] = {t: float(v) for t, v in zip(engine.model.tokens, temps.detach().cpu())}
     if engine.is_main:
