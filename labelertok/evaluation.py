@@ -205,6 +205,13 @@ def _visual(model) -> bool:
     return model.visual_prompts is not None
 
 
+def _check_labeler_rows(model, tokens: Sequence[str]):
+    "Refuse labelers (`tokens`) without a row in the model's per-labeler tables, when it has any."
+    if model.visual_prompts is None and model.labeler_log_temperature is None: return
+    bad = sorted(set(tokens) - set(model.tokens))
+    if bad: raise ValueError(f"labelers {bad[:5]} have no row in the model's per-labeler tables (visual tokens, temperatures)")
+
+
 def _sample_tokens(model, df: pd.DataFrame) -> Optional[np.ndarray]:
     "Index of each sample's labeler token in `model.tokens` (None when the model has no tokens)."
     toks = list(getattr(model, "tokens", None) or [])
@@ -230,14 +237,13 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     try:
         i1, i2 = df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)
         tok = _sample_tokens(model, df)
-        if (_visual(model) or getattr(model, "labeler_log_temperature", None) is not None) and (tok < 0).any():
-            raise ValueError(f"labelers {sorted(set(df['token'][tok < 0]))[:5]} have no row in the model's per-labeler "
-                             "tables (visual tokens, temperatures)")
-        if _visual(model):   # images seen through each labeler's visual tokens: one code per (image, labeler)
+        _check_labeler_rows(model, df["token"])
+        visual = _visual(model)
+        if visual:   # images seen through each labeler's visual tokens: one code per (image, labeler)
             n_tok = len(model.tokens)
             i1, i2 = i1 * n_tok + tok, i2 * n_tok + tok
         rows = np.unique(np.concatenate([i1, i2]))
-        if _visual(model):
+        if visual:
             feats = _encode_rows(model, images, rows // n_tok, config.eval_batch_size, config.amp, rows % n_tok)
         else: feats = _encode_rows(model, images, rows, config.eval_batch_size, config.amp)
         keys = pd.MultiIndex.from_arrays([df["token"].astype(str), df["attribute"].astype(str)])

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .config import LABELER_TEMPERATURE, REPORT_TO, TrainConfig, resolve_device
 from .data import LabelerData
-from .evaluation import (_attr_order, _autocast, _check_tokens, _gather_images, _public, _sample_tokens,
+from .evaluation import (_attr_order, _autocast, _check_labeler_rows, _check_tokens, _gather_images, _public, _sample_tokens,
                                    _to_device, _token_order, _use_tokens, _visual, accuracy_table, bootstrap_ci,
                                    encode_image_rows, encode_pairs, evaluate, pair_batch_loss, pair_logits, pair_loss)
 from .model import _is_token_param
@@ -431,9 +431,7 @@ def _labeler_tables(model, config: TrainConfig, data: LabelerData):
         if not has: model.add_labeler_temperatures(config.temperature)
     elif has:
         raise ValueError("the model has learned per-labeler temperatures: train it with labeler_temperature='learned'")
-    if (_visual(model) or has) and (set(data.samples["token"]) - set(model.tokens)):
-        raise ValueError(f"labelers {sorted(set(data.samples['token']) - set(model.tokens))[:5]} have no row in the "
-                         "model's per-labeler tables (visual tokens, temperatures)")
+    _check_labeler_rows(model, data.samples["token"])
 
 
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
