@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import LABELER_TEMPERATURE, REPORT_TO, TrainConfig, resolve_device
+from .config import TrainConfig, resolve_device
 from .data import LabelerData
-from .evaluation import (_attr_order, _autocast, _check_labeler_rows, _check_tokens, _gather_images, _public, _sample_tokens,
-                                   _to_device, _token_order, _use_tokens, _visual, accuracy_table, bootstrap_ci,
-                                   encode_image_rows, encode_pairs, evaluate, pair_batch_loss, pair_logits, pair_loss)
+from .evaluation import (_attr_order, _check_labeler_rows, _check_tokens, _gather_images, _public, _sample_tokens,
+                                   _to_device, _token_order, _use_tokens, _visual, bootstrap_ci, encode_pairs, evaluate,
+                                   pair_batch_loss, pair_logits, pair_loss)
 from .model import _is_token_param
 from .runs import (RunLock, _atomic_write, _dumps, _load_trainable, _optimizer_from_files, _param_names,
                              _rng_from_files, _trainable_state, check_same_run, open_run, run_fingerprint,
