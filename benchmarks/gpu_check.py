@@ -152,7 +152,7 @@ def engine_steps(data, model, config, out_dir: Path):
     acc, device = lt._accelerator(config, out_dir)
     try:
         engine = lt._build_engine(data, model, config, out_dir, acc, device, lt._use_tokens(model, config), (), None,
-                                  {"samples": "profile"}, {}, None)
+                                  {"samples": "profile"}, {})
         engine.model.train()
         epoch = 0
         while True:

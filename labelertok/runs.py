@@ -145,9 +145,6 @@ class RunLock:
         os.close(self._fd)
         self._fd = None
 
-    @property
-    def held(self) -> bool: return self._fd is not None
-
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 

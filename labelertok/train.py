@@ -203,7 +203,6 @@ class Engine:
     summary: dict
     meta_base: dict
     callbacks: Sequence[Callable] = ()
-    lock: Optional[RunLock] = None
 
     @property
     def n_train(self) -> int: return len(self.train_i1)
@@ -465,7 +464,7 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
         saved = _agree(acc, prepare)
         if acc.is_main_process: (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         engine = _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint,
-                               model_config, lock)
+                               model_config)
         if acc.log_with and acc.is_main_process: acc.init_trackers("tensorboard" if config.report_to == "tensorboard" else out.name,
                                                                    config=_tracker_config(config))
         state = _start(engine, saved)
@@ -489,7 +488,7 @@ def _tracker_config(config: TrainConfig) -> dict:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
 
 
-def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint, model_config, lock):
+def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint, model_config):
     model.to(device)
     samples = data.samples
     images = data.images
@@ -518,7 +517,7 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
                   prompt_table=table, prompt_base=np.asarray(kcodes, dtype=np.int64) * T, prompt_canon=canon,
                   groups=tr["pair_id"].to_numpy() if config.group_pairs else None, train_tok=_sample_tokens(model, tr),
                   tokens_order=_token_order(data, samples), attrs_order=_attr_order(samples), summary=summary,
-                  meta_base=meta_base, callbacks=tuple(callbacks), lock=lock)
+                  meta_base=meta_base, callbacks=tuple(callbacks))
 
 
 def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
