@@ -75,14 +75,11 @@ def _gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
                    rows_on_device: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 images[rows] on `device` (index on the cache's device; pinned non-blocking copy when it is the CPU).
     `rows_on_device`: the same rows already on the cache's device (saves a copy)."""
-    if images.device.type == "cpu":
-        x = images.index_select(0, torch.from_numpy(np.array(rows, dtype=np.int64)))
-        if device.type == "cuda": x = x.pin_memory().to(device, non_blocking=True)
-        elif device.type != "cpu": x = x.to(device)
-        return x
     idx = rows_on_device if rows_on_device is not None and rows_on_device.device == images.device else \
         _to_device(rows, images.device)
-    return images.index_select(0, idx).to(device, non_blocking=True)
+    x = images.index_select(0, idx)
+    if x.device.type == "cpu" and device.type == "cuda": x = x.pin_memory()
+    return x.to(device, non_blocking=True)
 
 # %% ../nbs/05d_evaluation.ipynb #cdbd53ee
 def encode_pairs(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray, prompts: Sequence[str],
@@ -173,7 +170,7 @@ def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size:
         for i in range(0, len(rows), batch_size):
             lab = None if labelers is None else _to_device(labelers[i:i + batch_size], device)
             x = _gather_images(images, rows[i:i + batch_size], device)
-            out.append((model.encode_images(x) if lab is None else model.encode_images(x, lab)).float())
+            out.append(model.encode_images(x, lab).float())
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
