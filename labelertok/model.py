@@ -9,7 +9,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -29,7 +29,7 @@ from torch import nn
 from .backbone import (MODEL_CONFIGS, _create_base, _fingerprint, _QuietRandomInit, _resolve_pretrained,
                                  looks_like_checkpoint, register_model_configs, short_pretrained)
 from .runs import DamagedFile, read_json, read_tensors
-from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_token_mode, check_tokens, ensemble_text_features,
+from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
 # %% auto #0
@@ -383,46 +383,39 @@ def create_model(
     visual_tokens: int = 0,  # learned prompt vectors per labeler in the image tower (0 = none)
 ) -> LabelerCLIP:
     "open_clip model with peft LoRA and labeler tokens; only LoRA and (learned mode) the new token rows train."
-    if isinstance(model, ModelConfig):
-        c = model
-        model, pretrained, tokens, token_mode, lora_rank = c.model, c.pretrained, c.tokens, c.token_mode, c.lora_rank
-        lora_alpha, lora_targets, towers, init_word, seed = c.lora_alpha, c.lora_targets, c.towers, c.init_word, c.seed
-        visual_tokens = c.visual_tokens
-    check_token_mode(token_mode)
-    tokens = check_tokens(tokens)
-    if not isinstance(lora_rank, int) or lora_rank < 0: raise ValueError(f"lora_rank must be an int >= 0, got {lora_rank!r}")
-    regex = lora_target_regex(towers, lora_targets)
-    clip, fp = _create_base(model, pretrained, seed=seed)
-    tokenizer = make_tokenizer(model, tokens, token_mode)
-    if token_mode == "learned" and tokens and not isinstance(tokenizer, open_clip.SimpleTokenizer):
-        raise ValueError(f"learned tokens need open_clip's SimpleTokenizer; {model} uses {type(tokenizer).__name__}")
+    c = model if isinstance(model, ModelConfig) else ModelConfig(
+        model=model, pretrained=pretrained, tokens=tokens, token_mode=token_mode, lora_rank=lora_rank, lora_alpha=lora_alpha,
+        lora_targets=lora_targets, towers=towers, init_word=init_word, seed=seed, visual_tokens=visual_tokens)
+    tokens = check_tokens(c.tokens)
+    regex = lora_target_regex(c.towers, c.lora_targets)
+    clip, fp = _create_base(c.model, c.pretrained, seed=c.seed)
+    tokenizer = make_tokenizer(c.model, tokens, c.token_mode)
+    learned = c.token_mode == "learned" and bool(tokens)
+    if learned and not isinstance(tokenizer, open_clip.SimpleTokenizer):
+        raise ValueError(f"learned tokens need open_clip's SimpleTokenizer; {c.model} uses {type(tokenizer).__name__}")
     # peft draws LoRA A (and anything else random at injection) from torch's global RNG: seed it here, in a forked RNG,
     # so that the same arguments give the same model and the caller's random stream is left untouched
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        torch.manual_seed(seed)
-        ids = _add_token_rows(clip, tokenizer, tokens, init_word) if token_mode == "learned" and tokens else {}
+        torch.manual_seed(c.seed)
+        ids = _add_token_rows(clip, tokenizer, tokens, c.init_word) if learned else {}
         warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
-        if lora_rank > 0:
-            cfg = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none", target_modules=regex)
+        if c.lora_rank > 0:
+            cfg = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=0.0, bias="none", target_modules=regex)
             try: inject_adapter_in_model(cfg, clip, adapter_name="lora")
-            except ValueError as e: raise ValueError(f"no LoRA target in {model} for towers={towers!r}, "
-                                                     f"lora_targets={lora_targets!r}: {e}") from e
+            except ValueError as e: raise ValueError(f"no LoRA target in {c.model} for towers={c.towers!r}, "
+                                                     f"lora_targets={c.lora_targets!r}: {e}") from e
         for t, i in ids.items():
             tcfg = TrainableTokensConfig(target_modules=["token_embedding"], token_indices=[i], init_weights=True)
             inject_adapter_in_model(tcfg, clip, adapter_name=_adapter_name(t))
     if ids: next(m for m in clip.modules() if isinstance(m, TrainableTokensLayer)).set_adapter([_adapter_name(t) for t in ids])
-    pretrained = fp["pretrained"]
-    config = ModelConfig(model=model, pretrained=pretrained, tokens=tokens, token_mode=token_mode, lora_rank=lora_rank,
-                         lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers, init_word=init_word,
-                         seed=seed, visual_tokens=visual_tokens).to_dict()
-    if lora_rank > 0:
+    if c.lora_rank > 0:
         names = [n for n, x in clip.named_modules() if isinstance(x, LoraLayer)]
         per_tower = {"vision": sum(n.startswith("visual.") for n in names)}
         per_tower["text"] = len(names) - per_tower["vision"]
-        empty = [t for t in ("vision", "text") if towers in (t, "both") and per_tower[t] == 0]
-        if empty: raise ValueError(f"no LoRA target in the {empty} tower(s) of {model} for lora_targets={lora_targets!r}")
-    m = LabelerCLIP(clip, tokenizer, config, fp, ids)
-    if visual_tokens: m.add_visual_prompts(visual_tokens, seed=seed)
+        empty = [t for t in ("vision", "text") if c.towers in (t, "both") and per_tower[t] == 0]
+        if empty: raise ValueError(f"no LoRA target in the {empty} tower(s) of {c.model} for lora_targets={c.lora_targets!r}")
+    m = LabelerCLIP(clip, tokenizer, replace(c, pretrained=fp["pretrained"]).to_dict(), fp, ids)
+    if c.visual_tokens: m.add_visual_prompts(c.visual_tokens, seed=c.seed)
     return m.set_trainable().to(device)
 
 # %% ../nbs/05_model.ipynb #3b9dc3b0
