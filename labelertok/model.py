@@ -219,11 +219,6 @@ class LabelerCLIP(nn.Module):
                 f"tokens={len(self.tokens)}, lora_layers={self.lora_layers}, trainable={self.n_trainable:,}/"
                 f"{self.n_total:,})")
 
-    @property
-    def model_config(self) -> ModelConfig:
-        "This model's settings as a `ModelConfig`."
-        return ModelConfig.from_dict(self.config)
-
 # %% ../nbs/05_model.ipynb #0eca5a98
 def _check_vpt(visual: nn.Module):
     "Visual prompts need open_clip's VisionTransformer (its `_embeds`, `transformer`, `_pool`)."
@@ -426,7 +421,6 @@ WEIGHTS_FILE = "adapters.safetensors"
 
 _STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "lora_alpha", "lora_targets", "towers",
                    "visual_tokens")
-_STRUCTURE_DEFAULTS = dict(visual_tokens=0)   # keys older saved models lack
 
 
 _LABELER_TABLES = ("visual_prompts", "labeler_log_temperature")
@@ -461,6 +455,12 @@ def _read_meta(path) -> tuple[Path, dict]:
     return folder, meta
 
 
+def _saved_config(folder: Path, meta: dict) -> ModelConfig:
+    "A saved model's `ModelConfig` (fields that older saved models lack get their defaults)."
+    try: return ModelConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e: raise DamagedFile(f"{folder / META_FILE}: its model config is not valid ({e}); {_REMEDY}") from None
+
+
 @patch
 def save(self: LabelerCLIP, path) -> Path:
     "Save adapters (safetensors) and config/tokenizer/fingerprint (JSON) into folder `path`; returns the folder."
@@ -479,9 +479,8 @@ def save(self: LabelerCLIP, path) -> Path:
 def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
     "Load a saved folder's adapters/token rows onto this model; raises if it was made for another base or layout."
     folder, meta = _read_meta(path)
-    cfg = meta["config"]
-    get = lambda d, k: d.get(k, _STRUCTURE_DEFAULTS.get(k))
-    diff = {k: (get(cfg, k), get(self.config, k)) for k in _STRUCTURE_KEYS if get(cfg, k) != get(self.config, k)}
+    saved, here = _saved_config(folder, meta).to_dict(), ModelConfig.from_dict(self.config).to_dict()
+    diff = {k: (saved[k], here[k]) for k in _STRUCTURE_KEYS if saved[k] != here[k]}
     if diff: raise ValueError(f"{folder} was made for another model: " +
                               ", ".join(f"{k} saved={a!r} here={b!r}" for k, (a, b) in diff.items()))
     if meta["fingerprint"] != self.fingerprint:
@@ -508,9 +507,7 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
 def load_model(path, device: str | torch.device = "cpu") -> LabelerCLIP:
     "Rebuild a saved model: base from its recorded config, then its adapters and token rows (identical scores)."
     folder, meta = _read_meta(path)
-    try: cfg = ModelConfig.from_dict(meta["config"])
-    except (TypeError, ValueError) as e: raise DamagedFile(f"{folder / META_FILE}: its model config is not valid ({e}); {_REMEDY}") from None
-    return create_model(cfg, device=device).load_adapters(folder)
+    return create_model(_saved_config(folder, meta), device=device).load_adapters(folder)
 
 # %% ../nbs/05_model.ipynb #94154ccc
 def _study_loss(m: LabelerCLIP, im1, im2, prompts, labels, temperature: float = 0.15) -> torch.Tensor:
