@@ -17,8 +17,10 @@ import open_clip
 import torch
 from torch import nn
 
+from .paths import looks_like_checkpoint
+
 # %% auto #0
-__all__ = ['MODEL_CONFIGS', 'register_model_configs', 'looks_like_checkpoint', 'short_pretrained']
+__all__ = ['MODEL_CONFIGS', 'register_model_configs', 'short_pretrained']
 
 # %% ../nbs/04a_backbone.ipynb #540f59d5
 MODEL_CONFIGS = {
@@ -42,12 +44,6 @@ def register_model_configs() -> list[str]:
     return list(MODEL_CONFIGS)
 
 # %% ../nbs/04a_backbone.ipynb #f2100cce
-def looks_like_checkpoint(pretrained) -> bool:
-    "Whether a `pretrained` value names a file (a path or a checkpoint suffix) rather than an open_clip tag."
-    s = str(pretrained)
-    return "/" in s or os.sep in s or Path(s).suffix in (".pt", ".pth", ".bin", ".safetensors")
-
-
 def short_pretrained(pretrained):
     "`pretrained` for reports: a checkpoint file under the working directory as a relative path, anything else as is."
     if pretrained is None or not looks_like_checkpoint(pretrained): return pretrained
