@@ -290,34 +290,13 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
     return cmp
 
 # %% ../nbs/08a_compare.ipynb #12de2acf
-@torch.no_grad()
 def evaluate_study_protocol(model: LabelerCLIP, data: LabelerData, split: str = "test", config: Optional[TrainConfig] = None,
                             seed: int = 0) -> dict:
     """Score `split` as the study did: one prompt template drawn at random for each sample (generator seeded with
-    `seed`, so the same draw every time) instead of the engine's five-template ensemble. Returns dict(p_first,
-    correct, acc, templates: the index drawn per sample)."""
-    config = config or TrainConfig(progress=False)
-    df = data.split(split)
-    if len(df) == 0: raise ValueError(f"no samples in split {split!r}")
-    use_tokens = bool(model.tokens) if config.use_tokens is None else bool(config.use_tokens)
-    tpl = np.random.default_rng(seed).integers(0, len(config.templates), len(df))
-    prompts = [make_prompt(a, t if use_tokens else None, config.templates[j])
-               for a, t, j in zip(df["attribute"], df["token"], tpl)]
-    was = model.training
-    model.eval()
-    try:
-        rows = np.unique(np.concatenate([df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)]))
-        feats = encode_image_rows(model, data.images, rows, config.eval_batch_size, config.amp).float()
-        uniq = list(dict.fromkeys(prompts))
-        text = torch.cat([model.encode_prompts(uniq[i:i + config.eval_batch_size]).float()
-                          for i in range(0, len(uniq), config.eval_batch_size)])
-        pos = {p: i for i, p in enumerate(uniq)}
-        t_idx = torch.tensor([pos[p] for p in prompts], device=text.device)
-        p1 = torch.from_numpy(np.searchsorted(rows, df["i1"].to_numpy(np.int64))).to(feats.device)
-        p2 = torch.from_numpy(np.searchsorted(rows, df["i2"].to_numpy(np.int64))).to(feats.device)
-        logits = pair_logits(feats[p1], feats[p2], text[t_idx].to(feats.device), config.temperature)
-        p_first = torch.softmax(logits, -1)[:, 0].cpu().numpy().astype(float)
-    finally:
-        model.train(was)
-    correct = correct_from_p(p_first, df["label"].to_numpy())
-    return dict(p_first=p_first, correct=correct, acc=float(correct.mean()), templates=tpl)
+    `seed`, so the same draw every time) instead of the engine's five-template ensemble (`evaluate` with
+    `template_seed`). Returns dict(p_first, correct, acc, templates: the index drawn per sample)."""
+    from dataclasses import replace
+    ev = evaluate(model, data, split, replace(config or TrainConfig(progress=False), n_boot=0), template_seed=seed)
+    p_first = ev["p_first"].astype(float)
+    correct = correct_from_p(p_first, data.samples.loc[ev["index"], "label"].to_numpy())
+    return dict(p_first=p_first, correct=correct, acc=float(correct.mean()), templates=ev["templates"])

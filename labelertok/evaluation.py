@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import ATTRIBUTES, LabelerData
-from .tokens import ensemble_text_features
+from .tokens import ensemble_text_features, make_prompt
 
 # %% auto #0
 __all__ = ['pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs', 'pair_batch_loss', 'accuracy_table', 'encode_image_rows',
@@ -217,10 +217,36 @@ def _sample_tokens(model, df: pd.DataFrame) -> Optional[np.ndarray]:
     return np.array(df["token"].map(pos).fillna(-1).to_numpy(np.int64))   # a writable copy
 
 # %% ../nbs/05d_evaluation.ipynb #ca4ab733
+def _prompt_features(model, df: pd.DataFrame, use_tokens: bool, config: TrainConfig, template_seed: Optional[int] = None):
+    """(each sample's row in `text`, text features [P, D] of the distinct prompts, prompts encoded, template drawn per
+    sample or None): the template ensemble of each (labeler, attribute); with `template_seed`, one template per sample
+    drawn by a generator seeded with it, each distinct prompt encoded once in float32 (as the study did)."""
+    keys = [df["token"].astype(str), df["attribute"].astype(str)]
+    if template_seed is None:
+        codes, uniq = pd.factorize(pd.MultiIndex.from_arrays(keys))
+        pairs = [(a, t if use_tokens else None) for t, a in uniq]
+        with _autocast(_model_device(model), config.amp):
+            per_call = max(1, config.eval_batch_size // len(config.templates))
+            text = torch.cat([ensemble_text_features(model.encode_prompts, pairs[i:i + per_call], config.templates).float()
+                              for i in range(0, len(pairs), per_call)])
+        return np.asarray(codes, dtype=np.int64), text, len(pairs) * len(config.templates), None
+    tpl = np.random.default_rng(template_seed).integers(0, len(config.templates), len(df))
+    codes, uniq = pd.factorize(pd.MultiIndex.from_arrays(keys + [tpl]))
+    prompts = [make_prompt(a, t if use_tokens else None, config.templates[j]) for t, a, j in uniq]
+    distinct = list(dict.fromkeys(prompts))
+    text = torch.cat([model.encode_prompts(distinct[i:i + config.eval_batch_size]).float()
+                      for i in range(0, len(distinct), config.eval_batch_size)])
+    pos = {p: i for i, p in enumerate(distinct)}
+    return np.asarray([pos[p] for p in prompts], dtype=np.int64)[codes], text, len(distinct), tpl
+
+
 @torch.no_grad()
 def evaluate(model, data: LabelerData, split: str = "val", config: Optional[TrainConfig] = None,
-             samples: Optional[pd.DataFrame] = None, images: Optional[torch.Tensor] = None) -> dict:
-    "Loss, accuracy (+CIs, per labeler/attribute) and per-sample `correct`/`p_first` of `split` (or of `samples`)."
+             samples: Optional[pd.DataFrame] = None, images: Optional[torch.Tensor] = None,
+             template_seed: Optional[int] = None) -> dict:
+    """Loss, accuracy (+CIs, per labeler/attribute) and per-sample `correct`/`p_first` of `split` (or of `samples`).
+    `template_seed`: each sample scored with one template drawn at random (seeded; `templates` in the result) instead
+    of the template ensemble."""
     config = config or TrainConfig(progress=False)
     t0 = time.perf_counter()
     df = data.samples[data.samples["split"] == split] if samples is None else samples
@@ -243,16 +269,10 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
         if visual:
             feats = _encode_rows(model, images, rows // n_tok, config.eval_batch_size, config.amp, rows % n_tok)
         else: feats = _encode_rows(model, images, rows, config.eval_batch_size, config.amp)
-        keys = pd.MultiIndex.from_arrays([df["token"].astype(str), df["attribute"].astype(str)])
-        kcodes, kuniq = pd.factorize(keys)
-        pairs = [(a, t if use_tokens else None) for t, a in kuniq]
-        with _autocast(device, config.amp):
-            per_call = max(1, config.eval_batch_size // len(config.templates))
-            text = torch.cat([ensemble_text_features(model.encode_prompts, pairs[i:i + per_call], config.templates).float()
-                              for i in range(0, len(pairs), per_call)])
+        kcodes, text, n_prompts, tpl = _prompt_features(model, df, use_tokens, config, template_seed)
         p1 = torch.from_numpy(np.searchsorted(rows, i1)).to(device)
         p2 = torch.from_numpy(np.searchsorted(rows, i2)).to(device)
-        kc = torch.from_numpy(np.asarray(kcodes, dtype=np.int64)).to(device)
+        kc = torch.from_numpy(kcodes).to(device)
         labels = torch.tensor(df["label"].to_numpy(np.int64)).to(device)
         temps = model.labeler_temperatures()
         T = config.temperature if temps is None else temps.detach().float()[torch.from_numpy(tok).to(device)]
@@ -267,11 +287,11 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
         correct, df["token"].to_numpy(), df["attribute"].to_numpy(), config.n_boot, config.seed,
         _token_order(data, df), _attr_order(df)))
     out.update(correct=correct, p_first=p_first.cpu().numpy(), index=df.index.to_numpy(),
-               n_images=int(len(rows)), n_prompts=int(len(pairs) * len(config.templates)),
-               time_s=time.perf_counter() - t0)
+               n_images=int(len(rows)), n_prompts=int(n_prompts), time_s=time.perf_counter() - t0)
+    if tpl is not None: out["templates"] = tpl
     return out
 
 
 def _public(ev: dict) -> dict:
     "An `evaluate` result without its per-sample arrays (JSON-able)."
-    return {k: v for k, v in ev.items() if k not in ("correct", "p_first", "index")}
+    return {k: v for k, v in ev.items() if k not in ("correct", "p_first", "index", "templates")}
