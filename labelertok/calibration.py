@@ -72,20 +72,13 @@ def run_data(run_dir, cache_dir=None, verbose: bool = False):
 # %% ../nbs/10b_calibration.ipynb #f5986a3e
 def split_logits(scorer: Scorer, data, split: str) -> pd.DataFrame:
     "Per sample of `split`: token, attribute, label, and the float32 logits s1, s2 of its two images (as evaluation)."
-    df = data.split(split)
-    rows = np.unique(np.concatenate([df["i1"].to_numpy(), df["i2"].to_numpy()]))
-    visual = getattr(scorer.model, "visual_prompts", None) is not None
-    f = None if visual else scorer.encode(data.images[torch.from_numpy(rows)])
-    pos1, pos2 = np.searchsorted(rows, df["i1"].to_numpy()), np.searchsorted(rows, df["i2"].to_numpy())
-    s1, s2 = np.zeros(len(df), np.float32), np.zeros(len(df), np.float32)
-    f_tok = {}
-    for (tok, a), idx in df.groupby(["token", "attribute"]).indices.items():
-        t = tok if scorer.card.get("use_tokens", True) else None
-        if visual:   # each labeler sees the images through their own visual tokens
-            if tok not in f_tok: f_tok[tok] = scorer.encode(data.images[torch.from_numpy(rows)], tok)
-            f = f_tok[tok]
-        s = scorer.logits(f, a, t)
-        s1[idx], s2[idx] = s[pos1[idx]], s[pos2[idx]]
+    from labelertok.config import TrainConfig
+    from labelertok.evaluation import evaluate
+    c = scorer.card
+    cfg = TrainConfig(progress=False, n_boot=0, templates=c["templates"], temperature=scorer.temperature,
+                      use_tokens=c.get("use_tokens", True), amp=scorer.amp, eval_batch_size=scorer.batch_size)
+    ev = evaluate(scorer.model, data, split, cfg)
+    df, (s1, s2) = data.samples.loc[ev["index"]], ev["logits"].T
     return pd.DataFrame(dict(token=df["token"].to_numpy(), attribute=df["attribute"].to_numpy(),
                              label=df["label"].to_numpy(), s1=s1, s2=s2), index=df.index)
 

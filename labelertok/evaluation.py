@@ -244,7 +244,7 @@ def _prompt_features(model, df: pd.DataFrame, use_tokens: bool, config: TrainCon
 def evaluate(model, data: LabelerData, split: str = "val", config: Optional[TrainConfig] = None,
              samples: Optional[pd.DataFrame] = None, images: Optional[torch.Tensor] = None,
              template_seed: Optional[int] = None) -> dict:
-    """Loss, accuracy (+CIs, per labeler/attribute) and per-sample `correct`/`p_first` of `split` (or of `samples`).
+    """Loss, accuracy (+CIs, per labeler/attribute) and per-sample `correct`/`p_first`/`logits` of `split` (or of `samples`).
     `template_seed`: each sample scored with one template drawn at random (seeded; `templates` in the result) instead
     of the template ensemble."""
     config = config or TrainConfig(progress=False)
@@ -286,7 +286,7 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     out = dict(split=split, loss=float(loss), **accuracy_table(
         correct, df["token"].to_numpy(), df["attribute"].to_numpy(), config.n_boot, config.seed,
         _token_order(data, df), _attr_order(df)))
-    out.update(correct=correct, p_first=p_first.cpu().numpy(), index=df.index.to_numpy(),
+    out.update(correct=correct, p_first=p_first.cpu().numpy(), logits=logits.cpu().numpy(), index=df.index.to_numpy(),
                n_images=int(len(rows)), n_prompts=int(n_prompts), time_s=time.perf_counter() - t0)
     if tpl is not None: out["templates"] = tpl
     return out
@@ -294,4 +294,4 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
 
 def _public(ev: dict) -> dict:
     "An `evaluate` result without its per-sample arrays (JSON-able)."
-    return {k: v for k, v in ev.items() if k not in ("correct", "p_first", "index", "templates")}
+    return {k: v for k, v in ev.items() if k not in ("correct", "p_first", "logits", "index", "templates")}
