@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from .data import load_labeler_data
-from .score import CALIBRATION_FILE, Scorer, _correct, _exact_two_way, load
+from .runs import _atomic_write, read_json
+from .score import _SUMMARY_REMEDY, CALIBRATION_FILE, Scorer, _correct, _exact_two_way, load
 
 # %% auto #0
 __all__ = ['reliability', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
@@ -61,7 +62,7 @@ def fit_temperature(d: np.ndarray, label: np.ndarray, lo: float = 1e-3, hi: floa
 # %% ../nbs/10b_calibration.ipynb #75924a3f
 def run_data(run_dir, cache_dir=None, verbose: bool = False):
     "The run's `LabelerData` (same data folder, labelers, split and image size as recorded in summary.json)."
-    s = json.loads((Path(run_dir) / "summary.json").read_text())
+    s = read_json(Path(run_dir) / "summary.json", _SUMMARY_REMEDY)
     d = dict(s.get("data") or {})
     if not d.get("data_dir"): raise ValueError(f"{run_dir}/summary.json does not record the data folder (data.data_dir)")
     kw = {k: d[k] for k in ("images_dir", "split", "seed", "val_frac", "test_frac") if d.get(k) is not None}
@@ -108,7 +109,7 @@ def calibration(run_dir, n_bins: int = 10, threshold: float = 0.02, device: str 
         r = dict(n=b["n"], acc=b["acc"], ece_before=b["ece"], ece_after=a["ece"], bins_before=b["bins"], bins_after=a["bins"])
         if name == "all": out["test"] = r
         else: out["per_labeler"][name] = dict(r, user_id=sc.labeler_name(name))
-    (run_dir / CALIBRATION_FILE).write_text(json.dumps(out, indent=1))
+    _atomic_write(run_dir / CALIBRATION_FILE, json.dumps(out, indent=1))
     if plot: plot_reliability(out, run_dir / "calibration.png")
     if verbose:
         print(f"calibration: test ECE {out['test']['ece_before']:.4f} at T={T:g} -> {out['test']['ece_after']:.4f} at "

@@ -66,10 +66,11 @@ def find_table(data_dir, stem: str) -> Path:
     raise FileNotFoundError(f"no {stem}{{{','.join(TABLE_SUFFIXES)}}} in {str(data_dir)!r}; "
                             f"found: {_examples(sorted(x.name for x in data_dir.iterdir()))}")
 
-def read_table(path, required: tuple, id_columns: tuple = ()) -> pd.DataFrame:
-    "Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped."
+def read_table(path, required: tuple | None, id_columns: tuple = ()) -> pd.DataFrame:
+    """Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped.
+    `required=None` keeps every column, each read as text."""
     path = Path(path)
-    dtype = {c: str for c in id_columns}
+    dtype = str if required is None else {c: str for c in id_columns}
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use one of {TABLE_SUFFIXES}")
     try:
@@ -84,10 +85,10 @@ def read_table(path, required: tuple, id_columns: tuple = ()) -> pd.DataFrame:
         raise ValueError(f"{path} has no data rows (columns: {[str(c) for c in df.columns]}); "
                          "is it the right file, and is the data on the first sheet?")
     df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
+    missing = [c for c in required or () if c not in df.columns]
     if missing:
         raise ValueError(f"{path.name} lacks required column(s) {missing}; it has {list(df.columns)}")
-    df = df[list(required)].copy()
+    if required is not None: df = df[list(required)].copy()
     for c in id_columns: df[c] = pd.Series([_norm_id(v) for v in df[c]], index=df.index, dtype=object)
     return df
 

@@ -5,7 +5,6 @@
 # %% ../nbs/10_score.ipynb #18ec2b9d
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from .model import META_FILE, LabelerCLIP, create_model, load_model
 from .tokens import TEMPLATES
 from .config import resolve_device
 from .evaluation import _autocast, bootstrap_ci
+from .runs import _atomic_write, read_json
 
 # %% auto #0
 __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
@@ -39,18 +39,23 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 def folder_kind(path) -> str:
     "'run' or 'export' for a folder `load` can read; otherwise a clear error that says what the folder lacks."
+    return _folder(path)[0]
+
+
+def _folder(path) -> tuple[str, Optional[dict]]:
+    "`folder_kind`, and the parsed labelertok_export.json of an exported folder (None for a run)."
     p = Path(path)
     if not p.exists(): raise FileNotFoundError(f"{p} does not exist (expected a run folder or an exported model folder)")
     if not p.is_dir(): raise ValueError(f"{p} is a file; expected a run folder or an exported model folder")
     if (p / EXPORT_META).is_file():
         miss = [f for f in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (p / f).is_file()]
-        meta = json.loads((p / EXPORT_META).read_text())
+        meta = read_json(p / EXPORT_META, "export the run again (labelertok export RUN OUT_DIR)")
         if meta.get("model_config", {}).get("lora_rank", 1) == 0: miss = []
         if miss: raise ValueError(f"{p} is an incomplete exported model: missing {miss}")
-        return "export"
+        return "export", meta
     run_need = ["summary.json", f"checkpoints/best/{META_FILE}"]
     run_miss = [f for f in run_need if not (p / f).is_file()]
-    if not run_miss: return "run"
+    if not run_miss: return "run", None
     have = sorted(x.name for x in p.iterdir())[:8]
     if len(run_miss) < len(run_need):
         raise ValueError(f"{p} looks like an unfinished run folder: missing {run_miss} "
@@ -120,14 +125,16 @@ def _raise_bad(missing: list, errors: list, n: int):
     raise (FileNotFoundError if not errors else ValueError)(" | ".join(msg))
 
 
-def load_images(images, size: int, num_workers: int | None = None) -> tuple[list[str], torch.Tensor]:
-    "(names, uint8 [N, 3, size, size]) of `images`; every missing or unreadable file is listed in one error."
+def load_images(images, size: int, num_workers: int | None = None, n_given: int | None = None) -> tuple[list[str], torch.Tensor]:
+    """(names, uint8 [N, 3, size, size]) of `images`; every missing or unreadable file is listed in one error, counted
+    out of `n_given` images (default: the distinct ones here)."""
     items = _expand(images)
     names = [x if isinstance(x, str) else f"<image {i}>" for i, x in enumerate(items)]
     missing = list(dict.fromkeys(x for x in items if isinstance(x, str) and not os.path.isfile(x)))
-    ok = [x for x in items if not (isinstance(x, str) and x in set(missing))]
+    gone = set(missing)
+    ok = [x for x in items if not (isinstance(x, str) and x in gone)]
     out, errors = _decode_all(ok, size, num_workers)
-    _raise_bad(missing, errors, len(set(names)))
+    _raise_bad(missing, errors, len(set(names)) if n_given is None else n_given)
     return names, torch.stack(out)
 
 # %% ../nbs/10_score.ipynb #62ff0e7f
@@ -158,13 +165,13 @@ class Scorer:
 
     def labeler_temperature(self, token: Optional[str]) -> float:
         "The temperature of `token`'s logits: its learned one when the model learned one per labeler, else `temperature`."
-        temps = self.model.labeler_temperatures() if getattr(self.model, "labeler_log_temperature", None) is not None else None
+        temps = self.model.labeler_temperatures()
         if temps is None or token is None or token not in self.model.tokens: return self.temperature
         return float(temps[self.model.tokens.index(token)].detach())
 
     def _visual_token(self, token: Optional[str]) -> Optional[str]:
         "The labeler whose visual tokens see the images (models with visual tokens), else None."
-        return token if getattr(self.model, "visual_prompts", None) is not None and token in self.model.tokens else None
+        return token if self.model.visual_prompts is not None and token in self.model.tokens else None
 
     @property
     def compare_temperature(self) -> float:
@@ -238,22 +245,16 @@ class Scorer:
             if isinstance(x, str) and os.path.isfile(x):
                 st = os.stat(x); keys.append((os.path.abspath(x), st.st_size, st.st_mtime_ns, token))
             else: keys.append(None)
-        todo = [i for i, k in enumerate(keys) if k is None or k not in self._feats]
-        uniq = list(dict.fromkeys(i if keys[i] is None else keys[i] for i in todo))
-        first = {}
-        for i in todo: first.setdefault(i if keys[i] is None else keys[i], i)
-        given = list(dict.fromkeys(x for x in items if isinstance(x, str)))
-        missing = [x for x in given if not os.path.isfile(x)]
-        if uniq:
-            decoded, errors = _decode_all([items[first[u]] for u in uniq if not (isinstance(items[first[u]], str) and items[first[u]] in missing)],
-                                          self.model.image_size)
-            _raise_bad(missing, errors, len(given) + sum(not isinstance(x, str) for x in items))
-            feats = self.encode(torch.stack(decoded), token)
-            new = dict(zip(uniq, feats))
-            for u, f in new.items():
-                if not isinstance(u, int): self._feats[u] = f
-        else: new = {}
-        rows = [self._feats[k] if k is not None and k in self._feats else new[i] for i, k in enumerate(keys)]
+        todo = {}  # what to decode and encode: a file's cache key (other inputs: their position) -> its first position
+        for i, k in enumerate(keys):
+            if k is None or k not in self._feats: todo.setdefault(i if k is None else k, i)
+        new = {}
+        if todo:
+            n = len({x for x in items if isinstance(x, str)}) + sum(not isinstance(x, str) for x in items)
+            _, pixels = load_images([items[i] for i in todo.values()], self.model.image_size, n_given=n)
+            new = dict(zip(todo, self.encode(pixels, token)))
+            self._feats.update((u, f) for u, f in new.items() if not isinstance(u, int))
+        rows = [new[i] if k is None else self._feats[k] for i, k in enumerate(keys)]
         names = [x if isinstance(x, str) else f"<image {i}>" for i, x in enumerate(items)]
         return names, torch.stack(rows)
 
@@ -286,16 +287,24 @@ class Scorer:
         ia, ib = _expand(a), _expand(b)
         if len(ia) != len(ib): raise ValueError(f"a and b must have the same length, got {len(ia)} and {len(ib)}")
         _, f = self.image_features(ia + ib, tok)
-        s = self.logits(f, attr, tok)  # float32 logits, as in evaluation: a is counted right iff s[a] > s[b]
+        return self._compare(f, len(ia), attr, tok, temperature)
+
+    def _compare(self, f: torch.Tensor, n: int, attribute: str, token: Optional[str], temperature: Optional[float] = None) -> np.ndarray:
+        "`compare` from the features of the first images (`n` rows) followed by those of the second ones."
+        s = self.logits(f, attribute, token)  # float32 logits, as in evaluation: a is counted right iff s[a] > s[b]
         cal = (self.card.get("calibration") or {}).get("use")
-        T = float(temperature or (self.compare_temperature if cal else self.labeler_temperature(tok)))
-        return _exact_two_way(s[:len(ia)], s[len(ia):], T / self.labeler_temperature(tok))
+        T = float(temperature or (self.compare_temperature if cal else self.labeler_temperature(token)))
+        return _exact_two_way(s[:n], s[n:], T / self.labeler_temperature(token))
 
     def rank(self, images, attribute: str, labeler=None) -> pd.DataFrame:
         "The images ordered by score (rank 1 = the one the labeler is most likely to pick)."
         a, tok = self.resolve_attribute(attribute), self.resolve_labeler(labeler)
         names, f = self.image_features(images, tok)
-        df = pd.DataFrame(dict(image=names, labeler=self.labeler_name(tok), attribute=a, score=self.logits(f, a, tok)))
+        return self._rank(names, f, a, tok)
+
+    def _rank(self, names: list[str], f: torch.Tensor, attribute: str, token: Optional[str]) -> pd.DataFrame:
+        "`rank` from the images' names and features."
+        df = pd.DataFrame(dict(image=names, labeler=self.labeler_name(token), attribute=attribute, score=self.logits(f, attribute, token)))
         df["rank"] = df["score"].rank(ascending=False, method="min").astype(int)
         return df.sort_values(["rank", "image"], kind="stable").reset_index(drop=True)
 
@@ -315,9 +324,12 @@ class Scorer:
                 f"attributes {self.attributes}, T={self.temperature:g}{cal}; from {self.source})")
 
 # %% ../nbs/10_score.ipynb #d8a67dd5
+_SUMMARY_REMEDY = "training rewrites it after each epoch: resume the run, or run it again, to write it anew"
+
+
 def _run_card(run: Path) -> dict:
     "What a scorer needs to know, from a run folder's summary.json (+ calibration.json when present)."
-    s = json.loads((run / "summary.json").read_text())
+    s = read_json(run / "summary.json", _SUMMARY_REMEDY)
     cfg = s.get("config") or {}
     test = s.get("test") or {}
     attrs = list((test.get("per_attribute") or {}).keys())
@@ -336,7 +348,7 @@ def _run_card(run: Path) -> dict:
     if not card["labelers"]: card["labelers"] = [dict(token=t, user_id=None) for t in model_tokens]
     cal = run / CALIBRATION_FILE
     if cal.is_file():
-        c = json.loads(cal.read_text())
+        c = read_json(cal, "run `calibration` on the run again, or delete the file to compare at the training temperature")
         card["calibration"] = dict(temperature=c["temperature_fitted"], use=c["use_fitted"], ece_test_before=c["test"]["ece_before"],
                                    ece_test_after=c["test"]["ece_after"])
     else: card["calibration"] = None
@@ -348,9 +360,9 @@ def _same_base(saved: dict, here: dict) -> list[str]:
     return [k for k in ("model", "n_params", "shapes_sha256", "values_sha256") if saved.get(k) != here.get(k)]
 
 
-def _load_export(folder: Path, device, pretrained="recorded") -> tuple[LabelerCLIP, dict]:
+def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tuple[LabelerCLIP, dict]:
+    "The model and card of exported folder `folder`, whose labelertok_export.json says `meta`."
     from peft import set_peft_model_state_dict
-    meta = json.loads((folder / EXPORT_META).read_text())
     if meta.get("format") != EXPORT_FORMAT or meta.get("version", 0) > EXPORT_VERSION:
         raise ValueError(f"{folder / EXPORT_META}: format {meta.get('format')!r} v{meta.get('version')} is not one this labelertok reads")
     cfg = dict(meta["model_config"])
@@ -390,13 +402,13 @@ def load(path, device: str = "auto", batch_size: int = 256, amp: bool = True, pr
     """A `Scorer` from a run folder (best-epoch weights) or an exported folder. `device` 'auto' = CUDA when present
     (with bf16 autocast), else CPU. `pretrained` overrides where the base weights are (checked by fingerprint)."""
     path = Path(path)
-    kind = folder_kind(path)
+    kind, meta = _folder(path)
     dev = resolve_device(device)
     if kind == "run":
         card = _run_card(path)
         model = load_model(path / "checkpoints" / "best", device=dev)
     else:
-        model, card = _load_export(path, dev, pretrained)
+        model, card = _load_export(path, meta, dev, pretrained)
     return Scorer(model, card, source=path, batch_size=batch_size, amp=amp, progress=progress)
 
 # %% ../nbs/10_score.ipynb #ca623113
@@ -419,11 +431,6 @@ def _choices(sc: Scorer, labeler, attribute) -> tuple[list, list]:
     return toks, attrs
 
 
-def _write_csv(df: pd.DataFrame, out: Path):
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    df.to_csv(tmp, index=False); os.replace(tmp, out)
-
-
 def _cmd_score(a) -> None:
     out = _check_out(a.out, a.overwrite)
     if a.pairs:
@@ -441,12 +448,24 @@ def _cmd_score(a) -> None:
                                                            f"{int((kind == 'unknown').sum())} other value(s)")
     sc = load(a.source, device=a.device, batch_size=a.batch_size, progress=True)
     toks, attrs = _choices(sc, a.labeler, a.attribute)
+    items = list(pairs["im1"]) + list(pairs["im2"]) if a.pairs else _expand(a.images)
+    files = list(dict.fromkeys(items))
+    _, pixels = load_images(files, sc.model.image_size)  # each file decoded once; bad ones listed together
+    where = {f: i for i, f in enumerate(files)}
+    rows, feats = torch.tensor([where[x] for x in items]), {}
+
+    def features(tok):  # of `items`: encoded once per labeler whose visual tokens see them, else once in all
+        v = sc._visual_token(tok)
+        if v not in feats: feats[v] = sc.encode(pixels, v)
+        return feats[v][rows]
+
     if a.pairs:
-        sc.image_features(list(dict.fromkeys(list(pairs["im1"]) + list(pairs["im2"]))))  # each file once; bad ones listed together
         parts = []
         for t in toks:
+            tok = sc.resolve_labeler(t)
+            f = features(tok)
             for at in attrs:
-                p = sc.compare(list(pairs["im1"]), list(pairs["im2"]), at, t)
+                p = sc._compare(f, len(pairs), at, tok)
                 parts.append(pairs.assign(labeler=sc.labeler_name(t), attribute=at, p_im1=p))
                 if lab is not None:
                     m = lab >= 0
@@ -455,12 +474,15 @@ def _cmd_score(a) -> None:
                     print(f"{sc.labeler_name(t)} / {at}: accuracy {c.mean():.4f} [95% CI {lo:.4f}, {hi:.4f}] on {int(m.sum())} labelled pairs")
         if sc.compare_temperature != sc.temperature:
             print(f"p_im1 at the calibrated temperature {sc.compare_temperature:.4g} (training temperature {sc.temperature:g})")
-        _write_csv(pd.concat(parts, ignore_index=True), out)
+        _atomic_write(out, pd.concat(parts, ignore_index=True).to_csv(index=False))
     else:
-        names, _ = sc.image_features(a.images)  # decodes and encodes each file once; bad files listed at once
-        parts = [sc.rank(names, at, t).sort_values("image", kind="stable") for t in toks for at in attrs]
+        parts = []
+        for t in toks:
+            tok = sc.resolve_labeler(t)
+            f = features(tok)
+            parts += [sc._rank(items, f, at, tok).sort_values("image", kind="stable") for at in attrs]
         df = pd.concat(parts, ignore_index=True)[["image", "labeler", "attribute", "score", "rank"]]
-        _write_csv(df, out)
+        _atomic_write(out, df.to_csv(index=False))
     print(f"wrote {out} ({len(toks)} labeler(s) x {len(attrs)} attribute(s))")
 
 

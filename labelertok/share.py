@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
-                             resolve_images)
+                             read_table, resolve_images)
 from .backbone import looks_like_checkpoint
 from .model import _adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
@@ -159,8 +159,7 @@ def read_answers(answers, labeler: str, images_dir=None, verbose: bool = False) 
         df = read_study(p if p.is_dir() else p.parent, images_dir=images_dir, verbose=verbose)
     else:
         if p.suffix not in TABLE_SUFFIXES: raise ValueError(f"answers must be a study folder or a {TABLE_SUFFIXES} table, got {p.name}")
-        raw = pd.read_excel(p, dtype=str) if p.suffix == ".xlsx" else pd.read_csv(p, dtype=str) if p.suffix == ".csv" else pd.read_parquet(p)
-        raw.columns = [str(c).strip() for c in raw.columns]
+        raw = read_table(p, None)
         c1 = "im1_path" if "im1_path" in raw else "im1" if "im1" in raw else None
         c2 = "im2_path" if "im2_path" in raw else "im2" if "im2" in raw else None
         attrs = [a for a in ATTRIBUTES if a in raw] + [c for c in raw.columns if c not in ATTRIBUTES and c not in
@@ -209,7 +208,7 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
     sc = source if isinstance(source, Scorer) else load(source, device=device)
-    if getattr(sc.model, "visual_prompts", None) is not None or getattr(sc.model, "labeler_log_temperature", None) is not None:
+    if sc.model.visual_prompts is not None or sc.model.labeler_log_temperature is not None:
         raise ValueError("adding a labeler to a model with visual tokens or per-labeler temperatures is not supported: "
                          "their tables have one row per trained labeler; train a run with the new labeler instead")
     known = {str(u.get("user_id")) for u in sc.card["labelers"]} | set(sc.card.get("aliases") or {})

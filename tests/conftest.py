@@ -1,5 +1,5 @@
 """Shared fixtures of the end-to-end tests: a tiny synthetic world, the `labelertok` command, a clean env."""
-import json, os, shutil, subprocess, sys
+import json, os, shutil, socket, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -19,6 +19,17 @@ def labelertok_cmd() -> list[str]:
     exe = Path(sys.executable).parent/'labelertok'
     if exe.exists(): return [str(exe)]
     return [sys.executable, '-c', 'import sys; from labelertok.cli import main; sys.exit(main())']
+
+
+def run(cmd, env, cwd, timeout=600):
+    "Run `cmd` (its items as strings) in `cwd` with `env`, capturing its text output."
+    return subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that is free now."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

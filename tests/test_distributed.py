@@ -1,19 +1,14 @@
 """Several processes (DDP over gloo on the CPU, launched with Accelerate's notebook_launcher) train like one."""
-import json, socket
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import labelertok_cmd
+from conftest import free_port, labelertok_cmd
 
 CFG = dict(epochs=2, eval_batch_size=256, lr=2e-3, n_boot=200, progress=False, device='cpu')
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return str(s.getsockname()[1])
 
 
 def _load(world: Path):
@@ -51,7 +46,7 @@ def _run(world, out, epochs, resume=False, kill_at=None):
 
 def _launch(*args):
     from accelerate import notebook_launcher
-    notebook_launcher(_run, args=args, num_processes=2, use_port=_free_port())
+    notebook_launcher(_run, args=args, num_processes=2, use_port=str(free_port()))
 
 
 def _hist(out) -> pd.DataFrame:

@@ -1,17 +1,13 @@
 """End to end: the experiment notebook through papermill and `labelertok run`, the run-folder contract, the report."""
-import json, re, shutil, subprocess, sys
+import json, re, shutil, sys
 from pathlib import Path
 import nbformat, pandas as pd, pytest, yaml
-from conftest import EXPERIMENTS, NOTEBOOK, TINY_PARAMS, labelertok_cmd
+from conftest import EXPERIMENTS, NOTEBOOK, TINY_PARAMS, labelertok_cmd, run
 
 ATTRS = ['attractive', 'smart', 'trustworthy']
 NOTEBOOK_PARAMS = ['data_dir', 'images_dir', 'n_users', 'epochs', 'batch_size', 'eval_batch_size', 'lr', 'weight_decay',
                    'lora_rank', 'lora_alpha', 'temperature', 'model', 'pretrained', 'token_mode', 'split', 'seed',
                    'device', 'resume', 'out_dir', 'cache_dir', 'group_pairs', 'fig_root', 'compile']
-
-
-def run(cmd, env, cwd, timeout=300):
-    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def parameters_cell(nb):

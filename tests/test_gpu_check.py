@@ -1,21 +1,17 @@
 """The GPU check's CPU smoke: every stage runs on a tiny world and writes finite figures, and nothing in the repo changes."""
-import json, math, os, subprocess, sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+import json, math, subprocess, sys
+from conftest import ROOT
 
 
 def _finite(x): return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def test_gpu_check_cpu_smoke(tmp_path):
+def test_gpu_check_cpu_smoke(tmp_path, env):
     results = ROOT/'benchmarks'/'RESULTS.md'
     before = results.read_text()
     out = tmp_path/'out'
-    env = dict(os.environ, OUT=str(out), OMP_NUM_THREADS='1', MPLBACKEND='Agg', PYTHON=sys.executable,
-               PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
     r = subprocess.run(['bash', str(ROOT/'benchmarks'/'gpu_check.sh'), '--cpu-smoke', '--results-dir', str(tmp_path/'res')],
-                       env=env, capture_output=True, text=True, timeout=300)
+                       env=dict(env, OUT=str(out), OMP_NUM_THREADS='1', PYTHON=sys.executable), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path/'res'/'gpu_check.json').read_text())
     st = res['stages']

@@ -1,15 +1,10 @@
 """`make lab`: JupyterLab from the project's environment, at the repository root, on 127.0.0.1 with token auth."""
-import json, os, re, secrets, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+import json, os, re, secrets, signal, subprocess, sys, time, urllib.error, urllib.request
 from pathlib import Path
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 VENV = Path(sys.prefix)   # the environment running the tests plays .venv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def get(url: str, token: str|None=None):

@@ -1,18 +1,14 @@
 """Every command on a study folder in the real format WITHOUT ground truth (`synthetic.write_study_like`): other
 machines' image paths, extra columns, 0/blank answers, repeated pairs — and the same without repeats."""
-import json, shutil, subprocess
+import json, shutil
 from pathlib import Path
 import pandas as pd, pytest
-from conftest import TINY_PARAMS, labelertok_cmd
+from conftest import TINY_PARAMS, labelertok_cmd, run
 
 # the study's comparison preset shrunk to seconds: the tiny random-init model, 1 epoch, 2 seeds
 COMPARE_TINY = dict(model='tiny', pretrained='null', epochs=1, seeds=2, n_users=3, batch_size=64, eval_batch_size=256,
                     n_boot=100, leakage_splits='[sample, pair]', leakage_seeds=1, leakage_epochs=1, fewshot_epochs=1,
                     fewshot_ks='[5, 10]', fewshot_reps=2, fewshot_min_eval=20, token_steps=5, device='cpu', threads=1)
-
-
-def run(cmd, env, cwd, timeout=600):
-    return subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def run_on_study(tmp_path, study_world, env, out, n_users):

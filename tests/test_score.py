@@ -11,6 +11,7 @@ from labelertok.model import create_model
 from labelertok.tokens import user_tokens
 from labelertok.train import TrainConfig, train
 from labelertok.data import load_labeler_data
+from conftest import ROOT
 
 CONFIG = dict(batch_size=64, eval_batch_size=256, lr=2e-3, device="cpu", n_boot=200, progress=False)
 
@@ -24,7 +25,7 @@ def world(tmp_path_factory):
     return d
 
 
-STAND_IN = Path(__file__).resolve().parent.parent / "data" / "tiny_clip_synthetic.pt"
+STAND_IN = ROOT / "data" / "tiny_clip_synthetic.pt"
 
 
 @pytest.fixture(scope="module")

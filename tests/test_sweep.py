@@ -1,7 +1,7 @@
 """`labelertok sweep`: a grid of runs through papermill, resumable, every cell checked before any run starts."""
 import subprocess
 from pathlib import Path
-from conftest import labelertok_cmd
+from conftest import free_port, labelertok_cmd
 
 
 def _sweep(args, env, cwd):
@@ -80,12 +80,11 @@ def _train_vt(world, out, epochs):
 
 def test_visual_tokens_and_temperatures_with_two_processes(tmp_path, tiny_world):
     "DDP (2 CPU processes, gloo): the per-labeler tables are one shared parameter each; the history matches one process."
-    import json, socket
+    import json
     import numpy as np, pandas as pd
     from accelerate import notebook_launcher
     _train_vt(tiny_world, tmp_path/'one', 1)
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = str(s.getsockname()[1])
-    notebook_launcher(_train_vt, args=(tiny_world, tmp_path/'two', 1), num_processes=2, use_port=port)
+    notebook_launcher(_train_vt, args=(tiny_world, tmp_path/'two', 1), num_processes=2, use_port=str(free_port()))
     h1, h2 = (pd.read_csv(tmp_path/r/'history.csv').drop(columns='epoch_time_s') for r in ('one', 'two'))
     np.testing.assert_allclose(h1.to_numpy(float), h2.to_numpy(float), rtol=0, atol=1e-4)
     t1, t2 = (json.loads((tmp_path/r/'summary.json').read_text())['labeler_temperatures'] for r in ('one', 'two'))
