@@ -230,30 +230,40 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
     def took(method, t0): info["timings"][method] = info["timings"].get(method, 0.0) + time.perf_counter() - t0
     mk = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers)
     tr, va = data.split("train"), data.split("val")
-    labels = test["label"].to_numpy()
+    frozen, prior = {}, None  # the frozen base model's results: once for a pretrained backbone, per seed for random init
     for s in seeds:
         s = int(s)
         cfg = TrainConfig(**{**config.to_dict(), "seed": s, "use_tokens": None})
+        quiet = TrainConfig(**{**cfg.to_dict(), "n_boot": 0})  # per-sample predictions only, no intervals
         feats = None
         if any(m in methods for m in ("zero_shot", "linear_probe", "mlp_decoder")):
-            t0 = tic()
-            base = create_model(model, pretrained, tokens=(), seed=s, device=resolve_device(cfg.device), **mk)
+            key = s if pretrained is None else "pretrained"  # random init: the base weights depend on the seed
+            if key not in frozen:
+                b = frozen[key] = {}
+                t0 = tic()
+                base = create_model(model, pretrained, tokens=(), seed=s, device=resolve_device(cfg.device), **mk)
+                if "zero_shot" in methods: b["zero_shot"] = evaluate(base, data, "test", quiet)["p_first"]
+                took("zero_shot", t0); t0 = tic()
+                b["feats"] = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(tr))
+                del base
+                took("image features", t0)
+            b = frozen[key]
+            feats = b["feats"]
             if "zero_shot" in methods:
-                ev = evaluate(base, data, "test", TrainConfig(**{**cfg.to_dict(), "n_boot": 0}))
-                cmp.add("zero_shot", ev["p_first"])
+                cmp.add("zero_shot", b["zero_shot"])
                 say(f"seed {s} zero-shot: {cmp.correct['zero_shot'][-1].mean():.4f}")
-            took("zero_shot", t0); t0 = tic()
-            feats = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(tr))
-            del base
-            took("image features", t0)
         if "position_prior" in methods:
-            t0 = tic(); cmp.add("position_prior", position_prior(tr, test)); took("position_prior", t0)
+            if prior is None: t0 = tic(); prior = position_prior(tr, test); took("position_prior", t0)
+            cmp.add("position_prior", prior)
         if "linear_probe" in methods:
-            t0 = tic()
-            l2, scores = tune_l2(feats, tr, va, l2_grid)
+            if "linear_probe" not in b:
+                t0 = tic()
+                l2, scores = tune_l2(feats, tr, va, l2_grid)
+                b["linear_probe"] = (l2, scores, linear_probe(feats, tr, test, l2))
+                took("linear_probe", t0)
+            l2, scores, p = b["linear_probe"]
             info["l2"][s] = dict(best=l2, val_acc=scores)
-            cmp.add("linear_probe", linear_probe(feats, tr, test, l2))
-            took("linear_probe", t0)
+            cmp.add("linear_probe", p)
             say(f"seed {s} linear probe (l2={l2:g}, val {scores[l2]:.4f}): {cmp.correct['linear_probe'][-1].mean():.4f}")
         if "mlp_decoder" in methods:
             t0 = tic()
@@ -270,7 +280,7 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
             run = method_run_dir(out_dir, s, method)
             summ = train(data, m, cfg, run, resume=resume)
             p = _test_predictions(run, test)
-            if p is None: p = evaluate(m, data, "test", cfg)["p_first"]
+            if p is None: p = evaluate(m, data, "test", quiet)["p_first"]
             cmp.add(method, p)
             cmp.add(method + STUDY_PROTOCOL, evaluate_study_protocol(m, data, "test", cfg)["p_first"])
             info["best_epoch"].setdefault(method, {})[s] = summ["best_epoch"]
