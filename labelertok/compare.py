@@ -21,7 +21,7 @@ from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, correct
 from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
 from .evaluation import encode_image_rows, evaluate, pair_logits
-from .intervals import cluster_bootstrap
+from .intervals import cluster_bootstrap, paired_difference
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
 from .train import train
@@ -72,27 +72,33 @@ def _clusters(df: pd.DataFrame) -> Optional[np.ndarray]:
     return df["pair_id"].to_numpy() if "pair_id" in df else None
 
 
+def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> pd.DataFrame:
+    "One row per group of `df` from `stat(rows, clusters)` (a `cluster_bootstrap` result) on arrays aligned with `df`."
+    if n_entries != len(df): raise ValueError(f"correctness arrays have {n_entries} entries but df has {len(df)} rows")
+    cl = _clusters(df)
+    rows = []
+    for name, m in _groups(df, tokens).items():
+        b = stat(m, None if cl is None else cl[m])
+        rows.append(dict(group=name, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=b["n_seeds"]))
+    return pd.DataFrame(rows).set_index("group")
+
+
 def summarise(correct: Sequence[np.ndarray], df: pd.DataFrame, tokens: Sequence[str], n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Accuracy per group (overall, each token, each attribute) from per-seed correctness arrays aligned with `df`:
     columns `mean, sd` (over seeds), `lo, hi` (hierarchical bootstrap over seeds and image pairs, see
     `intervals.cluster_bootstrap`), `n` (samples), `n_seeds`. NaN entries (e.g. no ceiling known) are left out."""
     C = np.atleast_2d(np.asarray(correct, dtype=float))
-    if C.shape[1] != len(df): raise ValueError(f"correctness arrays have {C.shape[1]} entries but df has {len(df)} rows")
-    cl = _clusters(df)
-    rows = []
-    for name, m in _groups(df, tokens).items():
-        b = cluster_bootstrap(C[:, m], None if cl is None else cl[m], n_boot, seed)
-        rows.append(dict(group=name, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=len(C)))
-    return pd.DataFrame(rows).set_index("group")
+    return _by_group(df, tokens, C.shape[1], lambda m, cl: cluster_bootstrap(C[:, m], cl, n_boot, seed))
 
 
 def paired_gain(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray], df: pd.DataFrame,
                 tokens: Sequence[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    "Accuracy of A minus B per group (paired by seed and sample): `mean, sd, lo, hi, n, n_seeds` (see `summarise`)."
+    """Accuracy of A minus B per group, paired by seed and sample (`intervals.paired_difference` of each group's
+    samples): `mean, sd, lo, hi, n, n_seeds` (see `summarise`)."""
     A, B = np.atleast_2d(np.asarray(correct_a, float)), np.atleast_2d(np.asarray(correct_b, float))
     if A.shape != B.shape: raise ValueError(f"A has shape {A.shape} but B has {B.shape} (same seeds and samples needed)")
-    return summarise(A - B, df, tokens, n_boot, seed)
+    return _by_group(df, tokens, A.shape[1], lambda m, cl: paired_difference(A[:, m], B[:, m], cl, n_boot, seed))
 
 # %% ../nbs/08a_compare.ipynb #7795e169
 def method_run_dir(out_dir, seed: int, method: str) -> Path:

@@ -249,8 +249,8 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
 
 def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
-    (paired difference from the first cell, on the seeds both have)."""
-    from labelertok.compare import summarise
+    (`compare.paired_gain` over the first cell, on the seeds both have)."""
+    from labelertok.compare import paired_gain, summarise
     ans, toks = res.answers, _tokens([res.answers])
     names = [n for n in res.cells if n in res.correct]
     ref = names[0]
@@ -259,7 +259,7 @@ def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
         s = summarise(res.correct[n], ans, toks, n_boot=n_boot).reset_index()
         s.insert(0, 'cell', n)
         if n != ref and res.correct[n].shape == res.correct[ref].shape:
-            g = summarise(res.correct[n] - res.correct[ref], ans, toks, n_boot=n_boot)
+            g = paired_gain(res.correct[n], res.correct[ref], ans, toks, n_boot=n_boot)
             s['gain'], s['gain_lo'], s['gain_hi'] = g['mean'].to_numpy(), g['lo'].to_numpy(), g['hi'].to_numpy()
         else: s['gain'] = s['gain_lo'] = s['gain_hi'] = np.nan
         rows.append(s)
