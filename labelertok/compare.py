@@ -22,6 +22,7 @@ from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
 from .evaluation import encode_image_rows, evaluate, pair_logits
 from .intervals import cluster_bootstrap, paired_difference
+from .synthetic import answer_bayes_acc, has_ground_truth
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
 from .train import train
@@ -45,12 +46,8 @@ def ceiling_per_sample(data: LabelerData, df: pd.DataFrame, data_dir=None) -> tu
     """Per row of `df`: the expected accuracy of the best possible predictor — the Bayes accuracy max(p, 1-p) when
     `data_dir` is a synthetic world (has ground_truth.json), else the labeler's test–retest implied ceiling (NaN
     for a labeler with too few repeats: see `ceiling_per_labeler`). Returns (values, source description)."""
-    if data_dir is not None and (Path(data_dir) / "ground_truth.json").exists():
-        from labelertok.synthetic import true_choice_probs
-        truth = true_choice_probs(data_dir).drop_duplicates(["item_id", "user_id", "attribute"], keep="last")
-        key = ["item_id", "user_id", "attribute"]
-        m = df[key].astype(str).merge(truth[key + ["bayes_acc"]].astype({k: str for k in key}), on=key, how="left")
-        vals = m["bayes_acc"].to_numpy(float)
+    if has_ground_truth(data_dir):
+        vals = answer_bayes_acc(df, data_dir)
         if np.isnan(vals).any():
             raise ValueError(f"{int(np.isnan(vals).sum())} of {len(df)} samples not found in the ground truth of {data_dir}")
         return vals, "the Bayes accuracy of each test answer (ground_truth.json)"
@@ -301,7 +298,7 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         vals, source = ceiling_per_sample(data, cmp.test, data_dir)
         cmp.add("ceiling", correct=vals)
         info["ceiling_source"] = source
-        if not (data_dir is not None and (Path(data_dir) / "ground_truth.json").exists()):
+        if not has_ground_truth(data_dir):
             info["ceiling_labelers"] = ceiling_per_labeler(data, config.n_boot).to_dict("index")
     return cmp
 

@@ -199,11 +199,9 @@ def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
         out['bayes_acc'] = [labs.get(u, {}).get('bayes_acc', np.nan) for u in out.user_id]
         tp = run.path/'test_predictions.csv'
         if tp.is_file():
-            from labelertok.synthetic import true_choice_probs
-            key = ['item_id', 'user_id', 'attribute']
+            from labelertok.synthetic import answer_bayes_acc
             pred = pd.read_csv(tp, dtype={'item_id': str, 'user_id': str})
-            truth = true_choice_probs(d).drop_duplicates(key, keep='last').astype({k: str for k in key})
-            m = pred[key].merge(truth[key + ['bayes_acc']], on=key, how='left').groupby('user_id').bayes_acc.mean()
+            m = pred.assign(bayes_acc=answer_bayes_acc(pred, d)).groupby('user_id').bayes_acc.mean()
             out['bayes_test'] = [m.get(u, np.nan) for u in out.user_id]
     if retest:
         try:

@@ -229,9 +229,8 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
     d = Path(p['data_dir'])
     ans = res.answers
     if (d/'ground_truth.json').is_file():
-        from labelertok.synthetic import true_choice_probs
-        t = true_choice_probs(d).drop_duplicates(_KEY, keep='last').astype({k: str for k in _KEY})
-        b = ans[_KEY].astype(str).merge(t[_KEY + ['bayes_acc']], on=_KEY, how='left')['bayes_acc'].to_numpy(float)
+        from labelertok.synthetic import answer_bayes_acc
+        b = answer_bayes_acc(ans, d)
         return ({g: (float(np.nanmean(b[m])), None, None) if np.isfinite(b[m]).any() else None
                  for g, m in _groups(ans, _tokens([ans])).items()},
                 "Bayes accuracy of the test answers (ground_truth.json)")
