@@ -178,9 +178,9 @@ def _pair_ids(data_dir, images_dir=None) -> pd.Series:
     df = read_study(data_dir, images_dir=images_dir, verbose=False)
     return df.drop_duplicates('item_id').set_index(df.drop_duplicates('item_id')['item_id'].astype(str))['pair_id']
 
-def _tokens(preds: list[pd.DataFrame]) -> list[str]:
-    toks = sorted(set().union(*(set(p['token']) for p in preds)), key=lambda t: (len(t), t))
-    return toks
+def _tokens(answers: pd.DataFrame) -> list[str]:
+    "The tokens of `answers` in their natural order (<user2> before <user10>)."
+    return sorted(set(answers['token']), key=lambda t: (len(t), t))
 
 @dataclass
 class SweepResults:
@@ -232,7 +232,7 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
         from labelertok.synthetic import answer_bayes_acc
         b = answer_bayes_acc(ans, d)
         return ({g: (float(np.nanmean(b[m])), None, None) if np.isfinite(b[m]).any() else None
-                 for g, m in _groups(ans, _tokens([ans])).items()},
+                 for g, m in _groups(ans, _tokens(ans)).items()},
                 "Bayes accuracy of the test answers (ground_truth.json)")
     from labelertok.data import read_study
     from labelertok.explore import retest_ceilings
@@ -250,7 +250,7 @@ def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
     (`compare.paired_gain` over the first cell, on the seeds both have)."""
     from labelertok.compare import paired_gain, summarise
-    ans, toks = res.answers, _tokens([res.answers])
+    ans, toks = res.answers, _tokens(res.answers)
     names = [n for n in res.cells if n in res.correct]
     ref = names[0]
     rows = []
@@ -266,15 +266,14 @@ def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
 
 # %% ../nbs/11_sweep.ipynb #dbaf25bb
 def _pct(m, sd=None, lo=None, hi=None) -> str:
-    if m is None or not np.isfinite(m): return 'n/a'
-    s = f"{100 * m:.1f}"
-    if sd is not None and np.isfinite(sd): s += f" ± {100 * sd:.1f}"
-    if lo is not None and np.isfinite(lo): s += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
-    return s
+    "`report.fmt_pct`, 'n/a' for no value."
+    from labelertok.report import fmt_pct
+    return 'n/a' if m is None or not np.isfinite(m) else fmt_pct(m, sd, lo, hi)
 
 def _gain(m, lo, hi) -> str:
-    if not np.isfinite(m): return ''
-    return f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    "`report.fmt_pts` of a gain and its interval, '' for none."
+    from labelertok.report import fmt_pts
+    return '' if not np.isfinite(m) else fmt_pts(m, np.nan, lo, hi)
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|'] + ['| ' + ' | '.join(r) + ' |' for r in rows]
@@ -324,7 +323,7 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, conclusion: 
     out = Path(fig_root).expanduser().resolve()/'sweeps'/sw.name
     out.mkdir(parents=True, exist_ok=True)
     summ.to_csv(out/'summary.csv', index=False)
-    toks = _tokens([res.answers])
+    toks = _tokens(res.answers)
     atts = [g for g in dict.fromkeys(summ.group) if g not in toks and g != 'overall']
     groups = ['overall'] + toks + atts
     p0 = sw.runs[0].params
