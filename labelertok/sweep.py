@@ -119,9 +119,7 @@ def plan_sweep(preset, grid: dict, seeds: int = 3, overrides: Optional[dict] = N
             sw.runs.append(SweepRun(cell, s, p, out))
     if problems:
         raise ValueError(f"{len(problems)} grid cell(s) refused, nothing was run: " + " | ".join(problems))
-    for k, what in (('data_dir', 'data folder'), ('images_dir', 'images folder')):
-        v = sw.runs[0].params.get(k)
-        if v and not Path(v).is_dir(): raise FileNotFoundError(f"{what} {v!r} does not exist ({k})")
+    cli.check_folders(sw.runs[0].params)
     if check_data and sw.runs[0].params.get('data_dir'):
         for s in sw.seeds:   # the split depends on the seed
             cli.check_data(next(r.params for r in sw.runs if r.seed == s))
@@ -172,11 +170,10 @@ def _read_run(r: SweepRun) -> tuple[pd.DataFrame, dict, dict]:
     pf = r.out/'params.json'
     return pred, summ, (json.loads(pf.read_text()) if pf.is_file() else {})
 
-def _pair_ids(data_dir, images_dir=None) -> pd.Series:
-    "item_id → pair_id (the image pair: the bootstrap's cluster) of the study in `data_dir`."
-    from labelertok.data import read_study
-    df = read_study(data_dir, images_dir=images_dir, verbose=False)
-    return df.drop_duplicates('item_id').set_index(df.drop_duplicates('item_id')['item_id'].astype(str))['pair_id']
+def _pair_ids(study: pd.DataFrame) -> pd.Series:
+    "item_id → pair_id (the image pair: the bootstrap's cluster) of the study's answers (`read_study`)."
+    items = study.drop_duplicates('item_id')
+    return items.set_index(items['item_id'].astype(str))['pair_id']
 
 def _tokens(answers: pd.DataFrame) -> list[str]:
     "The tokens of `answers` in their natural order (<user2> before <user10>)."
@@ -192,6 +189,7 @@ class SweepResults:
     wall_s: dict = field(default_factory=dict)           # cell name -> wall seconds per run (list)
     temperatures: dict = field(default_factory=dict)     # cell name -> per seed {token: learned temperature}
     missing: dict = field(default_factory=dict)          # cell name -> seeds without a finished run
+    study: Optional[pd.DataFrame] = None                 # the study's answers (`read_study`), read once
 
 def collect_sweep(sw: Sweep) -> SweepResults:
     "Read the finished runs of `sw` (see above); cells with no finished run are listed in `missing` only."
@@ -203,10 +201,11 @@ def collect_sweep(sw: Sweep) -> SweepResults:
     allp = allp.sort_values(['token'] + _KEY + ['k'], kind='stable').reset_index(drop=True)
     p0 = next(iter(runs.values()))[3]
     d = p0.get('data_dir') or sw.runs[0].params.get('data_dir')
-    pid = _pair_ids(d, p0.get('images_dir') or sw.runs[0].params.get('images_dir'))
-    allp['pair_id'] = allp['item_id'].map(pid)
+    from labelertok.data import read_study
+    study = read_study(d, images_dir=p0.get('images_dir') or sw.runs[0].params.get('images_dir'), verbose=False)
+    allp['pair_id'] = allp['item_id'].map(_pair_ids(study))
     idx = pd.MultiIndex.from_frame(allp[_KEY + ['k']])
-    res = SweepResults(sw, allp)
+    res = SweepResults(sw, allp, study=study)
     for r in sw.runs:
         res.cells.setdefault(r.name, r.cell)
         if (r.name, r.seed) not in runs:
@@ -236,7 +235,7 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
                 "Bayes accuracy of the test answers (ground_truth.json)")
     from labelertok.data import read_study
     from labelertok.explore import retest_ceilings
-    df = read_study(d, images_dir=p.get('images_dir'), verbose=False)
+    df = read_study(d, images_dir=p.get('images_dir'), verbose=False) if res.study is None else res.study
     rc = retest_ceilings(df, n_boot=n_boot).set_index('token')
     user_tok = ans.drop_duplicates('user_id').set_index('user_id')['token']
     out = {}
