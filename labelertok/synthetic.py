@@ -476,9 +476,10 @@ _OTHER_MACHINES = (r"C:\Users\study\Documents\labeling\data\ffhq\src" "\\", "/ho
 
 def _repeat_rows(labels: pd.DataFrame, items: pd.DataFrame) -> np.ndarray:
     "Label rows whose labeler already answered the same unordered image pair in an earlier row (a retest)."
-    pair = items.set_index("_id").apply(lambda r: "\n".join(sorted((Path(r.im1_path).name, Path(r.im2_path).name))), axis=1)
-    key = labels["user_id"].astype(str) + "|" + labels["item_id"].map(pair)
-    return key.duplicated(keep="first").to_numpy()
+    from labelertok.data import add_pair_ids
+    names = pd.DataFrame({c: items[f"{c}_path"].map(lambda p: Path(p).name) for c in ("im1", "im2")})
+    pair = pd.Series(add_pair_ids(names)["pair_id"].to_numpy(), index=items["_id"])
+    return pd.DataFrame(dict(user=labels["user_id"].astype(str), pair=labels["item_id"].map(pair))).duplicated(keep="first").to_numpy()
 
 def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: int = 64, repeats: bool = True,
                      overwrite: bool = False, verbose: bool = True) -> dict:
