@@ -6,8 +6,8 @@
 __all__ = ['PARAMS_MARKER', 'PARAM_TYPES', 'PATH_PARAMS', 'USE_COMMANDS', 'USER_ERRORS', 'experiments_dir', 'tag_parameters',
            'experiment_notebook', 'parameter_defaults', 'notebook_parameters', 'list_presets', 'resolve_preset',
            'parse_value', 'parse_overrides', 'check_model_params', 'check_types', 'check_parameters', 'RunFailed',
-           'preset_params', 'RunInterrupted', 'run_experiment', 'build_parser', 'check_out_dir', 'check_data',
-           'compare_notebook', 'main']
+           'preset_params', 'RunInterrupted', 'check_folders', 'run_experiment', 'build_parser', 'check_out_dir',
+           'check_data', 'compare_notebook', 'main']
 
 # %% ../nbs/09_cli.ipynb #e47482c0
 import argparse, json, os, re, shutil, sys, warnings
@@ -235,6 +235,11 @@ def _existing_run(out: Path) -> bool:
     "Whether `out` holds anything but the notebook of a failed attempt (which alone is no run to protect)."
     return out.is_dir() and any(p.name != 'run.failed.ipynb' for p in out.iterdir())
 
+def check_folders(params: dict):
+    "The data and images folders of `params` exist (the commonest typo, refused at once)."
+    for k, what in (('data_dir', 'data folder'), ('images_dir', 'images folder')):
+        if params.get(k) and not Path(params[k]).is_dir(): raise FileNotFoundError(f"{what} {params[k]!r} does not exist ({k})")
+
 def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Path|None=None,
                    overwrite: bool=False, notebook: str|Path|None=None, echo: bool=True,
                    kernel_name: str|None=None) -> Path:
@@ -255,8 +260,7 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
     if existing and overwrite and aside.exists():
         raise FileExistsError(f"{aside} exists (left by an --overwrite that was stopped before it could clean up): "
                               f"check which of {out.name} and {aside.name} to keep, remove the other, and run again")
-    for k, what in (('data_dir', 'data folder'), ('images_dir', 'images folder')):   # the commonest typo, refused at once
-        if params.get(k) and not Path(params[k]).is_dir(): raise FileNotFoundError(f"{what} {params[k]!r} does not exist ({k})")
+    check_folders(params)
     params = check_parameters(params, notebook)
     if params.get('data_dir'):
         line = check_data(params)

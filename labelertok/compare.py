@@ -21,7 +21,8 @@ from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, correct
 from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
 from .evaluation import encode_image_rows, evaluate, pair_logits
-from .intervals import cluster_bootstrap
+from .intervals import cluster_bootstrap, paired_difference
+from .synthetic import answer_bayes_acc, has_ground_truth
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
 from .train import train
@@ -45,12 +46,8 @@ def ceiling_per_sample(data: LabelerData, df: pd.DataFrame, data_dir=None) -> tu
     """Per row of `df`: the expected accuracy of the best possible predictor — the Bayes accuracy max(p, 1-p) when
     `data_dir` is a synthetic world (has ground_truth.json), else the labeler's test–retest implied ceiling (NaN
     for a labeler with too few repeats: see `ceiling_per_labeler`). Returns (values, source description)."""
-    if data_dir is not None and (Path(data_dir) / "ground_truth.json").exists():
-        from labelertok.synthetic import true_choice_probs
-        truth = true_choice_probs(data_dir).drop_duplicates(["item_id", "user_id", "attribute"], keep="last")
-        key = ["item_id", "user_id", "attribute"]
-        m = df[key].astype(str).merge(truth[key + ["bayes_acc"]].astype({k: str for k in key}), on=key, how="left")
-        vals = m["bayes_acc"].to_numpy(float)
+    if has_ground_truth(data_dir):
+        vals = answer_bayes_acc(df, data_dir)
         if np.isnan(vals).any():
             raise ValueError(f"{int(np.isnan(vals).sum())} of {len(df)} samples not found in the ground truth of {data_dir}")
         return vals, "the Bayes accuracy of each test answer (ground_truth.json)"
@@ -72,27 +69,33 @@ def _clusters(df: pd.DataFrame) -> Optional[np.ndarray]:
     return df["pair_id"].to_numpy() if "pair_id" in df else None
 
 
+def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> pd.DataFrame:
+    "One row per group of `df` from `stat(rows, clusters)` (a `cluster_bootstrap` result) on arrays aligned with `df`."
+    if n_entries != len(df): raise ValueError(f"correctness arrays have {n_entries} entries but df has {len(df)} rows")
+    cl = _clusters(df)
+    rows = []
+    for name, m in _groups(df, tokens).items():
+        b = stat(m, None if cl is None else cl[m])
+        rows.append(dict(group=name, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=b["n_seeds"]))
+    return pd.DataFrame(rows).set_index("group")
+
+
 def summarise(correct: Sequence[np.ndarray], df: pd.DataFrame, tokens: Sequence[str], n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Accuracy per group (overall, each token, each attribute) from per-seed correctness arrays aligned with `df`:
     columns `mean, sd` (over seeds), `lo, hi` (hierarchical bootstrap over seeds and image pairs, see
     `intervals.cluster_bootstrap`), `n` (samples), `n_seeds`. NaN entries (e.g. no ceiling known) are left out."""
     C = np.atleast_2d(np.asarray(correct, dtype=float))
-    if C.shape[1] != len(df): raise ValueError(f"correctness arrays have {C.shape[1]} entries but df has {len(df)} rows")
-    cl = _clusters(df)
-    rows = []
-    for name, m in _groups(df, tokens).items():
-        b = cluster_bootstrap(C[:, m], None if cl is None else cl[m], n_boot, seed)
-        rows.append(dict(group=name, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=len(C)))
-    return pd.DataFrame(rows).set_index("group")
+    return _by_group(df, tokens, C.shape[1], lambda m, cl: cluster_bootstrap(C[:, m], cl, n_boot, seed))
 
 
 def paired_gain(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray], df: pd.DataFrame,
                 tokens: Sequence[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    "Accuracy of A minus B per group (paired by seed and sample): `mean, sd, lo, hi, n, n_seeds` (see `summarise`)."
+    """Accuracy of A minus B per group, paired by seed and sample (`intervals.paired_difference` of each group's
+    samples): `mean, sd, lo, hi, n, n_seeds` (see `summarise`)."""
     A, B = np.atleast_2d(np.asarray(correct_a, float)), np.atleast_2d(np.asarray(correct_b, float))
     if A.shape != B.shape: raise ValueError(f"A has shape {A.shape} but B has {B.shape} (same seeds and samples needed)")
-    return summarise(A - B, df, tokens, n_boot, seed)
+    return _by_group(df, tokens, A.shape[1], lambda m, cl: paired_difference(A[:, m], B[:, m], cl, n_boot, seed))
 
 # %% ../nbs/08a_compare.ipynb #7795e169
 def method_run_dir(out_dir, seed: int, method: str) -> Path:
@@ -230,30 +233,40 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
     def took(method, t0): info["timings"][method] = info["timings"].get(method, 0.0) + time.perf_counter() - t0
     mk = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers)
     tr, va = data.split("train"), data.split("val")
-    labels = test["label"].to_numpy()
+    frozen, prior = {}, None  # the frozen base model's results: once for a pretrained backbone, per seed for random init
     for s in seeds:
         s = int(s)
         cfg = TrainConfig(**{**config.to_dict(), "seed": s, "use_tokens": None})
+        quiet = TrainConfig(**{**cfg.to_dict(), "n_boot": 0})  # per-sample predictions only, no intervals
         feats = None
         if any(m in methods for m in ("zero_shot", "linear_probe", "mlp_decoder")):
-            t0 = tic()
-            base = create_model(model, pretrained, tokens=(), seed=s, device=resolve_device(cfg.device), **mk)
+            key = s if pretrained is None else "pretrained"  # random init: the base weights depend on the seed
+            if key not in frozen:
+                b = frozen[key] = {}
+                t0 = tic()
+                base = create_model(model, pretrained, tokens=(), seed=s, device=resolve_device(cfg.device), **mk)
+                if "zero_shot" in methods: b["zero_shot"] = evaluate(base, data, "test", quiet)["p_first"]
+                took("zero_shot", t0); t0 = tic()
+                b["feats"] = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(tr))
+                del base
+                took("image features", t0)
+            b = frozen[key]
+            feats = b["feats"]
             if "zero_shot" in methods:
-                ev = evaluate(base, data, "test", TrainConfig(**{**cfg.to_dict(), "n_boot": 0}))
-                cmp.add("zero_shot", ev["p_first"])
+                cmp.add("zero_shot", b["zero_shot"])
                 say(f"seed {s} zero-shot: {cmp.correct['zero_shot'][-1].mean():.4f}")
-            took("zero_shot", t0); t0 = tic()
-            feats = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(tr))
-            del base
-            took("image features", t0)
         if "position_prior" in methods:
-            t0 = tic(); cmp.add("position_prior", position_prior(tr, test)); took("position_prior", t0)
+            if prior is None: t0 = tic(); prior = position_prior(tr, test); took("position_prior", t0)
+            cmp.add("position_prior", prior)
         if "linear_probe" in methods:
-            t0 = tic()
-            l2, scores = tune_l2(feats, tr, va, l2_grid)
+            if "linear_probe" not in b:
+                t0 = tic()
+                l2, scores = tune_l2(feats, tr, va, l2_grid)
+                b["linear_probe"] = (l2, scores, linear_probe(feats, tr, test, l2))
+                took("linear_probe", t0)
+            l2, scores, p = b["linear_probe"]
             info["l2"][s] = dict(best=l2, val_acc=scores)
-            cmp.add("linear_probe", linear_probe(feats, tr, test, l2))
-            took("linear_probe", t0)
+            cmp.add("linear_probe", p)
             say(f"seed {s} linear probe (l2={l2:g}, val {scores[l2]:.4f}): {cmp.correct['linear_probe'][-1].mean():.4f}")
         if "mlp_decoder" in methods:
             t0 = tic()
@@ -270,7 +283,7 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
             run = method_run_dir(out_dir, s, method)
             summ = train(data, m, cfg, run, resume=resume)
             p = _test_predictions(run, test)
-            if p is None: p = evaluate(m, data, "test", cfg)["p_first"]
+            if p is None: p = evaluate(m, data, "test", quiet)["p_first"]
             cmp.add(method, p)
             cmp.add(method + STUDY_PROTOCOL, evaluate_study_protocol(m, data, "test", cfg)["p_first"])
             info["best_epoch"].setdefault(method, {})[s] = summ["best_epoch"]
@@ -285,7 +298,7 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         vals, source = ceiling_per_sample(data, cmp.test, data_dir)
         cmp.add("ceiling", correct=vals)
         info["ceiling_source"] = source
-        if not (data_dir is not None and (Path(data_dir) / "ground_truth.json").exists()):
+        if not has_ground_truth(data_dir):
             info["ceiling_labelers"] = ceiling_per_labeler(data, config.n_boot).to_dict("index")
     return cmp
 

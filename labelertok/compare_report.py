@@ -23,9 +23,10 @@ __all__ = ['CHECK_METHOD', 'comparison_table', 'per_labeler_results', 'plot_per_
            'compare_checks', 'write_compare_report']
 
 # %% ../nbs/07b_compare_report.ipynb #9e1e16d0
-def comparison_table(cmp: Comparison, n_boot: int = 1000) -> tuple[pd.DataFrame, str]:
-    "(wide DataFrame of means, markdown table) with one row per method: overall, per labeler, per attribute."
-    summ = cmp.summary(n_boot)
+def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] = None) -> tuple[pd.DataFrame, str]:
+    """(wide DataFrame of means, markdown table) with one row per method: overall, per labeler, per attribute.
+    `summ`: `cmp.summary(n_boot)` when already computed."""
+    summ = cmp.summary(n_boot) if summ is None else summ
     groups = list(next(iter(summ.values())).index)
     wide = pd.DataFrame({g: {m: summ[m].loc[g, "mean"] for m in summ} for g in groups}).loc[list(summ)]
     cell = lambda m, g: ("n/a" if m == "ceiling" and not np.isfinite(summ[m].loc[g, "mean"])
@@ -34,11 +35,13 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000) -> tuple[pd.DataFrame,
     return wide, md_table(["method", "label"] + groups, rows)
 
 
-def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = None, n_boot: int = 1000) -> pd.DataFrame:
+def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = None, n_boot: int = 1000,
+                        summ: Optional[dict] = None) -> pd.DataFrame:
     """Per labeler (rows: tokens): ceiling, each method's accuracy (columns: method ids, `<id> lo/hi`), gains over no
     token with paired intervals (`gain text`, `gain text sd/lo/hi`, ...), gap to the ceiling closed by each token model
-    (ceiling ≥ 55%) with the interval from the accuracy's, and ground-truth columns when given."""
-    summ = cmp.summary(n_boot)
+    (ceiling ≥ 55%) with the interval from the accuracy's, and ground-truth columns when given. `summ`:
+    `cmp.summary(n_boot)` when already computed."""
+    summ = cmp.summary(n_boot) if summ is None else summ
     out = pd.DataFrame(index=cmp.tokens)
     for m in summ:
         out[m] = summ[m].loc[cmp.tokens, "mean"]
@@ -68,10 +71,11 @@ def _plt():
     return plt
 
 
-def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000) -> Path:
-    "Grouped bars: test accuracy per labeler for every method (95% CI whiskers), the ceiling as a marker, chance line."
+def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[dict] = None) -> Path:
+    """Grouped bars: test accuracy per labeler for every method (95% CI whiskers), the ceiling as a marker, chance line.
+    `summ`: `cmp.summary(n_boot)` when already computed."""
     plt = _plt()
-    summ = cmp.summary(n_boot)
+    summ = cmp.summary(n_boot) if summ is None else summ
     meths = [m for m in summ if m != "ceiling" and not m.endswith(STUDY_PROTOCOL)]
     x = np.arange(len(cmp.tokens)); w = 0.8 / max(len(meths), 1)
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(cmp.tokens)), 4.8))
@@ -150,15 +154,15 @@ CHECK_METHOD = "tokens_learned"
 
 def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, differ_below: float = 0.5,
                    consistent_above: float = 0.7, random_below: float = 0.55, visibility: Optional[dict] = None,
-                   method: str = CHECK_METHOD) -> list[dict]:
+                   method: str = CHECK_METHOD, summ: Optional[dict] = None) -> list[dict]:
     """What the numbers should show, checked for ONE method declared before the run (`method`, default the learned
     token mode — never the better of two on the test set): it beats no token for labelers whose taste differs from
     the population (paired gain interval above 0; needs `taste_similarity_to_population`), it closes most of the gap
     from chance to the ceiling for consistent labelers (ceiling ≥ `consistent_above`: the lower end of the interval
     of the gap closed ≥ 50%), and a near-random labeler (ceiling < `random_below`) stays at chance (interval contains
     50%) for every method. With `visibility` (`probing.backbone_visibility`), each gap check also says how much of the
-    labeler's utility the image features carry."""
-    summ, out = cmp.summary(n_boot), []
+    labeler's utility the image features carry. `summ`: `cmp.summary(n_boot)` when already computed."""
+    summ, out = cmp.summary(n_boot) if summ is None else summ, []
     if method not in summ: return out
     short, label = method.split("_")[1], method_label(method)
     for t in cmp.tokens:
@@ -203,7 +207,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     md += [f"{len(cmp.tokens)} labelers; samples train {n.get('train', '?')} / val {n.get('val', '?')} / test "
            f"{n.get('test', '?')}; seeds {cmp.seeds}." + (f" Wall time of the whole comparison: {runtime_s / 60:.1f} min."
                                                          if runtime_s else ""), ""]
-    wide, table = comparison_table(cmp, n_boot)
+    summ = cmp.summary(n_boot)  # every table and plot below reads this one
+    wide, table = comparison_table(cmp, n_boot, summ)
     md += ["## All methods on the same test samples", "",
            f"Test accuracy (%): mean ± sd over {n_seeds} seed(s) [{INTERVAL_NOTE}]. "
            "Deterministic methods have sd 0. Rows `<id>_study` score the same trained models with the study's protocol "
@@ -213,7 +218,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
               if "ceiling" in cmp.correct else "not computed") + ". Chance is 50%.", "", table, ""]
     na = {t: r["note"] for t, r in (cmp.info.get("ceiling_labelers") or {}).items() if r.get("note")}
     if na: md += ["Ceiling n/a: " + "; ".join(f"{t}: {n}" for t, n in na.items()) + ".", ""]
-    lab = per_labeler_results(cmp, ground_truth, n_boot)
+    lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
     cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + \
            ["ceiling", "no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)",
             "gap closed text", "gap closed learned"]
@@ -230,7 +235,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     md += ["## Personalisation gain per labeler", "",
            "Gain = labeler tokens − no token, in accuracy points (mean ± sd over seeds [95% paired interval: the same "
            "seeds and image pairs resampled for both]); gap closed = (accuracy − 50%) / (ceiling − 50%).", "", md_table(cols, rows), ""]
-    chk = compare_checks(cmp, lab, n_boot, visibility=visibility, method=check_method)
+    chk = compare_checks(cmp, lab, n_boot, visibility=visibility, method=check_method, summ=summ)
     if chk:
         md += ["## Checks", "", f"Checked for `{check_method}` ({method_label(check_method)}), the method declared before the run "
                f"(preset key `check_method`), with the intervals above.", ""] + [f"- {'PASS' if c['ok'] else 'FAIL'}: {c['check']} — {c['value']}" for c in chk] + [""]
@@ -297,7 +302,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
                "Do labelers who agree get nearby tokens? Correlation, over the pairs of labelers, between a similarity "
                "(cosine, averaged over seeds) and the labelers' agreement on shared pairs:", "",
                md_table(["similarity", "Pearson r", "Spearman", "Pearson r per seed"], rows), "", f"![taste map]({f.name})", ""]
-    f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot); files.append(f)
+    f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot, summ); files.append(f)
     md += ["## Figures", "", f"![per labeler]({f.name})", ""]
     t = cmp.info.get("timings", {})
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]

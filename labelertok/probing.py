@@ -5,7 +5,6 @@
 # %% ../nbs/08d_probing.ipynb #e4cee5b8
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,7 +17,7 @@ from .baselines import image_features, method_label
 from .compare import method_run_dir
 from .data import LabelerData
 from .model import LabelerCLIP, load_model
-from .synthetic import latent_z, load_ground_truth
+from .synthetic import has_ground_truth, latent_z, load_ground_truth
 
 # %% auto #0
 __all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'latent_features', 'pixel_features',
@@ -58,19 +57,19 @@ def taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame) -> dict:
 # %% ../nbs/08d_probing.ipynb #16f6e314
 def true_taste_similarity(data_dir, data: LabelerData) -> Optional[pd.DataFrame]:
     "Synthetic world: cosine similarity of the labelers' true taste weights (all attributes concatenated); None otherwise."
-    f = Path(data_dir) / "ground_truth.json" if data_dir is not None else None
-    if f is None or not f.exists(): return None
-    gt = json.loads(f.read_text())
+    if not has_ground_truth(data_dir): return None
+    gt = load_ground_truth(data_dir)
     tok = dict(zip(data.users["user_id"].astype(str), data.users["token"]))
     W = {tok[x["user_id"]]: np.concatenate([np.asarray(list(x["weights"][a].values()), float) for a in gt["attributes"]])
          for x in gt["labelers"] if x["user_id"] in tok}
     return cosine_matrix(W).loc[data.tokens, data.tokens]
 
 # %% ../nbs/08d_probing.ipynb #82d296dc
-def latent_features(data_dir, data: LabelerData) -> Optional[pd.DataFrame]:
-    "Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data."
-    if data_dir is None or not (Path(data_dir) / "ground_truth.json").exists(): return None
-    Z = latent_z(data_dir)
+def latent_features(data_dir, data: LabelerData, gt: Optional[dict] = None) -> Optional[pd.DataFrame]:
+    """Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data.
+    `gt`: the world's ground truth, read if None."""
+    if not has_ground_truth(data_dir): return None
+    Z = latent_z(data_dir, gt)
     names = [Path(p).name for p in data.image_paths]
     miss = [n for n in names if n not in Z.index]
     if miss: raise ValueError(f"{len(miss)} image(s) of data have no row in {Path(data_dir) / 'features.csv'}, e.g. {miss[:3]}")
@@ -111,9 +110,10 @@ def decodability(reps: dict[str, torch.Tensor], Z: pd.DataFrame, **kw) -> pd.Dat
     return pd.DataFrame({name: ridge_r2(X, Z.to_numpy(), **kw)[0] for name, X in reps.items()}, index=Z.columns)
 
 
-def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame) -> pd.DataFrame:
-    "Synthetic world: each labeler's utility of each image per attribute, columns (token, attribute), from ground truth."
-    gt = load_ground_truth(data_dir)
+def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame, gt: Optional[dict] = None) -> pd.DataFrame:
+    """Synthetic world: each labeler's utility of each image per attribute, columns (token, attribute), from ground
+    truth (`gt`, read if None)."""
+    gt = gt or load_ground_truth(data_dir)
     tok = dict(zip(data.users["user_id"].astype(str), data.users["token"]))
     cols = {}
     for x in gt["labelers"]:
@@ -137,8 +137,9 @@ def backbone_visibility(data: LabelerData, data_dir, base: Optional[LabelerCLIP]
     `pixels`² pooled pixels, the frozen `base` and the best checkpoint of each trained `methods` run of `seed` under
     `runs_dir`, and any other frozen models in `references` (name -> model, e.g. a random-init backbone);
     None for real data (no latent features)."""
-    Z = latent_features(data_dir, data)
-    if Z is None: return None
+    if not has_ground_truth(data_dir): return None
+    gt = load_ground_truth(data_dir)
+    Z = latent_features(data_dir, data, gt)
     reps = {f"pixels {pixels}×{pixels}": pixel_features(data.images, pixels)}
     if base is not None: reps["base model (frozen)"] = image_features(base, data.images, batch_size)
     for name, ref in (references or {}).items(): reps[name] = image_features(ref, data.images, batch_size)
@@ -147,8 +148,7 @@ def backbone_visibility(data: LabelerData, data_dir, base: Optional[LabelerCLIP]
         if best is not None and best.exists():
             reps[f"{method_label(m)} (trained, seed {seed})"] = image_features(load_model(best, base.device if base is not None else "cpu"),
                                                                  data.images, batch_size)
-    U = labeler_utilities(data_dir, data, Z)
-    gt = load_ground_truth(data_dir)
+    U = labeler_utilities(data_dir, data, Z, gt)
     sal = pd.Series({k: v.get("salience", np.nan) for k, v in gt["features"].items()})[list(Z.columns)]
     return dict(features=decodability(reps, Z).assign(salience=sal), labelers=utility_decodability(reps, U),
                 representations=list(reps))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .backbone import short_pretrained
 # the study's published numbers (06b_study) and notebook publishing (00_paths); labelertok.report provides these names too
-from .paths import _path_map, portable_paths, publish_notebook
+from .paths import publish_notebook
 from .study import (STUDY_NOTES, STUDY_SIX_USERS, STUDY_SIX_USERS_PER_USER, STUDY_SOURCE, STUDY_TWO_USERS,
                               STUDY_TWO_USERS_FACTS)
 
@@ -124,7 +124,7 @@ def fmt_pts(mean, sd=np.nan, lo=np.nan, hi=np.nan) -> str:
     return fmt_pct(mean, sd, lo, hi, signed=True)
 def _pct(x, d: int=2) -> str: return '–' if _isnan(x) else fmt_pct(float(x), digits=d) + '%'
 def _num(x, d: int=4) -> str: return '–' if _isnan(x) else f'{float(x):.{d}f}'
-def _ci(lo, hi) -> str: return '' if _isnan(lo) or _isnan(hi) else ' ' + fmt_pct(float(lo), lo=float(lo), hi=float(hi), digits=2).split(' ', 1)[1]
+def _ci(lo, hi) -> str: return '' if _isnan(lo) or _isnan(hi) else f' [{100 * float(lo):.2f}, {100 * float(hi):.2f}]'
 def _bold(s: str) -> str: return f'**{s}**'
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -199,11 +199,9 @@ def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
         out['bayes_acc'] = [labs.get(u, {}).get('bayes_acc', np.nan) for u in out.user_id]
         tp = run.path/'test_predictions.csv'
         if tp.is_file():
-            from labelertok.synthetic import true_choice_probs
-            key = ['item_id', 'user_id', 'attribute']
+            from labelertok.synthetic import answer_bayes_acc
             pred = pd.read_csv(tp, dtype={'item_id': str, 'user_id': str})
-            truth = true_choice_probs(d).drop_duplicates(key, keep='last').astype({k: str for k in key})
-            m = pred[key].merge(truth[key + ['bayes_acc']], on=key, how='left').groupby('user_id').bayes_acc.mean()
+            m = pred.assign(bayes_acc=answer_bayes_acc(pred, d)).groupby('user_id').bayes_acc.mean()
             out['bayes_test'] = [m.get(u, np.nan) for u in out.user_id]
     if retest:
         try:

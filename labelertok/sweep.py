@@ -119,9 +119,7 @@ def plan_sweep(preset, grid: dict, seeds: int = 3, overrides: Optional[dict] = N
             sw.runs.append(SweepRun(cell, s, p, out))
     if problems:
         raise ValueError(f"{len(problems)} grid cell(s) refused, nothing was run: " + " | ".join(problems))
-    for k, what in (('data_dir', 'data folder'), ('images_dir', 'images folder')):
-        v = sw.runs[0].params.get(k)
-        if v and not Path(v).is_dir(): raise FileNotFoundError(f"{what} {v!r} does not exist ({k})")
+    cli.check_folders(sw.runs[0].params)
     if check_data and sw.runs[0].params.get('data_dir'):
         for s in sw.seeds:   # the split depends on the seed
             cli.check_data(next(r.params for r in sw.runs if r.seed == s))
@@ -172,15 +170,14 @@ def _read_run(r: SweepRun) -> tuple[pd.DataFrame, dict, dict]:
     pf = r.out/'params.json'
     return pred, summ, (json.loads(pf.read_text()) if pf.is_file() else {})
 
-def _pair_ids(data_dir, images_dir=None) -> pd.Series:
-    "item_id → pair_id (the image pair: the bootstrap's cluster) of the study in `data_dir`."
-    from labelertok.data import read_study
-    df = read_study(data_dir, images_dir=images_dir, verbose=False)
-    return df.drop_duplicates('item_id').set_index(df.drop_duplicates('item_id')['item_id'].astype(str))['pair_id']
+def _pair_ids(study: pd.DataFrame) -> pd.Series:
+    "item_id → pair_id (the image pair: the bootstrap's cluster) of the study's answers (`read_study`)."
+    items = study.drop_duplicates('item_id')
+    return items.set_index(items['item_id'].astype(str))['pair_id']
 
-def _tokens(preds: list[pd.DataFrame]) -> list[str]:
-    toks = sorted(set().union(*(set(p['token']) for p in preds)), key=lambda t: (len(t), t))
-    return toks
+def _tokens(answers: pd.DataFrame) -> list[str]:
+    "The tokens of `answers` in their natural order (<user2> before <user10>)."
+    return sorted(set(answers['token']), key=lambda t: (len(t), t))
 
 @dataclass
 class SweepResults:
@@ -192,6 +189,7 @@ class SweepResults:
     wall_s: dict = field(default_factory=dict)           # cell name -> wall seconds per run (list)
     temperatures: dict = field(default_factory=dict)     # cell name -> per seed {token: learned temperature}
     missing: dict = field(default_factory=dict)          # cell name -> seeds without a finished run
+    study: Optional[pd.DataFrame] = None                 # the study's answers (`read_study`), read once
 
 def collect_sweep(sw: Sweep) -> SweepResults:
     "Read the finished runs of `sw` (see above); cells with no finished run are listed in `missing` only."
@@ -203,10 +201,11 @@ def collect_sweep(sw: Sweep) -> SweepResults:
     allp = allp.sort_values(['token'] + _KEY + ['k'], kind='stable').reset_index(drop=True)
     p0 = next(iter(runs.values()))[3]
     d = p0.get('data_dir') or sw.runs[0].params.get('data_dir')
-    pid = _pair_ids(d, p0.get('images_dir') or sw.runs[0].params.get('images_dir'))
-    allp['pair_id'] = allp['item_id'].map(pid)
+    from labelertok.data import read_study
+    study = read_study(d, images_dir=p0.get('images_dir') or sw.runs[0].params.get('images_dir'), verbose=False)
+    allp['pair_id'] = allp['item_id'].map(_pair_ids(study))
     idx = pd.MultiIndex.from_frame(allp[_KEY + ['k']])
-    res = SweepResults(sw, allp)
+    res = SweepResults(sw, allp, study=study)
     for r in sw.runs:
         res.cells.setdefault(r.name, r.cell)
         if (r.name, r.seed) not in runs:
@@ -229,15 +228,14 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
     d = Path(p['data_dir'])
     ans = res.answers
     if (d/'ground_truth.json').is_file():
-        from labelertok.synthetic import true_choice_probs
-        t = true_choice_probs(d).drop_duplicates(_KEY, keep='last').astype({k: str for k in _KEY})
-        b = ans[_KEY].astype(str).merge(t[_KEY + ['bayes_acc']], on=_KEY, how='left')['bayes_acc'].to_numpy(float)
+        from labelertok.synthetic import answer_bayes_acc
+        b = answer_bayes_acc(ans, d)
         return ({g: (float(np.nanmean(b[m])), None, None) if np.isfinite(b[m]).any() else None
-                 for g, m in _groups(ans, _tokens([ans])).items()},
+                 for g, m in _groups(ans, _tokens(ans)).items()},
                 "Bayes accuracy of the test answers (ground_truth.json)")
     from labelertok.data import read_study
     from labelertok.explore import retest_ceilings
-    df = read_study(d, images_dir=p.get('images_dir'), verbose=False)
+    df = read_study(d, images_dir=p.get('images_dir'), verbose=False) if res.study is None else res.study
     rc = retest_ceilings(df, n_boot=n_boot).set_index('token')
     user_tok = ans.drop_duplicates('user_id').set_index('user_id')['token']
     out = {}
@@ -249,9 +247,9 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
 
 def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
-    (paired difference from the first cell, on the seeds both have)."""
-    from labelertok.compare import summarise
-    ans, toks = res.answers, _tokens([res.answers])
+    (`compare.paired_gain` over the first cell, on the seeds both have)."""
+    from labelertok.compare import paired_gain, summarise
+    ans, toks = res.answers, _tokens(res.answers)
     names = [n for n in res.cells if n in res.correct]
     ref = names[0]
     rows = []
@@ -259,7 +257,7 @@ def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
         s = summarise(res.correct[n], ans, toks, n_boot=n_boot).reset_index()
         s.insert(0, 'cell', n)
         if n != ref and res.correct[n].shape == res.correct[ref].shape:
-            g = summarise(res.correct[n] - res.correct[ref], ans, toks, n_boot=n_boot)
+            g = paired_gain(res.correct[n], res.correct[ref], ans, toks, n_boot=n_boot)
             s['gain'], s['gain_lo'], s['gain_hi'] = g['mean'].to_numpy(), g['lo'].to_numpy(), g['hi'].to_numpy()
         else: s['gain'] = s['gain_lo'] = s['gain_hi'] = np.nan
         rows.append(s)
@@ -267,15 +265,14 @@ def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
 
 # %% ../nbs/11_sweep.ipynb #dbaf25bb
 def _pct(m, sd=None, lo=None, hi=None) -> str:
-    if m is None or not np.isfinite(m): return 'n/a'
-    s = f"{100 * m:.1f}"
-    if sd is not None and np.isfinite(sd): s += f" ± {100 * sd:.1f}"
-    if lo is not None and np.isfinite(lo): s += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
-    return s
+    "`report.fmt_pct`, 'n/a' for no value."
+    from labelertok.report import fmt_pct
+    return 'n/a' if m is None or not np.isfinite(m) else fmt_pct(m, sd, lo, hi)
 
 def _gain(m, lo, hi) -> str:
-    if not np.isfinite(m): return ''
-    return f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    "`report.fmt_pts` of a gain and its interval, '' for none."
+    from labelertok.report import fmt_pts
+    return '' if not np.isfinite(m) else fmt_pts(m, np.nan, lo, hi)
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|'] + ['| ' + ' | '.join(r) + ' |' for r in rows]
@@ -325,7 +322,7 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, conclusion: 
     out = Path(fig_root).expanduser().resolve()/'sweeps'/sw.name
     out.mkdir(parents=True, exist_ok=True)
     summ.to_csv(out/'summary.csv', index=False)
-    toks = _tokens([res.answers])
+    toks = _tokens(res.answers)
     atts = [g for g in dict.fromkeys(summ.group) if g not in toks and g != 'overall']
     groups = ['overall'] + toks + atts
     p0 = sw.runs[0].params

@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'FEATURES', 'GLASSES_RATE', 'POPULATION_TASTE', 'ATTRIBUTE_SHARPNESS', 'LABELERS', 'SHARED_FRAC',
            'RETEST_FRAC', 'MISSING_RATE', 'IMAGES_PER_SCALE', 'GENERATOR', 'feature_moments', 'sample_features',
-           'draw_face', 'LabelerDesign', 'population_weights', 'labeler_weights', 'make_world', 'load_ground_truth',
-           'latent_z', 'ceilings', 'true_choice_probs', 'write_study_like']
+           'draw_face', 'LabelerDesign', 'population_weights', 'labeler_weights', 'make_world', 'has_ground_truth',
+           'load_ground_truth', 'latent_z', 'ceilings', 'true_choice_probs', 'answer_bayes_acc', 'write_study_like']
 
 # %% ../nbs/02_synthetic.ipynb #564abbb6
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -408,6 +408,10 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
     return summary
 
 # %% ../nbs/02_synthetic.ipynb #89bc29d8
+def has_ground_truth(data_dir) -> bool:
+    "Whether `data_dir` is a synthetic world (has a `ground_truth.json`); False for None."
+    return data_dir is not None and (Path(data_dir) / "ground_truth.json").exists()
+
 def load_ground_truth(data_dir) -> dict:
     "The `ground_truth.json` of a synthetic world in `data_dir` (real study data has none)."
     p = Path(data_dir) / "ground_truth.json"
@@ -459,15 +463,23 @@ def true_choice_probs(data_dir) -> pd.DataFrame:
                                          bayes_label=(p < 0.5).astype(int), bayes_acc=np.maximum(p, 1 - p))))
     return pd.concat(out, ignore_index=True)
 
+def answer_bayes_acc(df: pd.DataFrame, data_dir) -> np.ndarray:
+    """The Bayes accuracy (`true_choice_probs`) of every row of `df` (an answer: `item_id, user_id, attribute`) in the
+    synthetic world `data_dir`, in `df`'s row order; NaN for an answer the world does not hold."""
+    key = ["item_id", "user_id", "attribute"]
+    truth = true_choice_probs(data_dir).drop_duplicates(key, keep="last").astype({k: str for k in key})
+    return df[key].astype(str).merge(truth[key + ["bayes_acc"]], on=key, how="left")["bayes_acc"].to_numpy(float)
+
 # %% ../nbs/02_synthetic.ipynb #1ece33e2
 _OTHER_MACHINES = (r"C:\Users\study\Documents\labeling\data\ffhq\src" "\\", "/home/other/labeling/data/ffhq2/src/",
                    "data/ffhq/src/")
 
 def _repeat_rows(labels: pd.DataFrame, items: pd.DataFrame) -> np.ndarray:
     "Label rows whose labeler already answered the same unordered image pair in an earlier row (a retest)."
-    pair = items.set_index("_id").apply(lambda r: "\n".join(sorted((Path(r.im1_path).name, Path(r.im2_path).name))), axis=1)
-    key = labels["user_id"].astype(str) + "|" + labels["item_id"].map(pair)
-    return key.duplicated(keep="first").to_numpy()
+    from labelertok.data import add_pair_ids
+    names = pd.DataFrame({c: items[f"{c}_path"].map(lambda p: Path(p).name) for c in ("im1", "im2")})
+    pair = pd.Series(add_pair_ids(names)["pair_id"].to_numpy(), index=items["_id"])
+    return pd.DataFrame(dict(user=labels["user_id"].astype(str), pair=labels["item_id"].map(pair))).duplicated(keep="first").to_numpy()
 
 def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: int = 64, repeats: bool = True,
                      overwrite: bool = False, verbose: bool = True) -> dict:
