@@ -11,7 +11,6 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .data import load_labeler_data
 from .runs import _atomic_write, read_json

@@ -223,7 +223,7 @@ def preset_params(preset: str|Path, overrides: dict|None=None, out_dir: str|Path
     for k in PATH_PARAMS:
         if params.get(k) is not None: params[k] = str(Path(params[k]).expanduser().resolve())
     if isinstance(params.get('pretrained'), str):
-        from labelertok.backbone import looks_like_checkpoint   # (imports torch: only when needed)
+        from labelertok.paths import looks_like_checkpoint
         if looks_like_checkpoint(params['pretrained']):   # a file, not a tag
             params['pretrained'] = str(Path(params['pretrained']).expanduser().resolve())
     return params

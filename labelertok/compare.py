@@ -20,11 +20,11 @@ from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, correct
                                   tune_l2, L2_GRID)
 from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
-from .evaluation import encode_image_rows, evaluate, pair_logits
+from .evaluation import evaluate
 from .intervals import cluster_bootstrap, paired_difference
 from .synthetic import answer_bayes_acc, has_ground_truth
 from .model import LabelerCLIP, create_model
-from .tokens import TEMPLATES, make_prompt
+from .tokens import TEMPLATES
 from .train import train
 
 # %% auto #0

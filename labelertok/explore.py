@@ -146,7 +146,7 @@ def retest_ceilings(df: pd.DataFrame, min_pairs: int = MIN_RETEST_PAIRS, n_boot:
         n = int(tot.sum())
         r = dict(user_id=u, n_pairs=n, consistency=np.nan, ceiling=np.nan, ceiling_lo=np.nan, ceiling_hi=np.nan, note="")
         if n < min_pairs:
-            r["note"] = (f"no repeated pairs" if n == 0 else f"only {n} repeated answer pair(s)") + f" (at least {min_pairs} needed)"
+            r["note"] = ("no repeated pairs" if n == 0 else f"only {n} repeated answer pair(s)") + f" (at least {min_pairs} needed)"
         else:
             x = np.concatenate([np.r_[np.ones(k), np.zeros(t - k)] for k, t in zip(con, tot)])
             ci = implied_ceiling_interval(x, np.repeat(g.pair_id.to_numpy(), tot), n_boot, seed)

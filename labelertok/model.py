@@ -22,7 +22,7 @@ from fastcore.basics import patch
 from peft import LoraConfig, TrainableTokensConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from peft.tuners.trainable_tokens import TrainableTokensLayer
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 # the base model (04a_backbone); these names are part of labelertok.model too

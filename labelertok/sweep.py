@@ -5,7 +5,7 @@
 # %% ../nbs/11_sweep.ipynb #07473437
 from __future__ import annotations
 
-import itertools, json, re, sys, time
+import itertools, json, re, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
