@@ -39,7 +39,8 @@ METHODS = ("zero_shot", "position_prior", "no_token", "tokens_text", "tokens_lea
            "ceiling")
 METHOD_LABELS = {"zero_shot": "zero-shot", "position_prior": "position prior", "no_token": "no token",
                  "tokens_text": "labeler tokens (text)", "tokens_learned": "labeler tokens (learned)",
-                 "linear_probe": "linear probe", "mlp_decoder": "MLP decoder", "ceiling": "ceiling",
+                 "linear_probe": "linear probe", "mlp_decoder": "MLP decoder", "ceiling": "Bayes ceiling",
+                 "bound_lower": "lower bound (retest agreement)", "bound_upper": "upper bound (implied by retest agreement)",
                  "tokens_learned_random_init": "labeler tokens (learned), random-init backbone"}  # the last: an ablation row
 TRAINED = {"no_token": ("text", False), "tokens_text": ("text", True),
            "tokens_learned": ("learned", True)}  # method -> (token_mode, labeler tokens in the prompt)

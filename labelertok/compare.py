@@ -21,19 +21,24 @@ from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, correct
 from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
 from .evaluation import evaluate
-from .intervals import cluster_bootstrap, paired_difference
+from .intervals import cluster_bootstrap, crossed_interval, paired_difference
 from .synthetic import answer_bayes_acc, has_ground_truth
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES
 from .train import train
 
 # %% auto #0
-__all__ = ['ceiling_per_labeler', 'ceiling_per_sample', 'summarise', 'paired_gain', 'method_run_dir', 'token_displacements',
-           'prompt_vectors', 'Comparison', 'compare_methods', 'evaluate_study_protocol']
+__all__ = ['BOUNDS', 'ceiling_per_labeler', 'ceiling_per_sample', 'bounds_per_sample', 'summarise', 'paired_gain',
+           'method_run_dir', 'token_displacements', 'prompt_vectors', 'Comparison', 'compare_methods',
+           'evaluate_study_protocol']
 
 # %% ../nbs/08a_compare.ipynb #621d6f3f
+BOUNDS = ("bound_lower", "bound_upper")  # the rows of the bracket on the ceiling from test–retest agreement
+
+
 def ceiling_per_labeler(data: LabelerData, n_boot: int = 1000) -> pd.DataFrame:
-    "Real data: `explore.retest_ceilings` of `data`'s labelers, indexed by token (ceiling, ceiling_lo/hi, n_pairs, note)."
+    """Bounds on each labeler's Bayes accuracy from test–retest agreement (`explore.retest_ceilings` of `data`'s
+    labelers), indexed by token: `lower`, `upper` (with `_lo`/`_hi`), `consistency`, `n_pairs`, `note`."""
     from labelertok.explore import retest_ceilings
     rc = retest_ceilings(data.samples, n_boot=n_boot).set_index("user_id")
     out = rc.reindex(data.users["user_id"].astype(str))
@@ -44,16 +49,21 @@ def ceiling_per_labeler(data: LabelerData, n_boot: int = 1000) -> pd.DataFrame:
 
 def ceiling_per_sample(data: LabelerData, df: pd.DataFrame, data_dir=None) -> tuple[np.ndarray, str]:
     """Per row of `df`: the expected accuracy of the best possible predictor — the Bayes accuracy max(p, 1-p) when
-    `data_dir` is a synthetic world (has ground_truth.json), else the labeler's test–retest implied ceiling (NaN
-    for a labeler with too few repeats: see `ceiling_per_labeler`). Returns (values, source description)."""
+    `data_dir` is a synthetic world (has ground_truth.json); else NaN everywhere (no ceiling is known without ground
+    truth: see `bounds_per_sample`). Returns (values, source description)."""
     if has_ground_truth(data_dir):
         vals = answer_bayes_acc(df, data_dir)
         if np.isnan(vals).any():
             raise ValueError(f"{int(np.isnan(vals).sum())} of {len(df)} samples not found in the ground truth of {data_dir}")
         return vals, "the Bayes accuracy of each test answer (ground_truth.json)"
-    per = ceiling_per_labeler(data, n_boot=0)["ceiling"]
-    return (df["token"].map(per).to_numpy(float),
-            "implied by each labeler's test–retest agreement on repeated pairs (explore.retest_ceilings)")
+    return np.full(len(df), np.nan), "not known without ground truth (see the bounds from test–retest agreement)"
+
+
+def bounds_per_sample(data: LabelerData, df: pd.DataFrame, n_boot: int = 1000) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Per row of `df`: the lower and upper bound on its labeler's Bayes accuracy from test–retest agreement (NaN for a
+    labeler with too few repeats), and the per-labeler table (`ceiling_per_labeler`)."""
+    per = ceiling_per_labeler(data, n_boot=n_boot)
+    return df["token"].map(per["lower"]).to_numpy(float), df["token"].map(per["upper"]).to_numpy(float), per
 
 # %% ../nbs/08a_compare.ipynb #8834a4fa
 def _groups(df: pd.DataFrame, tokens: Sequence[str]) -> dict[str, np.ndarray]:
@@ -70,7 +80,7 @@ def _clusters(df: pd.DataFrame) -> Optional[np.ndarray]:
 
 
 def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> pd.DataFrame:
-    "One row per group of `df` from `stat(rows, clusters)` (a `cluster_bootstrap` result) on arrays aligned with `df`."
+    "One row per group of `df` from `stat(rows, clusters)` (a `crossed_interval` result) on arrays aligned with `df`."
     if n_entries != len(df): raise ValueError(f"correctness arrays have {n_entries} entries but df has {len(df)} rows")
     cl = _clusters(df)
     rows = []
@@ -83,10 +93,12 @@ def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> 
 def summarise(correct: Sequence[np.ndarray], df: pd.DataFrame, tokens: Sequence[str], n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Accuracy per group (overall, each token, each attribute) from per-seed correctness arrays aligned with `df`:
-    columns `mean, sd` (over seeds), `lo, hi` (hierarchical bootstrap over seeds and image pairs, see
-    `intervals.cluster_bootstrap`), `n` (samples), `n_seeds`. NaN entries (e.g. no ceiling known) are left out."""
+    columns `mean, sd` (over seeds), `lo, hi` (95% interval for the crossed design seeds × image pairs,
+    `intervals.crossed_interval`; `n_boot` ≤ 0: none), `n` (samples), `n_seeds`. NaN entries (e.g. no ceiling known)
+    are left out. `seed` is not used (the interval is not resampled) and stays for callers that pass it."""
     C = np.atleast_2d(np.asarray(correct, dtype=float))
-    return _by_group(df, tokens, C.shape[1], lambda m, cl: cluster_bootstrap(C[:, m], cl, n_boot, seed))
+    return _by_group(df, tokens, C.shape[1], lambda m, cl: crossed_interval(C[:, m], cl) if n_boot > 0 else
+                     cluster_bootstrap(C[:, m], cl, 0))
 
 
 def paired_gain(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray], df: pd.DataFrame,
@@ -95,7 +107,8 @@ def paired_gain(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray]
     samples): `mean, sd, lo, hi, n, n_seeds` (see `summarise`)."""
     A, B = np.atleast_2d(np.asarray(correct_a, float)), np.atleast_2d(np.asarray(correct_b, float))
     if A.shape != B.shape: raise ValueError(f"A has shape {A.shape} but B has {B.shape} (same seeds and samples needed)")
-    return _by_group(df, tokens, A.shape[1], lambda m, cl: paired_difference(A[:, m], B[:, m], cl, n_boot, seed))
+    return _by_group(df, tokens, A.shape[1], lambda m, cl: paired_difference(A[:, m], B[:, m], cl) if n_boot > 0 else
+                     cluster_bootstrap(A[:, m] - B[:, m], cl, 0))
 
 # %% ../nbs/08a_compare.ipynb #7795e169
 def method_run_dir(out_dir, seed: int, method: str) -> Path:
@@ -152,11 +165,12 @@ class Comparison:
         "method -> `summarise` table."
         out = {m: summarise(self.correct[m], self.test, self.tokens, n_boot) for m in self.methods}
         rc = self.info.get("ceiling_labelers")
-        if "ceiling" in out and rc:  # test–retest ceilings: the interval is that of the labelers' retest agreement
-            lo, hi = (self.test["token"].map({t: r[k] for t, r in rc.items()}).to_numpy(float) for k in ("ceiling_lo", "ceiling_hi"))
+        for row, key in (("bound_lower", "lower"), ("bound_upper", "upper")):
+            if row not in out or not rc: continue  # the bounds' intervals: those of the labelers' retest agreement
+            lo, hi = (self.test["token"].map({t: r.get(f"{key}_{k}", np.nan) for t, r in rc.items()}).to_numpy(float) for k in ("lo", "hi"))
             for name, m in _groups(self.test, self.tokens).items():
                 ok = m & np.isfinite(lo)
-                out["ceiling"].loc[name, ["lo", "hi"]] = (lo[ok].mean(), hi[ok].mean()) if ok.any() else (np.nan, np.nan)
+                out[row].loc[name, ["lo", "hi"]] = (lo[ok].mean(), hi[ok].mean()) if ok.any() else (np.nan, np.nan)
         return out
 
     def gain(self, method: str = "tokens_text", reference: str = "no_token", n_boot: int = 1000) -> pd.DataFrame:
@@ -296,10 +310,13 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
                 f"test {cmp.correct[method][-1].mean():.4f} ({time.perf_counter() - t0:.0f} s)")
     if "ceiling" in methods:
         vals, source = ceiling_per_sample(data, cmp.test, data_dir)
-        cmp.add("ceiling", correct=vals)
-        info["ceiling_source"] = source
-        if not has_ground_truth(data_dir):
-            info["ceiling_labelers"] = ceiling_per_labeler(data, config.n_boot).to_dict("index")
+        if has_ground_truth(data_dir):
+            cmp.add("ceiling", correct=vals)
+            info["ceiling_source"] = source
+        lower, upper, per = bounds_per_sample(data, cmp.test, config.n_boot)
+        if np.isfinite(lower).any():  # the bracket from test–retest agreement: on real data, all there is
+            cmp.add("bound_lower", correct=lower); cmp.add("bound_upper", correct=upper)
+            info["ceiling_labelers"] = per.to_dict("index")
     return cmp
 
 # %% ../nbs/08a_compare.ipynb #12de2acf

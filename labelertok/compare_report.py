@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 
 from .baselines import STUDY_PROTOCOL, method_label
-from .compare import Comparison
-from .intervals import INTERVAL_NOTE
+from .compare import BOUNDS, Comparison
+from .intervals import INTERVAL_NOTE, ratio_interval
 from .leakage import leakage_table
 from .probing import taste_map
 from .report import fmt_pct, fmt_pts, md_table
 
 # %% auto #0
-__all__ = ['CHECK_METHOD', 'comparison_table', 'per_labeler_results', 'plot_per_labeler', 'plot_fewshot', 'plot_taste_map',
-           'compare_checks', 'write_compare_report']
+__all__ = ['GAP_BASES', 'CHECK_METHOD', 'comparison_table', 'gap_closed', 'per_labeler_results', 'plot_per_labeler',
+           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report']
 
 # %% ../nbs/07b_compare_report.ipynb #9e1e16d0
 def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] = None) -> tuple[pd.DataFrame, str]:
@@ -29,32 +29,76 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] =
     summ = cmp.summary(n_boot) if summ is None else summ
     groups = list(next(iter(summ.values())).index)
     wide = pd.DataFrame({g: {m: summ[m].loc[g, "mean"] for m in summ} for g in groups}).loc[list(summ)]
-    cell = lambda m, g: ("n/a" if m == "ceiling" and not np.isfinite(summ[m].loc[g, "mean"])
+    cell = lambda m, g: ("n/a" if m in ("ceiling",) + BOUNDS and not np.isfinite(summ[m].loc[g, "mean"])
                          else fmt_pct(*summ[m].loc[g, ["mean", "sd", "lo", "hi"]]))
     rows = [[m, method_label(m)] + [cell(m, g) for g in groups] for m in summ]
     return wide, md_table(["method", "label"] + groups, rows)
 
 
+def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", reference: str = "ceiling",
+               min_gap: float = 0.05) -> dict:
+    """Share of the gap from `base` ("chance" = 50%, or a method id such as "no_token", paired by seed and sample) to
+    `reference` ("ceiling": the Bayes ceiling of each test answer; "lower"/"upper": that bound of the labeler's
+    test–retest bracket) that `method` closes on `token`'s test answers: (acc − base) / (reference − base), with a 95%
+    interval over seeds × image pairs (`intervals.ratio_interval`) that also carries the reference's uncertainty (a
+    bound's own interval, from the labeler's repeated pairs). NaN when undefined (reference < `min_gap` above base)."""
+    nan = dict(mean=np.nan, lo=np.nan, hi=np.nan)
+    if method not in cmp.correct: return nan
+    m = (cmp.test["token"] == token).to_numpy()
+    cl = cmp.test["pair_id"].to_numpy()[m] if "pair_id" in cmp.test else None
+    A = np.stack(cmp.correct[method])[:, m]
+    if base == "chance": B = np.full_like(A, 0.5)
+    elif base in cmp.correct and np.stack(cmp.correct[base]).shape == np.stack(cmp.correct[method]).shape:
+        B = np.stack(cmp.correct[base])[:, m]
+    else: return nan
+    if reference == "ceiling":
+        if "ceiling" not in cmp.correct: return nan
+        Y, shift, se, df = np.broadcast_to(cmp.correct["ceiling"][0][m], A.shape) - B, 0.0, 0.0, np.inf
+    else:
+        r = (cmp.info.get("ceiling_labelers") or {}).get(token) or {}
+        v, lo, hi, n = (float(r.get(k, np.nan)) for k in (reference, f"{reference}_lo", f"{reference}_hi", "n_pairs"))
+        if not np.isfinite(v): return nan
+        Y, shift = -B, v
+        se = (hi - lo) / (2 * 1.96) if np.isfinite(lo) and np.isfinite(hi) else 0.0
+        df = max(n - 1, 1.0) if np.isfinite(n) else np.inf
+    if not np.isfinite(Y).any() or not np.nanmean(Y) + shift >= min_gap: return nan
+    r = ratio_interval(A - B, Y, cl, shift, se, df)
+    return dict(mean=r["mean"], lo=r["lo"], hi=r["hi"])
+
+
+GAP_BASES = {"chance": "chance", "no_token": "no token"}
+
+
 def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = None, n_boot: int = 1000,
                         summ: Optional[dict] = None) -> pd.DataFrame:
-    """Per labeler (rows: tokens): ceiling, each method's accuracy (columns: method ids, `<id> lo/hi`), gains over no
-    token with paired intervals (`gain text`, `gain text sd/lo/hi`, ...), gap to the ceiling closed by each token model
-    (ceiling ≥ 55%) with the interval from the accuracy's, and ground-truth columns when given. `summ`:
-    `cmp.summary(n_boot)` when already computed."""
+    """Per labeler (rows: tokens): the Bayes ceiling (`ceiling`, synthetic world) and the test–retest bracket
+    (`lower`, `upper` with ` lo`/` hi`), each method's accuracy (columns: method ids, `<id> lo/hi`), gains over no
+    token with paired intervals (`gain text`, `gain text sd/lo/hi`, ...), the gap closed by each token model
+    (`gap <text|learned> <chance|no token> <ceiling|upper|lower>` with ` lo`/` hi`, `gap_closed`: against the Bayes
+    ceiling when known, else against each bound), and ground-truth columns when given. `summ`: `cmp.summary(n_boot)`
+    when already computed."""
     summ = cmp.summary(n_boot) if summ is None else summ
     out = pd.DataFrame(index=cmp.tokens)
     for m in summ:
         out[m] = summ[m].loc[cmp.tokens, "mean"]
         out[f"{m} lo"], out[f"{m} hi"] = summ[m].loc[cmp.tokens, "lo"], summ[m].loc[cmp.tokens, "hi"]
+    rc = cmp.info.get("ceiling_labelers") or {}
+    for b in ("lower", "upper"):
+        for sfx in ("", "_lo", "_hi"):
+            out[b + sfx.replace("_", " ")] = [float((rc.get(t) or {}).get(b + sfx, np.nan)) for t in cmp.tokens]
+    refs = ["ceiling"] if "ceiling" in cmp.correct else (["upper", "lower"] if rc else [])
     for m in ("tokens_text", "tokens_learned"):
         short = m.split("_")[1]
         if m in cmp.correct and "no_token" in cmp.correct:
             g = cmp.gain(m, "no_token", n_boot).loc[cmp.tokens]
             out[f"gain {short}"], out[f"gain {short} sd"] = g["mean"], g["sd"]
             out[f"gain {short} lo"], out[f"gain {short} hi"] = g["lo"], g["hi"]
-        if m in cmp.correct and "ceiling" in cmp.correct:  # undefined when the ceiling is (near) chance
-            for sfx in ("", " lo", " hi"):
-                out[f"gap closed {short}{sfx}"] = ((out[m + sfx] - 0.5) / (out["ceiling"] - 0.5)).where(out["ceiling"] >= 0.55)
+        if m not in cmp.correct: continue
+        for base, bname in GAP_BASES.items():
+            for ref in refs:
+                gs = [gap_closed(cmp, m, t, base, ref) for t in cmp.tokens]
+                for k, sfx in (("mean", ""), ("lo", " lo"), ("hi", " hi")):
+                    out[f"gap {short} {bname} {ref}{sfx}"] = [x[k] for x in gs]
     if ground_truth is not None:
         gt = ground_truth.set_index("token")
         for c in ("taste_similarity_to_population", "consistency", "position_bias"):
@@ -76,7 +120,7 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
     `summ`: `cmp.summary(n_boot)` when already computed."""
     plt = _plt()
     summ = cmp.summary(n_boot) if summ is None else summ
-    meths = [m for m in summ if m != "ceiling" and not m.endswith(STUDY_PROTOCOL)]
+    meths = [m for m in summ if m not in ("ceiling",) + BOUNDS and not m.endswith(STUDY_PROTOCOL)]
     x = np.arange(len(cmp.tokens)); w = 0.8 / max(len(meths), 1)
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(cmp.tokens)), 4.8))
     for i, m in enumerate(meths):
@@ -84,11 +128,15 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
         err = np.vstack([s["mean"] - s["lo"], s["hi"] - s["mean"]]).clip(0)
         ax.bar(x - 0.4 + (i + 0.5) * w, s["mean"], w, yerr=err, capsize=2, label=method_label(m))
     if "ceiling" in summ:
-        ax.scatter(x, summ["ceiling"].loc[cmp.tokens, "mean"], marker="_", s=900, c="k", zorder=5, label="ceiling")
+        ax.scatter(x, summ["ceiling"].loc[cmp.tokens, "mean"], marker="_", s=900, c="k", zorder=5, label="Bayes ceiling")
+    if all(b in summ for b in BOUNDS):
+        lo, up = (summ[b].loc[cmp.tokens, "mean"].to_numpy(float) for b in BOUNDS)
+        ax.vlines(x + 0.42, lo, up, colors="0.3", lw=3, zorder=5, label="bounds from retest agreement")
     ax.axhline(0.5, color="grey", lw=1, ls="--")
     ax.set_xticks(x, cmp.tokens); ax.set_ylabel("test accuracy"); ax.set_ylim(0.3, 1.0)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
-    ax.set_title("Accuracy per labeler (mean over seeds; 95% CI over seeds and image pairs); black bar: ceiling, dashed: chance", fontsize=9)
+    ax.set_title("Accuracy per labeler (mean over seeds; 95% CI over seeds and image pairs); black bar: Bayes ceiling, "
+                 "grey: bounds, dashed: chance", fontsize=9)
     fig.tight_layout(); path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110); plt.close(fig)
     return path
@@ -105,8 +153,8 @@ def plot_fewshot(result: dict, path) -> Path:
         line, = ax.plot(d.k, d["mean"], mk, label=meth)
         ax.fill_between(d.k, d.lo, d.hi, color=line.get_color(), alpha=0.2)
     z = s[(s.method == "labeler token (new row)") & (s.k == 0)]
-    if len(z): ax.axhline(float(z["mean"].iloc[0]), color="C0", ls=":", lw=1, label="k = 0 (untrained row: population)")
-    if info.get("ceiling") is not None: ax.axhline(info["ceiling"], color="k", ls="--", lw=1, label="ceiling")
+    if len(z): ax.axhline(float(z["mean"].iloc[0]), color="C0", ls=":", lw=1, label="k = 0 (the new row's initialisation)")
+    if info.get("ceiling") is not None: ax.axhline(info["ceiling"], color="k", ls="--", lw=1, label="Bayes ceiling")
     ax.axhline(0.5, color="grey", lw=1, ls="--", label="chance")
     ax.set_xscale("log"); ks = sorted(s[s.k > 0].k.unique()); ax.set_xticks(ks, [str(k) for k in ks]); ax.minorticks_off()
     ax.set_xlabel(f"comparisons from the new labeler {info['token']} (k)"); ax.set_ylabel("accuracy on their other answers")
@@ -157,35 +205,50 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
                    method: str = CHECK_METHOD, summ: Optional[dict] = None) -> list[dict]:
     """What the numbers should show, checked for ONE method declared before the run (`method`, default the learned
     token mode — never the better of two on the test set): it beats no token for labelers whose taste differs from
-    the population (paired gain interval above 0; needs `taste_similarity_to_population`), it closes most of the gap
-    from chance to the ceiling for consistent labelers (ceiling ≥ `consistent_above`: the lower end of the interval
-    of the gap closed ≥ 50%), and a near-random labeler (ceiling < `random_below`) stays at chance (interval contains
-    50%) for every method. With `visibility` (`probing.backbone_visibility`), each gap check also says how much of the
-    labeler's utility the image features carry. `summ`: `cmp.summary(n_boot)` when already computed."""
+    the population (paired gain interval above 0; needs `taste_similarity_to_population`); it closes most of the gap
+    from chance to the ceiling for consistent labelers (the lower end of the gap-closed interval ≥ 50%); and a labeler
+    who may be answering at random stays at chance (interval contains 50%) with every method. With a Bayes ceiling
+    (synthetic world): consistent = ceiling ≥ `consistent_above`, random = ceiling < `random_below`. Without (study
+    data), from the test–retest bracket and never from its upper bound alone: consistent = lower bound ≥
+    `consistent_above` (then the ceiling is too), the gap measured against the upper bound (the smaller share), random =
+    the lower bound's interval holds 50%. With `visibility` (`probing.backbone_visibility`), each gap check also says
+    how much of the labeler's utility the image features carry. `summ`: `cmp.summary(n_boot)` when already computed."""
     summ, out = cmp.summary(n_boot) if summ is None else summ, []
     if method not in summ: return out
     short, label = method.split("_")[1], method_label(method)
+    bayes = "ceiling" in summ
     for t in cmp.tokens:
         r = lab.loc[t]
-        ceil = r.get("ceiling", np.nan)
-        sim = r.get("taste_similarity_to_population", np.nan)
-        if np.isfinite(sim) and sim < differ_below and np.isfinite(ceil) and ceil >= random_below and f"gain {short}" in r:
-            out.append(dict(check=f"{t} (taste similarity {sim:.2f}): {label} beats no token", ok=bool(r[f"gain {short} lo"] > 0),
-                            value=f"gain {fmt_pts(r[f'gain {short}'], r[f'gain {short} sd'], r[f'gain {short} lo'], r[f'gain {short} hi'])} points"))
-        if np.isfinite(ceil) and ceil >= consistent_above:
-            gap, lo, hi = (r.get(f"gap closed {short}{s}", np.nan) for s in ("", " lo", " hi"))
-            value = (f"{100 * gap:.0f}% [{100 * lo:.0f}%, {100 * hi:.0f}%] of the gap ({fmt_pct(r[method], np.nan, r[method + ' lo'], r[method + ' hi'])}% "
-                     f"vs ceiling {100 * ceil:.1f}%)")
+        g = lambda k: float(r.get(k, np.nan))
+        if bayes:
+            ceil = g("ceiling")
+            known, what = np.isfinite(ceil), f"Bayes ceiling {100 * ceil:.1f}%"
+            learnable, consistent, random = ceil >= random_below, ceil >= consistent_above, ceil < random_below
+            ref, ref_name = "ceiling", "the Bayes ceiling"
+        else:
+            lower, lower_lo, upper = g("lower"), g("lower lo"), g("upper")
+            known = np.isfinite(lower) and np.isfinite(lower_lo)
+            what = f"bounds [{100 * lower:.1f}%, {100 * upper:.1f}%]" if known else ""
+            learnable, consistent, random = known and lower_lo > 0.5, known and lower >= consistent_above, known and lower_lo <= 0.5
+            ref, ref_name = "upper", "the upper bound"
+        sim = g("taste_similarity_to_population")
+        if np.isfinite(sim) and sim < differ_below and known and learnable and f"gain {short}" in r:
+            out.append(dict(check=f"{t} (taste similarity {sim:.2f}): {label} beats no token", ok=bool(g(f"gain {short} lo") > 0),
+                            value=f"gain {fmt_pts(g(f'gain {short}'), g(f'gain {short} sd'), g(f'gain {short} lo'), g(f'gain {short} hi'))} points"))
+        if known and consistent:
+            gap, lo, hi = (g(f"gap {short} chance {ref}{s}") for s in ("", " lo", " hi"))
+            value = (f"{100 * gap:.0f}% [{100 * lo:.0f}%, {100 * hi:.0f}%] of the gap from chance to {ref_name} "
+                     f"({fmt_pct(g(method), np.nan, g(method + ' lo'), g(method + ' hi'))}%)")
             if visibility is not None and t in visibility["labelers"].index:
                 v = visibility["labelers"].loc[t]
                 value += "; utility R² from " + ", ".join(f"{k}: {x:.2f}" for k, x in v.items())
-            out.append(dict(check=f"{t} (ceiling {100 * ceil:.1f}%): {label} closes most of the gap from chance "
+            out.append(dict(check=f"{t} ({what}): {label} closes most of the gap from chance "
                                   "(interval's lower end ≥ 50%)", ok=bool(np.isfinite(lo) and lo >= 0.5), value=value))
-        if np.isfinite(ceil) and ceil < random_below:
+        if known and random:
             for m in summ:
-                if m == "ceiling": continue
+                if m in ("ceiling",) + BOUNDS: continue
                 s = summ[m].loc[t]
-                out.append(dict(check=f"{t} (ceiling {100 * ceil:.1f}%): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
+                out.append(dict(check=f"{t} ({what}): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
                                 value=fmt_pct(s["mean"], s["sd"], s["lo"], s["hi"])))
     return out
 
@@ -212,29 +275,51 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     md += ["## All methods on the same test samples", "",
            f"Test accuracy (%): mean ± sd over {n_seeds} seed(s) [{INTERVAL_NOTE}]. "
            "Deterministic methods have sd 0. Rows `<id>_study` score the same trained models with the study's protocol "
-           "(one random prompt template per sample, fixed seed) instead of the five-template ensemble. The ceiling is "
-           + (cmp.info.get("ceiling_source", "—") + (" (its interval: the labelers' test–retest intervals, resampling their repeated pairs)"
-              if cmp.info.get("ceiling_labelers") else " (its interval: image pairs resampled)")
-              if "ceiling" in cmp.correct else "not computed") + ". Chance is 50%.", "", table, ""]
+           "(one random prompt template per sample, fixed seed) instead of the five-template ensemble. "
+           + (f"The Bayes ceiling (`ceiling`) is {cmp.info.get('ceiling_source', '—')} (its interval: image pairs). "
+              if "ceiling" in cmp.correct else "No Bayes ceiling is known for these data. ")
+           + ("`bound_lower` and `bound_upper` bracket each labeler's Bayes accuracy from their test–retest agreement c "
+              "on repeated pairs: c itself is a lower bound and (1 + √(2c − 1))/2 an upper bound (equal to the ceiling only "
+              "if the labeler is equally sure of every pair; noisy near c = 50%); neither is the ceiling. Their intervals "
+              "are over each labeler's repeated image pairs; on the overall and attribute columns, averages over labelers."
+              if all(b in cmp.correct for b in BOUNDS) else "") + " Chance is 50%.", "", table, ""]
     na = {t: r["note"] for t, r in (cmp.info.get("ceiling_labelers") or {}).items() if r.get("note")}
-    if na: md += ["Ceiling n/a: " + "; ".join(f"{t}: {n}" for t, n in na.items()) + ".", ""]
+    if na: md += ["Bounds n/a: " + "; ".join(f"{t}: {n}" for t, n in na.items()) + ".", ""]
     lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
-    cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + \
-           ["ceiling", "no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)",
-            "gap closed text", "gap closed learned"]
+    bayes, has_bounds = "ceiling" in cmp.correct, lab["lower"].notna().any()
+    cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + (["Bayes ceiling"] if bayes else []) + \
+           (["lower bound (agreement)", "upper bound (implied)"] if has_bounds else []) + \
+           ["no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)"]
     rows = []
     for t, r in lab.iterrows():
         g = lambda k: r.get(k, np.nan)
         row = [t] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
-        row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling")), fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
+        row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling"), np.nan, g("ceiling lo"), g("ceiling hi"))] if bayes else []
+        row += ["n/a" if not np.isfinite(g(b)) else fmt_pct(g(b), np.nan, g(f"{b} lo"), g(f"{b} hi")) for b in ("lower", "upper")] if has_bounds else []
+        row += [fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
                 fmt_pts(g("gain text"), g("gain text sd"), g("gain text lo"), g("gain text hi")),
-                fmt_pts(g("gain learned"), g("gain learned sd"), g("gain learned lo"), g("gain learned hi")),
-                "—" if not np.isfinite(g("gap closed text")) else f"{100 * g('gap closed text'):.0f}%",
-                "—" if not np.isfinite(g("gap closed learned")) else f"{100 * g('gap closed learned'):.0f}%"]
+                fmt_pts(g("gain learned"), g("gain learned sd"), g("gain learned lo"), g("gain learned hi"))]
         rows.append(row)
     md += ["## Personalisation gain per labeler", "",
-           "Gain = labeler tokens − no token, in accuracy points (mean ± sd over seeds [95% paired interval: the same "
-           "seeds and image pairs resampled for both]); gap closed = (accuracy − 50%) / (ceiling − 50%).", "", md_table(cols, rows), ""]
+           "Gain = labeler tokens − no token, in accuracy points (mean ± sd over seeds [95% paired interval: the "
+           "per-seed, per-sample difference, seeds × image pairs]).", "", md_table(cols, rows), ""]
+    refs = ["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])
+    ref_names = {"ceiling": "Bayes ceiling", "upper": "upper bound", "lower": "lower bound"}
+    gcols = [f"gap {s} {b} {ref}" for s in ("text", "learned") for b in GAP_BASES.values() for ref in refs]
+    if refs and any(c in lab for c in gcols):
+        fg = lambda r, c: "—" if not np.isfinite(r.get(c, np.nan)) else f"{100 * r[c]:.0f}% [{100 * r[c + ' lo']:.0f}%, {100 * r[c + ' hi']:.0f}%]"
+        grows = [[t, ref_names[ref]] + [fg(r, f"gap {s} {b} {ref}") for s in ("text", "learned") for b in GAP_BASES.values()]
+                 for t, r in lab.iterrows() for ref in refs]
+        md += ["## Gap closed", "",
+               "Share of the gap to the " + (" ceiling: the Bayes ceiling of each test answer" if bayes else
+                                             "ceiling, measured against each bound of the bracket (against the upper bound the "
+                                             "share is understated, against the lower bound overstated)")
+               + ". From chance: (accuracy − 50%) / (reference − 50%); from no token: (accuracy − no token) / (reference − no "
+               "token), paired by seed and sample. 95% intervals: the ratio linearised over seeds × image pairs "
+               "(`intervals.ratio_interval`)" + ("" if bayes else ", plus the bound's own uncertainty from the labeler's repeated pairs")
+               + "; — where the reference is less than 5 points above the base.", "",
+               md_table(["labeler", "reference", "text, from chance", "text, from no token", "learned, from chance",
+                         "learned, from no token"], grows), ""]
     chk = compare_checks(cmp, lab, n_boot, visibility=visibility, method=check_method, summ=summ)
     if chk:
         md += ["## Checks", "", f"Checked for `{check_method}` ({method_label(check_method)}), the method declared before the run "
@@ -281,12 +366,15 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
                f"{info['token']} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
                f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {info['token']}'s token row fitted "
                f"({info['token_steps']} full-batch AdamW steps, lr {info['token_lr']}) on k comparisons; scored on "
-               f"{info['n_eval_samples']} answers to {info['n_eval_pairs']} other pairs; {info['reps']} random draws of "
-               f"the k from a pool of {info.get('pool', '?')} comparisons per point (mean ± sd [95% interval resampling the draws and the "
-               f"evaluation pairs]; at k = pool size "
-               f"every draw is the same). The linear probe (one per attribute, l2={info['l2']:g} as tuned on the other "
-               "labelers) is fitted on the same k. "
-               + (f"Ceiling on these answers: {100 * info['ceiling']:.1f}%." if info.get("ceiling") else ""), "",
+               f"{info['n_eval_samples']} answers to {info['n_eval_pairs']} other pairs, the same for every k and draw"
+               + (f" (the {info['n_eval_dropped_from_base']} answers of the other labelers to these pairs were left out of the "
+                  "base model's data, so no evaluation pair reached it)" if "n_eval_dropped_from_base" in info else "")
+               + f"; {info['reps']} random draws of the k from a pool of {info.get('pool', '?')} comparisons (about "
+               f"{info.get('n_pool_samples', 3 * info.get('pool', 0)) / max(info.get('pool', 1), 1):.1f} answers each) per point "
+               "(mean ± sd [95% interval over draws × evaluation pairs]; at k = pool size every draw is the same). k = 0 is "
+               "the new row's initialisation. The linear probe (one per attribute, "
+               f"l2={info['l2']:g} as tuned on the other labelers) is fitted on the same k. "
+               + (f"Bayes ceiling on these answers: {100 * info['ceiling']:.1f}%." if info.get("ceiling") else ""), "",
                md_table(["k", "labeler token (new row)", "linear probe"], rows), "", f"![few-shot]({f.name})", ""]
     if taste is not None:
         stats = taste.get("stats") or taste_map(taste["similarity"], taste["agreement"])

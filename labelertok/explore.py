@@ -135,25 +135,30 @@ def retest_consistency(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 MIN_RETEST_PAIRS = 10
 
 def retest_ceilings(df: pd.DataFrame, min_pairs: int = MIN_RETEST_PAIRS, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per labeler: the test–retest implied ceiling `ceiling` with `ceiling_lo`/`ceiling_hi` (cluster bootstrap over
-    image pairs), `n_pairs` (answer pairs on repeated units) and `note` (why there is no ceiling, else '')."""
-    from labelertok.intervals import implied_ceiling_interval
+    """Per labeler: bounds on the Bayes accuracy from test–retest agreement (`intervals.ceiling_bracket`): `lower`
+    (the agreement, `consistency`) and `upper` (implied, (1 + √(2c − 1))/2), each with `_lo`/`_hi` (95% interval over
+    image pairs), `n_pairs` (answer pairs on repeated units) and `note` (why there is no bracket, else ''). `n_boot`
+    ≤ 0 leaves the intervals out; `seed` is not used (kept for callers)."""
+    from labelertok.intervals import ceiling_bracket
     conc = _concordance(choices(df), ["user_id", "pair_id", "attribute"]).reset_index()
     rows = []
     for u in ranked_labelers(df).user_id:
         g = conc[conc.user_id == u]
         tot = (g.same_total + g.swap_total).to_numpy(int); con = (g.same_conc + g.swap_conc).to_numpy(int)
         n = int(tot.sum())
-        r = dict(user_id=u, n_pairs=n, consistency=np.nan, ceiling=np.nan, ceiling_lo=np.nan, ceiling_hi=np.nan, note="")
+        r = dict(user_id=u, n_pairs=n, consistency=np.nan, **{f"{b}{s}": np.nan for b in ("lower", "upper") for s in ("", "_lo", "_hi")},
+                 note="")
         if n < min_pairs:
             r["note"] = ("no repeated pairs" if n == 0 else f"only {n} repeated answer pair(s)") + f" (at least {min_pairs} needed)"
         else:
             x = np.concatenate([np.r_[np.ones(k), np.zeros(t - k)] for k, t in zip(con, tot)])
-            ci = implied_ceiling_interval(x, np.repeat(g.pair_id.to_numpy(), tot), n_boot, seed)
-            r.update(consistency=ci["consistency"], ceiling=ci["value"], ceiling_lo=ci["lo"], ceiling_hi=ci["hi"])
+            b = ceiling_bracket(x, np.repeat(g.pair_id.to_numpy(), tot))
+            if n_boot <= 0: b.update(lower_lo=np.nan, lower_hi=np.nan, upper_lo=np.nan, upper_hi=np.nan)
+            r.update(consistency=b["lower"], **{k: b[k] for k in b if k.startswith(("lower", "upper"))})
         rows.append(r)
     out = _named(df, pd.DataFrame(rows))
-    return out[["token", "name", "user_id", "n_pairs", "consistency", "ceiling", "ceiling_lo", "ceiling_hi", "note"]]
+    return out[["token", "name", "user_id", "n_pairs", "consistency", "lower", "lower_lo", "lower_hi", "upper", "upper_lo",
+                "upper_hi", "note"]]
 
 # %% ../nbs/03_explore.ipynb #8d19dd43
 def _per_unit(c: pd.DataFrame, unit: str) -> pd.DataFrame:

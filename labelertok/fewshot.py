@@ -19,7 +19,7 @@ from .compare import ceiling_per_sample
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
 from .evaluation import pair_logits, pair_loss
-from .intervals import cluster_bootstrap
+from .intervals import crossed_interval
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
 from .train import train
@@ -75,10 +75,12 @@ def score_with_features(model: LabelerCLIP, features: torch.Tensor, samples: pd.
     return torch.softmax(logits, -1)[:, 0].numpy().astype(float)
 
 # %% ../nbs/08c_fewshot.ipynb #dde65bff
-def _hold_out(data: LabelerData, token: str) -> LabelerData:
-    "`data` without `token`'s samples (and user row): what the base model of the few-shot experiment trains on."
+def _hold_out(data: LabelerData, token: str, pairs: Sequence[int] = ()) -> LabelerData:
+    """`data` without `token`'s samples (and user row) and without every labeler's answers to the image `pairs` (the
+    held-out labeler's evaluation pairs): what the base model of the few-shot experiment trains on, so no evaluation
+    pair reaches it through another labeler."""
     if token not in data.tokens: raise ValueError(f"unknown labeler token {token!r}; tokens: {data.tokens}")
-    keep = data.samples["token"] != token
+    keep = (data.samples["token"] != token) & ~data.samples["pair_id"].isin(np.asarray(pairs))
     return dataclasses.replace(data, samples=data.samples[keep].reset_index(drop=True),
                                users=data.users[data.users["token"] != token].reset_index(drop=True))
 
@@ -91,12 +93,14 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
                   resume: bool = False, verbose: bool = True) -> dict:
     """Hold out labeler `token` (default: the one with the most comparisons), train the learned-mode model on the
     others, then fit only the held-out token's row on k of their comparisons (pairs) and score their `eval` pairs;
-    the linear probe on frozen base-CLIP features is fitted on the same k. Returns dict(curve: one row per
-    (method, k, rep) with `acc`; summary: mean/sd/CI per (method, k); info)."""
+    the linear probe on frozen base-CLIP features is fitted on the same k. The evaluation pairs are the same for every k
+    and draw, and no labeler's answers to them are in the base model's data (train, val or test). k = 0 is the new row's
+    initialisation (what the model says before any answer of theirs). Intervals resample the draws and the evaluation
+    pairs, crossed (`intervals.crossed_interval`). Returns dict(curve: one row per (method, k, rep) with `acc`; summary:
+    mean/sd/CI per (method, k); info)."""
     say = print if verbose else (lambda *a, **k: None)
     config = config or TrainConfig()
     token = token or data.users.sort_values("n_labels", ascending=False, kind="stable")["token"].iloc[0]
-    base_data = _hold_out(data, token)
     mine = data.samples[data.samples["token"] == token].reset_index(drop=True)
     pairs = np.unique(mine["pair_id"].to_numpy())
     rng = np.random.default_rng(seed)
@@ -109,6 +113,8 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     if len(ks_used) < len(ks): say(f"{token}: {len(pairs)} comparisons; k > {len(pool)} skipped (keeping {n_eval} to evaluate on)")
     ev = mine[mine["pair_id"].isin(eval_pairs)].reset_index(drop=True)
     labels = ev["label"].to_numpy()
+    base_data = _hold_out(data, token, eval_pairs)
+    n_shared = int((data.samples["pair_id"].isin(eval_pairs) & (data.samples["token"] != token)).sum())
     mk = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers)
     dev = resolve_device(config.device)
     t0 = time.perf_counter()
@@ -152,12 +158,12 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     summary = []
     for (meth, k), cs in per_sample.items():
         C = np.stack(cs)
-        b = cluster_bootstrap(C, ev["pair_id"].to_numpy(), config.n_boot, 0)   # draws of the k and eval pairs resampled
+        b = crossed_interval(C, ev["pair_id"].to_numpy())   # draws of the k × evaluation pairs, crossed
         summary.append(dict(method=meth, k=k, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], reps=len(C), n_eval=len(ev)))
     cvals = ceiling_per_sample(data, ev, data_dir)[0]
     ceiling = float(np.nanmean(cvals)) if np.isfinite(cvals).any() else None
     info = dict(token=token, user_id=str(mine["user_id"].iloc[0]), n_comparisons=int(len(pairs)), n_eval_pairs=int(n_eval),
-                pool=int(len(pool)),
+                pool=int(len(pool)), n_pool_samples=int(mine["pair_id"].isin(pool).sum()), n_eval_dropped_from_base=n_shared,
                 n_eval_samples=int(len(ev)), ks=ks_used, reps=reps, l2=l2, token_steps=token_steps, token_lr=token_lr,
                 base_best_epoch=summ["best_epoch"], base_val_acc=summ["best_val_acc"], ceiling=ceiling,
                 base_s=t_base, fit_s=time.perf_counter() - t1)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .baselines import TRAINED, model_image_size
 from .compare import compare_methods
-from .intervals import cluster_bootstrap, unpaired_difference
+from .intervals import crossed_interval, unpaired_difference
 from .config import TrainConfig
 
 # %% auto #0
@@ -43,7 +43,7 @@ def leakage(data_dir, n_users: int = 2, splits: Sequence[str] = ("sample", "pair
             per_sample[(split, m)] = (np.stack(cmp.correct[m]), pairs)
             for k, s in enumerate(cmp.seeds):
                 c = cmp.correct[m][k]
-                b = cluster_bootstrap(c, pairs, (config or TrainConfig()).n_boot, 0)
+                b = crossed_interval(c, pairs)
                 lo, hi = b["lo"], b["hi"]
                 val = (cmp.info["best_val_acc"].get(m, {}).get(s) if m in TRAINED else
                        cmp.info["l2"][s]["val_acc"][cmp.info["l2"][s]["best"]] if m == "linear_probe" else np.nan)
@@ -56,9 +56,9 @@ def leakage(data_dir, n_users: int = 2, splits: Sequence[str] = ("sample", "pair
 
 def leakage_table(df: pd.DataFrame, reference: str = "sample", n_boot: int = 1000) -> pd.DataFrame:
     """Mean over seeds per (method, split) of val/test accuracy and the inflation of `reference` over each split
-    (points). With `df.attrs["per_sample"]` (from `leakage`), the test accuracy's interval resamples seeds and image
-    pairs and `test_inflation_lo/hi` is an interval on the difference: the splits have different test sets, so each
-    side is resampled on its own (`intervals.unpaired_difference`)."""
+    (points). With `df.attrs["per_sample"]` (from `leakage`), the test accuracy's interval is over seeds and image pairs
+    (`intervals.crossed_interval`) and `test_inflation_lo/hi` is an interval on the difference: the splits have
+    different test sets, so their variances add (`intervals.unpaired_difference`). `n_boot` is not used (kept for callers)."""
     g = df.groupby(["split", "method"], sort=False).agg(val_acc=("val_acc", "mean"), test_acc=("test_acc", "mean"),
                                                         test_sd=("test_acc", "std"), test_lo=("test_lo", "mean"),
                                                         test_hi=("test_hi", "mean"), n_train=("n_train", "first"),
@@ -72,10 +72,10 @@ def leakage_table(df: pd.DataFrame, reference: str = "sample", n_boot: int = 100
     for i, r in g.iterrows():
         if (r.split, r.method) not in ps: continue
         C, pairs = ps[(r.split, r.method)]
-        b = cluster_bootstrap(C, pairs, n_boot)
+        b = crossed_interval(C, pairs)
         g.loc[i, ["test_lo", "test_hi"]] = b["lo"], b["hi"]
         if r.split != reference and (reference, r.method) in ps:
             R, rpairs = ps[(reference, r.method)]
-            d = unpaired_difference(R, C, rpairs, pairs, n_boot)
+            d = unpaired_difference(R, C, rpairs, pairs)
             g.loc[i, ["test_inflation_lo", "test_inflation_hi"]] = d["lo"], d["hi"]
     return g
