@@ -9,7 +9,7 @@ PRETRAINED ?= data/tiny_clip_synthetic.pt
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install lab data explore demo test test-nbs test-py check-export export clean-nbs compare bench docs clean
+.PHONY: install lab data explore demo test test-nbs test-py test-slow check-export export clean-nbs compare bench docs clean
 
 install: $(STAMP)
 
@@ -62,6 +62,13 @@ test-py: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 test: check-export test-nbs test-py
+
+# The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells, those cells included —
+# the engine's learning checks (06_train: consistent labelers learned, the random clicker at chance), the scale-3
+# world (02_synthetic) and the bootstrap's coverage beside the crossed interval's (07a_intervals). About 10 min.
+SLOW_NBS := $(shell grep -l '"\#| slow' nbs/*.ipynb)
+test-slow: $(STAMP)
+	for nb in $(SLOW_NBS); do OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
 
 # The two CPU demos (runs/<preset>/), then their reports with the executed notebooks beside them:
 # figures/<preset>/results.md, plots, calibration and <preset>.ipynb (paths relative to the repository).

@@ -314,9 +314,9 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
             cmp.add("ceiling", correct=vals)
             info["ceiling_source"] = source
         lower, upper, per = bounds_per_sample(data, cmp.test, config.n_boot)
+        info["ceiling_labelers"] = per.to_dict("index")  # with the reason where a labeler has no bracket
         if np.isfinite(lower).any():  # the bracket from test–retest agreement: on real data, all there is
             cmp.add("bound_lower", correct=lower); cmp.add("bound_upper", correct=upper)
-            info["ceiling_labelers"] = per.to_dict("index")
     return cmp
 
 # %% ../nbs/08a_compare.ipynb #12de2acf

@@ -184,12 +184,13 @@ def _data_dir(run: Run):
 def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
     """Per labeler: the Bayes ceiling on exactly the test samples the run scored (`bayes_test`, synthetic
     `ground_truth.json` + the run's `test_predictions.csv`; `bayes_acc`: over all their answers) and the test–retest
-    ceiling with its interval (`explore.retest_ceilings`: `implied_ceiling`, `ceiling_lo/hi`, `retest_pairs`,
-    `retest_note` saying why there is none), when available."""
+    bounds on it with intervals (`explore.retest_ceilings`: agreement `retest_agree` with `agree_lo/hi`, a lower bound;
+    `implied_ceiling` with `ceiling_lo/hi`, an upper bound; `retest_pairs`, `retest_note` saying why there are none),
+    when available."""
     users = run.summary.get('users') or [dict(token=f'<{t}>', user_id=None) for t in run.tokens]
     out = pd.DataFrame(dict(token=[_tok(u['token']) for u in users], user_id=[u.get('user_id') for u in users]))
     out['bayes_acc'] = out['bayes_test'] = np.nan
-    for c in ('retest_pairs', 'retest_agree', 'implied_ceiling', 'ceiling_lo', 'ceiling_hi'): out[c] = np.nan
+    for c in ('retest_pairs', 'retest_agree', 'agree_lo', 'agree_hi', 'implied_ceiling', 'ceiling_lo', 'ceiling_hi'): out[c] = np.nan
     out['retest_note'] = ''
     d = _data_dir(run)
     if d is None: return out
@@ -209,8 +210,8 @@ def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
             from labelertok.explore import retest_ceilings
             df = read_study(d, images_dir=run.params.get('images_dir'), verbose=False)
             rt = retest_ceilings(df).set_index('user_id')
-            for c, k in (('retest_pairs', 'n_pairs'), ('retest_agree', 'consistency'), ('implied_ceiling', 'ceiling'),
-                         ('ceiling_lo', 'ceiling_lo'), ('ceiling_hi', 'ceiling_hi'), ('retest_note', 'note')):
+            for c, k in (('retest_pairs', 'n_pairs'), ('retest_agree', 'lower'), ('agree_lo', 'lower_lo'), ('agree_hi', 'lower_hi'),
+                         ('implied_ceiling', 'upper'), ('ceiling_lo', 'upper_lo'), ('ceiling_hi', 'upper_hi'), ('retest_note', 'note')):
                 out[c] = [rt[k].get(u, np.nan if c != 'retest_note' else 'no answers') for u in out.user_id]
         except Exception as e: print(f"test-retest agreement not computed: {type(e).__name__}: {e}")
     return out
@@ -424,7 +425,7 @@ def plot_ceilings(run: Run, ceilings: pd.DataFrame, path) -> Path:
     if pu: series.append(('test', [pu.get(k, np.nan) for k in toks], [(pci.get(k) or [np.nan]*2)[0] for k in toks],
                           [(pci.get(k) or [np.nan]*2)[1] for k in toks], {}))
     if ceilings.bayes_test.notna().any(): series.append(('Bayes ceiling (test samples)', list(ceilings.bayes_test), None, None, dict(color='0.35')))
-    if ceilings.implied_ceiling.notna().any(): series.append(('test–retest ceiling', list(ceilings.implied_ceiling), list(ceilings.ceiling_lo),
+    if ceilings.implied_ceiling.notna().any(): series.append(('test–retest upper bound', list(ceilings.implied_ceiling), list(ceilings.ceiling_lo),
                                                               list(ceilings.ceiling_hi), dict(color='0.7')))
     w = .8/len(series)
     fig, (ax,) = _fig(1, 1.2*len(toks)+3, 4)
@@ -480,10 +481,10 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
              _pct(r.get(f'val_acc_{c.token}')) + _ci(r.get(f'val_acc_{c.token}_lo'), r.get(f'val_acc_{c.token}_hi')),
              _pct(pu.get(c.token)) + _ci(*(pci.get(c.token) or (None, None))), _pct(c.bayes_test),
              (f"n/a ({c.retest_note})" if c.retest_note else '–') if _isnan(c.implied_ceiling) else
-             f"{_pct(c.retest_agree)} (n={int(c.retest_pairs)}) → {_pct(c.implied_ceiling)}{_ci(c.ceiling_lo, c.ceiling_hi)}"]
+             f"{_pct(c.retest_agree)}{_ci(c.agree_lo, c.agree_hi)} ≤ ceiling ≤ {_pct(c.implied_ceiling)}{_ci(c.ceiling_lo, c.ceiling_hi)} (n={int(c.retest_pairs)})"]
             for c in ce.itertuples()]
     head = ['User Token', 'User ID', 'Labels', f'Val Acc (epoch {be})', 'Test Acc', 'Bayes ceiling (test samples)',
-            'Test–retest → ceiling [interval]']
+            'Test–retest bounds: agreement ≤ ceiling ≤ implied [intervals]']
     temps = {_tok(k): v for k, v in (run.summary.get('labeler_temperatures') or {}).items()}
     if temps:   # labeler_temperature = "learned": each labeler's temperature beside their ceiling
         head.append(f"Learned temperature (from {(run.summary.get('config') or {}).get('temperature')})")
@@ -532,9 +533,10 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
                "## Key findings", ""] + [f"- {l}" for l in key_findings(run, ce)]
         md += ["", "## Labelers and their ceilings", "",
                "Bayes ceiling: the simulated labeler's best possible accuracy on exactly the test samples scored here "
-               "(synthetic data only; compare it with Test Acc, not with validation). Test–retest: agreement of a labeler "
-               "with themselves on repeated pairs (all their answers) → the accuracy it implies, (1+√(2r−1))/2, with a "
-               "95% interval resampling the repeated image pairs; n/a with the reason when there are too few repeats.",
+               "(synthetic data only; compare it with Test Acc, not with validation). Test–retest: agreement r of a labeler "
+               "with themselves on repeated pairs (all their answers) is a lower bound on their ceiling and (1+√(2r−1))/2 "
+               "an upper bound (equal only if they are equally sure of every pair); 95% intervals over the repeated image "
+               "pairs; n/a with the reason when there are too few repeats.",
                "", _ceiling_table(run, ce)]
         if (is_study_run(run) if study is None else study) and K in (2, 6):
             md += ["", "## Against the study", "", study_comparison(run, study_protocol_accuracy(run))]

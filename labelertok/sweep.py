@@ -17,7 +17,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['RESERVED', 'parse_grid', 'grid_cells', 'cell_name', 'SweepRun', 'Sweep', 'sweep_name', 'plan_sweep', 'run_sweep',
            'SweepResults', 'collect_sweep', 'sweep_ceilings', 'summarise_sweep', 'plot_sweep', 'plot_wall',
-           'sweep_report', 'sweep_command']
+           'sweep_conclusions', 'sweep_report', 'sweep_command']
 
 # %% ../nbs/11_sweep.ipynb #8bc7c9cc
 RESERVED = ('seed', 'out_dir', 'resume', 'fig_root', 'preset')   # set by the sweep itself
@@ -222,7 +222,9 @@ def collect_sweep(sw: Sweep) -> SweepResults:
 
 # %% ../nbs/11_sweep.ipynb #c2781612
 def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
-    "group (overall, each token, each attribute) → (ceiling, lo, hi) or None; and where the ceilings come from."
+    """group (overall, each token, each attribute) → (ceiling, lo, hi) (synthetic world: Bayes) or, on real data, token →
+    (lower, lower_lo, lower_hi, upper, upper_lo, upper_hi) (bounds from test–retest agreement), or None; and where they
+    come from."""
     from labelertok.compare import _groups
     p = res.sweep.runs[0].params
     d = Path(p['data_dir'])
@@ -241,9 +243,10 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
     out = {}
     for u, tok in user_tok.items():
         row = rc[rc.user_id.astype(str) == str(u)]
-        out[tok] = (None if row.empty or not np.isfinite(row.ceiling.iloc[0])
-                    else (float(row.ceiling.iloc[0]), float(row.ceiling_lo.iloc[0]), float(row.ceiling_hi.iloc[0])))
-    return out, "implied by each labeler's test–retest agreement (explore.retest_ceilings)"
+        out[tok] = (None if row.empty or not np.isfinite(row.lower.iloc[0])
+                    else tuple(float(row[k].iloc[0]) for k in ('lower', 'lower_lo', 'lower_hi', 'upper', 'upper_lo', 'upper_hi')))
+    return out, ("not known without ground truth; bounded by each labeler's test–retest agreement (a lower bound) and the "
+                 "accuracy it implies, (1 + √(2c − 1))/2 (an upper bound; explore.retest_ceilings)")
 
 def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
@@ -291,9 +294,10 @@ def plot_sweep(summary: pd.DataFrame, ceilings: dict, groups: list[str], path) -
                     lw=2.2 if g == 'overall' else 1, label=g)
         c = ceilings.get(g)
         if c: ax.axhline(100 * c[0], color=col, ls='--', lw=0.8)
+        if c and len(c) == 6: ax.axhline(100 * c[3], color=col, ls=':', lw=0.8)
     ax.set_xticks(x); ax.set_xticklabels(cells, rotation=20, ha='right', fontsize=8)
     ax.set_ylabel('test accuracy (%)'); ax.axhline(50, color='grey', lw=0.5)
-    ax.legend(fontsize=7, ncol=2, loc='best'); ax.set_title('test accuracy per cell (dashed: ceilings)', fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc='best'); ax.set_title('test accuracy per cell (dashed: Bayes ceilings or lower bounds; dotted: upper bounds)', fontsize=9)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
     return Path(path)
 
@@ -309,12 +313,52 @@ def plot_wall(res: SweepResults, path) -> Path:
     ax.set_ylabel('wall time of a run (s)'); fig.tight_layout(); fig.savefig(path); plt.close(fig)
     return Path(path)
 
+# %% ../nbs/11_sweep.ipynb #c47f83f1
+def _verdict(m, lo, hi) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)): return "no interval"
+    return "a gain" if lo > 0 else "a loss" if hi < 0 else "no measurable difference"
+
+
+def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Markdown sentences generated from `summary` (`summarise_sweep`: the first cell is the reference): for every other
+    cell the overall gain over the reference and each labeler's (a gain/loss only where the paired interval excludes
+    0, else "no measurable difference"; intervals quoted), then how many of all per-labeler intervals exclude 0 against
+    the `alpha` share expected by chance."""
+    cells = list(dict.fromkeys(summary['cell']))
+    if len(cells) < 2: return "One cell only: nothing to compare."
+    ref = cells[0]
+    toks = [g for g in dict.fromkeys(summary['group']) if str(g).startswith('<')]
+    seeds = sorted(set(int(x) for x in summary['n_seeds'].dropna()))
+    out = [f"Every cell against `{ref}`, from {' or '.join(map(str, seeds))} seeds per cell and {100 * (1 - alpha):.0f}% paired "
+           "intervals (seeds × image pairs); a gain or loss is named only where its interval excludes 0."]
+    n_int = n_out = 0
+    for c in cells[1:]:
+        s = summary[summary.cell == c].set_index('group')
+        if 'overall' not in s.index or not np.isfinite(s.loc['overall', 'gain']): continue
+        o = s.loc['overall']
+        line = f"- `{c}`: overall {_gain(o.gain, o.gain_lo, o.gain_hi)} points, {_verdict(o.gain, o.gain_lo, o.gain_hi)}."
+        sig = []
+        for t in toks:
+            if t not in s.index or not np.isfinite(s.loc[t, 'gain_lo']): continue
+            n_int += 1
+            v = _verdict(s.loc[t, 'gain'], s.loc[t, 'gain_lo'], s.loc[t, 'gain_hi'])
+            if v in ("a gain", "a loss"):
+                n_out += 1; sig.append(f"`{t}` {_gain(*s.loc[t, ['gain', 'gain_lo', 'gain_hi']])} ({v[2:]})")
+        rest = len([t for t in toks if t in s.index]) - len(sig)
+        line += (" Per labeler: " + "; ".join(sig) + (f"; the other {rest}: no measurable difference." if rest else ".")
+                 if sig else " Per labeler: no measurable difference for any of them.")
+        out.append(line)
+    if n_int:
+        out.append(f"Of the {n_int} per-labeler intervals above, {n_out} exclude 0; with nothing to find, about "
+                   f"{alpha * n_int:.1f} would by chance alone" + (", so a single per-labeler effect here is weak evidence on its own."
+                                                                  if n_out <= max(1, round(2 * alpha * n_int)) else "."))
+    return "\n".join(out)
+
 # %% ../nbs/11_sweep.ipynb #d97023ea
-def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, conclusion: Optional[str] = None,
-                 failed: Optional[pd.DataFrame] = None) -> Path:
+def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Optional[pd.DataFrame] = None) -> Path:
     """Write `<fig_root>/sweeps/<name>/results.md` (+ `accuracy.png`, `wall_time.png`, `summary.csv`) from the
-    finished runs of `sw`. `conclusion` (markdown) is appended as the closing section; a `conclusion.md` already in
-    the folder is kept and appended when none is given (so re-running the report keeps what was written from it)."""
+    finished runs of `sw`, closing with the conclusions generated from its intervals (`sweep_conclusions`, also written to
+    `conclusion.md`)."""
     from labelertok.intervals import INTERVAL_NOTE
     res = collect_sweep(sw)
     summ = summarise_sweep(res, n_boot)
@@ -343,8 +387,14 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, conclusion: 
         s = summ[summ.cell == c].set_index('group')
         rows.append([f"`{c}`", str(int(s.loc['overall', 'n_seeds']))] +
                     [_pct(*s.loc[g, ['mean', 'sd', 'lo', 'hi']]) if g in s.index else 'n/a' for g in groups] + [wall(c)])
-    rows.append(['ceiling', ''] + [(_pct(ceil[g][0], None, ceil[g][1], ceil[g][2]) if ceil[g][1] is not None else _pct(ceil[g][0]))
-                                   if ceil.get(g) else 'n/a' for g in groups] + [''])
+    if any(c is not None and len(c) == 6 for c in ceil.values()):   # real data: the bracket from test–retest agreement
+        rows.append(['lower bound (agreement)', ''] + [_pct(ceil[g][0], None, ceil[g][1], ceil[g][2]) if ceil.get(g) else 'n/a'
+                                                       for g in groups] + [''])
+        rows.append(['upper bound (implied)', ''] + [_pct(ceil[g][3], None, ceil[g][4], ceil[g][5]) if ceil.get(g) else 'n/a'
+                                                     for g in groups] + [''])
+    else:
+        rows.append(['Bayes ceiling', ''] + [(_pct(ceil[g][0], None, ceil[g][1], ceil[g][2]) if ceil[g][1] is not None else _pct(ceil[g][0]))
+                                             if ceil.get(g) else 'n/a' for g in groups] + [''])
     L += ["## Test accuracy per cell", ""] + _table(['cell', 'seeds'] + [f"`{g}`" if g.startswith('<') else g for g in groups]
                                                      + ['wall s/run'], rows) + [""]
     if len(cells) > 1:
@@ -358,7 +408,7 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, conclusion: 
         for c, per_seed in res.temperatures.items():
             trows.append([f"`{c}`"] + [f"{np.mean([s[t] for s in per_seed if t in s]):.3f}" if any(t in s for s in per_seed) else ''
                                        for t in toks])
-        trows.append(['ceiling'] + [_pct(ceil[t][0]) if ceil.get(t) else 'n/a' for t in toks])
+        trows.append(['Bayes ceiling or lower bound'] + [_pct(ceil[t][0]) if ceil.get(t) else 'n/a' for t in toks])
         L += ["## Learned temperatures (mean over seeds)", "",
               "A labeler whose answers the model cannot predict should get a higher temperature (flatter predictions).", ""] + \
              _table(['cell'] + [f"`{t}`" for t in toks], trows) + [""]
@@ -367,9 +417,9 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, conclusion: 
     L += ["## Figures", "", "![accuracy per cell](accuracy.png)", "", "![wall time per run](wall_time.png)", ""]
     if failed is not None and (failed.status == 'failed').any():
         L += ["## Failed runs", ""] + [f"- `{r.cell}` seed {r.seed}: {r.message}" for r in failed[failed.status == 'failed'].itertuples()] + [""]
-    cf = out/'conclusion.md'
-    if conclusion is not None: cf.write_text(conclusion.strip() + "\n")
-    if cf.is_file(): L += ["## Conclusion", "", cf.read_text().strip(), ""]
+    text = sweep_conclusions(summ)
+    (out/'conclusion.md').write_text(text + "\n")
+    L += ["## Conclusion (generated from the intervals above)", "", text, ""]
     f = out/'results.md'
     f.write_text("\n".join(L))
     return f

@@ -36,17 +36,20 @@ def table_rows(md: str, section: str = '## All methods') -> dict:
 
 
 def test_compare_study_without_ground_truth(tmp_path, study_world, env):
-    "`labelertok compare compare_study -p data_dir <study>` finishes: every method's row and a ceiling row from test-retest."
+    "`labelertok compare compare_study -p data_dir <study>` finishes: every method's row, and the bounds from test-retest (no ceiling row)."
     assert not (study_world/'ground_truth.json').exists()
     out, md = compare({}, study_world, tmp_path, env)
     from labelertok.baselines import METHODS
     rows = table_rows(md)
-    for m in METHODS: assert m in rows, m
+    for m in METHODS: assert m in rows or m == 'ceiling', m
+    assert 'ceiling' not in rows                   # no Bayes ceiling without ground truth: bounds instead
     for m in ('no_token_study', 'tokens_text_study', 'tokens_learned_study'): assert m in rows, m   # the study's protocol
-    ceiling = rows['ceiling'].split(' | ')[2]      # overall: a value with an interval from the repeated pairs
-    assert '[' in ceiling and ceiling[0].isdigit(), rows['ceiling']
-    assert 'test–retest' in md and 'resample image pairs' in md and 'seeds too' in md
-    assert 'Ceiling n/a: <user3>: only' in md       # too few repeats for the third labeler: said, not crashed
+    for b in ('bound_lower', 'bound_upper'):       # overall: a value with an interval from the repeated pairs
+        cell = rows[b].split(' | ')[2]
+        assert '[' in cell and cell[0].isdigit(), rows[b]
+    assert 'test–retest' in md and 'crossed design' in md and 'Satterthwaite' in md
+    assert 'Bounds n/a: <user3>: only' in md       # too few repeats for the third labeler: said, not crashed
+    assert '## Gap closed' in md and '| upper bound |' in md
     for section in ['## Personalisation gain per labeler', '## Leakage', '## A new labeler from few answers', '## Taste map']:
         assert section in md, section
     assert '## What the backbone can see' not in md  # needs latent features: synthetic worlds only
@@ -54,11 +57,11 @@ def test_compare_study_without_ground_truth(tmp_path, study_world, env):
 
 
 def test_compare_study_without_repeats(tmp_path, study_world_no_repeats, env):
-    "No repeated pairs at all: the ceiling row says n/a and why; every method still has its row."
+    "No repeated pairs at all: no ceiling or bound rows, the reason said; every method still has its row."
     _, md = compare(dict(seeds=1, leakage='false', fewshot='false'), study_world_no_repeats, tmp_path, env)
     rows = table_rows(md)
-    assert rows['ceiling'].split(' | ')[2] == 'n/a', rows['ceiling']
-    assert 'no repeated pairs' in md and 'tokens_learned' in rows
+    assert not {'ceiling', 'bound_lower', 'bound_upper'} & set(rows), rows.keys()
+    assert 'Bounds n/a' in md and 'no repeated pairs' in md and 'tokens_learned' in rows
 
 
 def test_run_report_explore(tmp_path, study_world, env):
@@ -79,7 +82,8 @@ def test_run_report_explore(tmp_path, study_world, env):
     from labelertok.explore import explore_study, EXPLORE_FIGURES
     tables = explore_study(study_world, tmp_path/'explore', verbose=False)
     rc = tables['retest_ceilings'].set_index('token')
-    assert rc.loc['<user1>', 'ceiling_lo'] < rc.loc['<user1>', 'ceiling'] < rc.loc['<user1>', 'ceiling_hi']
+    assert rc.loc['<user1>', 'upper_lo'] < rc.loc['<user1>', 'upper'] < rc.loc['<user1>', 'upper_hi']
+    assert rc.loc['<user1>', 'lower_lo'] < rc.loc['<user1>', 'lower'] < rc.loc['<user1>', 'lower_hi'] < rc.loc['<user1>', 'upper_hi']
     for f in EXPLORE_FIGURES: assert (tmp_path/'explore'/f).exists(), f
 
 

@@ -103,5 +103,7 @@ def test_sweep_on_the_study_format(tmp_path, study_world, env):
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
     md = (fig/'sweeps'/'split'/'results.md').read_text()
     assert "test–retest agreement" in md and 'ground_truth' not in md
-    ceiling = next(l for l in md.splitlines() if l.startswith('| ceiling |')).split('|')[4:6]   # the two labelers
-    assert any(c.strip() not in ('', 'n/a') for c in ceiling), md
+    for row in ('| lower bound (agreement) |', '| upper bound (implied) |'):   # bounds, never "the ceiling"
+        cells = next(l for l in md.splitlines() if l.startswith(row)).split('|')[4:6]   # the two labelers
+        assert any(c.strip() not in ('', 'n/a') for c in cells), md
+    assert '| ceiling |' not in md and '| Bayes ceiling |' not in md
