@@ -17,7 +17,7 @@ from .runs import _atomic_write, read_json
 from .score import _SUMMARY_REMEDY, CALIBRATION_FILE, Scorer, _correct, _exact_two_way, load
 
 # %% auto #0
-__all__ = ['reliability', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
+__all__ = ['reliability', 'ece_noise_floor', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
            'calibration_markdown']
 
 # %% ../nbs/10b_calibration.ipynb #bc356378
@@ -37,6 +37,23 @@ def reliability(p_first: np.ndarray, label: np.ndarray, n_bins: int = 10) -> dic
     n = max(len(p), 1)
     ece = float(sum(x["n"] / n * abs(x["accuracy"] - x["confidence"]) for x in bins if x["n"]))
     return dict(ece=ece, acc=float(correct.mean()) if len(p) else float("nan"), n=int(len(p)), bins=bins)
+
+# %% ../nbs/10b_calibration.ipynb #19a5b805
+def ece_noise_floor(p_first: np.ndarray, n_bins: int = 10, n_sim: int = 400, seed: int = 0) -> dict:
+    """ECE of a perfectly calibrated predictor with the confidences of `p_first` (each answer drawn right with
+    probability max(p, 1-p)), over `n_sim` simulations: dict(mean, lo, hi (2.5%/97.5%), n). An observed ECE below
+    `hi` is within what noise alone gives at this n."""
+    conf = np.maximum(np.asarray(p_first, np.float64), 1 - np.asarray(p_first, np.float64))
+    n = len(conf)
+    if n == 0: return dict(mean=np.nan, lo=np.nan, hi=np.nan, n=0)
+    edges = np.linspace(0.5, 1.0, n_bins + 1)
+    b = np.clip(np.digitize(conf, edges[1:-1]), 0, n_bins - 1)
+    cnt = np.bincount(b, minlength=n_bins).astype(float)
+    csum = np.bincount(b, weights=conf, minlength=n_bins)
+    right = np.random.default_rng(seed).random((n_sim, n)) < conf
+    hits = np.stack([np.bincount(b, weights=r, minlength=n_bins) for r in right.astype(float)])
+    ece = np.abs(hits - csum).sum(1) / n        # Σ_b n_b/n · |acc_b − conf_b| = Σ_b |hits_b − Σconf_b| / n
+    return dict(mean=float(ece.mean()), lo=float(np.quantile(ece, 0.025)), hi=float(np.quantile(ece, 0.975)), n=int(n))
 
 # %% ../nbs/10b_calibration.ipynb #d70f2f81
 def _nll(d: np.ndarray, y0: np.ndarray, T: float) -> float:
@@ -83,10 +100,12 @@ def split_logits(scorer: Scorer, data, split: str) -> pd.DataFrame:
                              label=df["label"].to_numpy(), s1=s1, s2=s2), index=df.index)
 
 # %% ../nbs/10b_calibration.ipynb #a0d1c457
-def calibration(run_dir, n_bins: int = 10, threshold: float = 0.02, device: str = "auto", data=None,
-                plot: bool = True, verbose: bool = True) -> dict:
-    """Reliability and ECE per labeler on the test split at the training temperature; one temperature fitted on
-    validation; writes `calibration.json` (and `calibration.png`) into the run folder. Returns the JSON dict."""
+def calibration(run_dir, n_bins: int = 10, device: str = "auto", data=None, plot: bool = True, verbose: bool = True,
+                n_sim: int = 400) -> dict:
+    """Reliability and ECE per labeler on the test split at the training temperature and at one temperature fitted
+    on validation, each beside its noise floor (`ece_noise_floor`, `n_sim` simulations); the fitted temperature is
+    adopted (`use_fitted`) only when it lowers the validation ECE by more than the validation floor. Writes
+    `calibration.json` (and `calibration.png`) into the run folder. Returns the JSON dict."""
     run_dir = Path(run_dir)
     sc = load(run_dir, device=device)
     data = data if data is not None else run_data(run_dir)
@@ -97,15 +116,19 @@ def calibration(run_dir, n_bins: int = 10, threshold: float = 0.02, device: str 
     Tf = fit_temperature(d_cos(parts["val"]), parts["val"]["label"].to_numpy())
     val_b, val_a = (reliability(p_at(parts["val"], t), parts["val"]["label"], n_bins) for t in (T, Tf))
     te = parts["test"]
-    out = dict(n_bins=n_bins, threshold=threshold, temperature_train=T, temperature_fitted=Tf,
-               use_fitted=bool(val_b["ece"] > threshold and val_a["ece"] < val_b["ece"]),
-               val=dict(n=val_b["n"], ece_before=val_b["ece"], ece_after=val_a["ece"],
+    floor_val = ece_noise_floor(p_at(parts["val"], T), n_bins, n_sim)
+    out = dict(n_bins=n_bins, temperature_train=T, temperature_fitted=Tf,
+               use_fitted=bool(val_b["ece"] - val_a["ece"] > floor_val["mean"]),
+               val=dict(n=val_b["n"], ece_before=val_b["ece"], ece_after=val_a["ece"], floor=floor_val["mean"],
+                        floor_lo=floor_val["lo"], floor_hi=floor_val["hi"],
                         nll_before=_nll(d_cos(parts["val"]), parts["val"]["label"].to_numpy() == 0, T),
                         nll_after=_nll(d_cos(parts["val"]), parts["val"]["label"].to_numpy() == 0, Tf)),
                test={}, per_labeler={})
     for name, m in [("all", np.ones(len(te), bool))] + [(t, (te["token"] == t).to_numpy()) for t in sorted(set(te["token"]), key=list(data.tokens).index)]:
         b, a = (reliability(p_at(te[m], t), te["label"][m], n_bins) for t in (T, Tf))
-        r = dict(n=b["n"], acc=b["acc"], ece_before=b["ece"], ece_after=a["ece"], bins_before=b["bins"], bins_after=a["bins"])
+        f = ece_noise_floor(p_at(te[m], T), n_bins, n_sim)
+        r = dict(n=b["n"], acc=b["acc"], ece_before=b["ece"], ece_after=a["ece"], floor=f["mean"], floor_lo=f["lo"],
+                 floor_hi=f["hi"], bins_before=b["bins"], bins_after=a["bins"])
         if name == "all": out["test"] = r
         else: out["per_labeler"][name] = dict(r, user_id=sc.labeler_name(name))
     _atomic_write(run_dir / CALIBRATION_FILE, json.dumps(out, indent=1))
@@ -135,6 +158,10 @@ def plot_reliability(cal: dict, path) -> Path:
     return Path(path)
 
 # %% ../nbs/10b_calibration.ipynb #039e5bcc
+def _floor(r: dict) -> str:
+    return "–" if "floor" not in r else f"{r['floor']:.4f} [{r['floor_lo']:.4f}, {r['floor_hi']:.4f}]"
+
+
 def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> str:
     "The report's calibration section from the run's `calibration.json` (`image`: link to the diagram, or None)."
     cal = json.loads((Path(run_dir) / CALIBRATION_FILE).read_text())
@@ -144,11 +171,16 @@ def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> s
              f"What a probability from `compare` means, measured on the test split: expected calibration error (ECE, "
              f"{cal['n_bins']} confidence bins) at the training temperature T={T:g} and at T={Tf:.4g}, fitted on the "
              f"validation split ({cal['val']['n']} answers; validation ECE {cal['val']['ece_before']:.4f} -> "
-             f"{cal['val']['ece_after']:.4f}).", "",
-             "| labeler | test answers | accuracy | ECE at training T | ECE at fitted T |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {r['n']} | {r['acc']:.4f} | {r['ece_before']:.4f} | {r['ece_after']:.4f} |" for n, r in rows]
-    lines += ["", (f"`compare` uses the fitted temperature T={Tf:.4g} (validation ECE at the training temperature "
-                   f"was above {cal['threshold']} and the fitted one lowered it)." if cal["use_fitted"] else
-                   f"`compare` keeps the training temperature (validation ECE within {cal['threshold']}, or not lowered by fitting).")]
+             f"{cal['val']['ece_after']:.4f}" + (f", noise floor {_floor(cal['val'])}" if "floor" in cal["val"] else "") + "). "
+             "Noise floor: the ECE a perfectly calibrated predictor with the same confidences scores on the same number "
+             "of answers (mean [95% range] of simulations); an ECE within its range says nothing about miscalibration.", "",
+             "| labeler | test answers | accuracy | ECE at training T | ECE at fitted T | noise floor [95%] |", "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {r['n']} | {r['acc']:.4f} | {r['ece_before']:.4f} | {r['ece_after']:.4f} | {_floor(r)} |" for n, r in rows]
+    v = cal["val"]
+    lines += ["", (f"`compare` uses the fitted temperature T={Tf:.4g}: it lowered the validation ECE by "
+                   f"{v['ece_before'] - v['ece_after']:.4f}, more than the validation noise floor {v.get('floor', float('nan')):.4f}."
+                   if cal["use_fitted"] else
+                   f"`compare` keeps the training temperature: the fitted one lowered the validation ECE by "
+                   f"{v['ece_before'] - v['ece_after']:.4f}, not more than the validation noise floor {v.get('floor', float('nan')):.4f}.")]
     if image: lines += ["", f"![reliability diagram]({image})"]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,8 @@ from .report import fmt_pct, fmt_pts, md_table
 
 # %% auto #0
 __all__ = ['GAP_BASES', 'CHECK_METHOD', 'comparison_table', 'gap_closed', 'per_labeler_results', 'plot_per_labeler',
-           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report']
+           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report', 'write_compare_tables',
+           'compare_answer', 'stated_numbers', 'numbers_in_tables']
 
 # %% ../nbs/07b_compare_report.ipynb #9e1e16d0
 def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] = None) -> tuple[pd.DataFrame, str]:
@@ -396,4 +397,122 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
     res = fig_dir / "results.md"
     res.write_text("\n".join(md))
-    return [res] + files
+    return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot)
+
+
+def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame, leak: Optional[pd.DataFrame] = None,
+                         fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000) -> list[Path]:
+    """The numbers behind `results.md` as CSVs beside it (what a notebook's sentences are computed from):
+    `methods.csv` (method, group, mean, sd, lo, hi, n_seeds), `per_labeler.csv` (`per_labeler_results`),
+    `leakage.csv` (`leakage_table`), `fewshot.csv` (summary with the held-out labeler's info) and `taste.csv`."""
+    fig_dir = Path(fig_dir); out = []
+    m = pd.concat([s.assign(method=k).reset_index() for k, s in summ.items()], ignore_index=True)
+    m[["method", "group", "mean", "sd", "lo", "hi", "n", "n_seeds"]].to_csv(fig_dir / "methods.csv", index=False); out.append(fig_dir / "methods.csv")
+    lab.rename_axis("token").to_csv(fig_dir / "per_labeler.csv"); out.append(fig_dir / "per_labeler.csv")
+    if leak is not None and len(leak):
+        leakage_table(leak, n_boot=n_boot).to_csv(fig_dir / "leakage.csv", index=False); out.append(fig_dir / "leakage.csv")
+    if fewshot is not None:
+        info = fewshot["info"]
+        fewshot["summary"].assign(token=info["token"], ceiling=info.get("ceiling"), pool=info.get("pool"),
+                                  n_pool_samples=info.get("n_pool_samples"), n_eval_pairs=info.get("n_eval_pairs"),
+                                  n_eval_samples=info.get("n_eval_samples")).to_csv(fig_dir / "fewshot.csv", index=False)
+        out.append(fig_dir / "fewshot.csv")
+    if taste is not None:
+        stats = taste.get("stats") or taste_map(taste["similarity"], taste["agreement"])
+        rows = [dict(similarity="token rows", pearson=stats["pearson"], spearman=stats["spearman"])]
+        rows += [dict(similarity=t.split("\n")[0], pearson=taste_map(M, taste["agreement"])["pearson"],
+                      spearman=taste_map(M, taste["agreement"])["spearman"]) for t, M in (taste.get("extra") or {}).items()]
+        pd.DataFrame(rows).to_csv(fig_dir / "taste.csv", index=False); out.append(fig_dir / "taste.csv")
+    return out
+
+
+# %% ../nbs/07b_compare_report.ipynb #90dcef9a
+import re
+
+
+def _p(x, d: int = 1) -> str: return f"{100 * x:.{d}f}"
+def _pp(x) -> str: return f"{100 * x:+.1f}"
+def _iv(lo, hi, f=_p) -> str: return f"[{f(lo)}, {f(hi)}]"
+
+
+def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
+    """The answer of a comparison in a few sentences, generated from the CSVs in `fig_dir` (`write_compare_tables`):
+    accuracies with intervals, which labelers gain from the token (interval above 0) and which do not measurably,
+    gap closed, the linear probe, leakage, a new labeler and the taste map."""
+    fig_dir = Path(fig_dir)
+    M = pd.read_csv(fig_dir / "methods.csv").set_index(["method", "group"])
+    L = pd.read_csv(fig_dir / "per_labeler.csv").set_index("token")
+    acc = lambda m, g="overall": M.loc[(m, g)]
+    has = lambda m: (m, "overall") in M.index
+    n_seeds = int(acc("no_token")["n_seeds"]) if has("no_token") else 0
+    s = [f"Over {n_seeds} seeds and the test image pairs (95% intervals):"]
+    parts = [f"{method_label(m)} {_p(acc(m)['mean'])}% {_iv(acc(m)['lo'], acc(m)['hi'])}" for m in ("no_token", "tokens_text", "tokens_learned") if has(m)]
+    if parts: s.append("test accuracy is " + ", ".join(parts)
+                        + (f", against a Bayes ceiling of {_p(acc('ceiling')['mean'])}%" if has("ceiling") else "") + ".")
+    short = method.split("_")[1]
+    if f"gain {short}" in L:
+        pos = [t for t in L.index if L.loc[t, f"gain {short} lo"] > 0]
+        neg = [t for t in L.index if L.loc[t, f"gain {short} hi"] < 0]
+        rest = [t for t in L.index if t not in pos + neg]
+        g = lambda t: f"`{t}` {_pp(L.loc[t, f'gain {short}'])} {_iv(L.loc[t, f'gain {short} lo'], L.loc[t, f'gain {short} hi'], _pp)}"
+        s.append(f"The gain of {method_label(method)} over no token (points) is above 0 for " + (", ".join(map(g, pos)) or "no labeler")
+                 + (("; below 0 for " + ", ".join(map(g, neg))) if neg else "")
+                 + ("; not measurable for " + ", ".join(map(g, rest)) if rest else "") + ".")
+    ref = "ceiling" if has("ceiling") else "upper"
+    col = f"gap {short} chance {ref}"
+    if col in L:
+        ok = [t for t in L.index if np.isfinite(L.loc[t, col])]
+        if ok:
+            s.append(f"Of the gap from chance to {'the Bayes ceiling' if ref == 'ceiling' else 'the upper bound'}, {method_label(method)} closes "
+                     + ", ".join(f"{_p(L.loc[t, col], 0)}% {_iv(L.loc[t, col + ' lo'], L.loc[t, col + ' hi'], lambda x: _p(x, 0))} for `{t}`" for t in ok)
+                     + "; from the no-token model to it, "
+                     + ", ".join(f"{_p(L.loc[t, c2], 0)}% {_iv(L.loc[t, c2 + ' lo'], L.loc[t, c2 + ' hi'], lambda x: _p(x, 0))} for `{t}`"
+                                 for t in ok for c2 in [f"gap {short} no token {ref}"] if c2 in L and np.isfinite(L.loc[t, c2])) + ".")
+    if has("linear_probe"):
+        s.append(f"A linear probe on the frozen image features reaches {_p(acc('linear_probe')['mean'])}% "
+                 f"{_iv(acc('linear_probe')['lo'], acc('linear_probe')['hi'])}.")
+    if (fig_dir / "leakage.csv").exists():
+        lt = pd.read_csv(fig_dir / "leakage.csv")
+        r = lt[(lt.split == "pair") & (lt.method == "tokens_text")]
+        if len(r) and np.isfinite(r.test_inflation_lo.iloc[0]):
+            r = r.iloc[0]
+            what = ("no measurable inflation" if r.test_inflation_lo <= 0 <= r.test_inflation_hi else
+                    "an inflation" if r.test_inflation_lo > 0 else "a deflation")
+            s.append(f"The study's `sample` split against the leak-free `pair` split: {what} of test accuracy, "
+                     f"{_pp(r.test_inflation)} {_iv(r.test_inflation_lo, r.test_inflation_hi, _pp)} points.")
+    if (fig_dir / "fewshot.csv").exists():
+        F = pd.read_csv(fig_dir / "fewshot.csv")
+        tok = F[F.method == "labeler token (new row)"]
+        if len(tok):
+            k = int(tok.k.max()); a, z = tok[tok.k == k].iloc[0], tok[tok.k == 0]
+            pr = F[(F.method == "linear probe") & (F.k == k)]
+            per = F.n_pool_samples.iloc[0] / F.pool.iloc[0] if np.isfinite(F.n_pool_samples.iloc[0]) else np.nan
+            s.append(f"A new labeler (`{F.token.iloc[0]}`), from k = {k} comparisons"
+                     + (f" (about {k * per:.0f} answers)" if np.isfinite(per) else "")
+                     + f": token row {_p(a['mean'])}% {_iv(a.lo, a.hi)}"
+                     + (f" (its initialisation, k = 0: {_p(z['mean'].iloc[0])}%)" if len(z) else "")
+                     + (f", linear probe {_p(pr['mean'].iloc[0])}% {_iv(pr.lo.iloc[0], pr.hi.iloc[0])}" if len(pr) else "")
+                     + (f", Bayes ceiling {_p(F.ceiling.iloc[0])}%" if np.isfinite(F.ceiling.iloc[0]) else "") + ".")
+    if (fig_dir / "taste.csv").exists():
+        T = pd.read_csv(fig_dir / "taste.csv").set_index("similarity")
+        if "token rows" in T.index:
+            s.append(f"Learned token rows and the labelers' agreement correlate at Pearson r {T.loc['token rows', 'pearson']:.2f}"
+                     + (f" (true tastes: {T.loc['true taste (ground truth)', 'pearson']:.2f})" if "true taste (ground truth)" in T.index else "") + ".")
+    return " ".join(s)
+
+
+def stated_numbers(text: str) -> list[str]:
+    "The numbers a text states (decimals and integers with an optional sign), as written, without labeler ids, k, the seed count and the 95% level."
+    text = re.sub(r"<user\d+>|k = \d+|\d+ seeds|95% intervals", "", text)
+    return re.findall(r"[+-]?\d+(?:\.\d+)?", text)
+
+
+def numbers_in_tables(fig_dir) -> set[str]:
+    """Every number in the CSVs of `fig_dir`, written as the reports write them: a proportion in percent (0 and 1
+    decimals), in points with a sign, an r with 2 decimals, and integers."""
+    out = set()
+    for f in Path(fig_dir).glob("*.csv"):
+        for v in pd.read_csv(f).select_dtypes("number").to_numpy().ravel():
+            if not np.isfinite(v): continue
+            out |= {f"{100 * v:.1f}", f"{100 * v:.0f}", f"{100 * v:+.1f}", f"{v:.2f}", f"{v:.0f}", f"{100 * v:+.0f}"}
+    return out

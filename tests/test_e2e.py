@@ -96,7 +96,7 @@ def check_report(fig_dir: Path):
     assert '| Epoch | Train Loss | Train Acc | Val Loss | Val Acc | User 1 Acc | User 2 Acc |' in md
     assert '| User Token | User ID | Accuracy |' in md
     assert '## Key findings' in md and '**Peak validation accuracy**' in md
-    assert '## Calibration' in md and '| labeler | test answers | accuracy | ECE at training T | ECE at fitted T |' in md
+    assert '## Calibration' in md and '| labeler | test answers | accuracy | ECE at training T | ECE at fitted T | noise floor [95%] |' in md
     assert '![calibration](calibration.png)' in md
     rows = [r.strip('|').split('|') for r in md.split('| Epoch |')[1].split('\n\n')[0].splitlines()[2:]]
     for j, col in enumerate(['Train Loss', 'Train Acc', 'Val Loss', 'Val Acc', 'User 1 Acc', 'User 2 Acc'], start=1):

@@ -1,0 +1,51 @@
+"The committed results say only what their tables hold: generated conclusions, and no typed result in the prose."
+import json, re
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+COMPARE = ROOT/'figures'/'compare'
+RESULT_NUMBER = re.compile(r"\d+\.\d\s?%|[+-]\d+\.\d\b")   # a typed accuracy or gain: 66.6%, +5.2
+
+
+def _markdown_cells(nb_path):
+    return [''.join(c['source']) for c in json.loads(nb_path.read_text())['cells'] if c['cell_type'] == 'markdown']
+
+
+def test_compare_answer_states_only_numbers_of_its_tables():
+    "The answer of the committed comparison is generated from its CSVs: every number it states is one of theirs."
+    from labelertok.compare_report import compare_answer, numbers_in_tables, stated_numbers
+    text = compare_answer(COMPARE)
+    held = numbers_in_tables(COMPARE)
+    missing = [x for x in stated_numbers(text) if x not in held]
+    assert not missing, (missing, text)
+    methods = pd.read_csv(COMPARE/'methods.csv')
+    assert methods[methods.method == 'no_token'].n_seeds.iloc[0] >= 5       # claims rest on 5 seeds
+
+
+def test_committed_compare_notebook_says_the_generated_answer():
+    "The executed notebook's answer is today's `compare_answer` of its tables (a stale or edited answer fails)."
+    from labelertok.compare_report import compare_answer
+    nb = json.loads((COMPARE/'compare.ipynb').read_text())
+    outs = [''.join(o.get('data', {}).get('text/markdown', '')) for c in nb['cells'] if c['cell_type'] == 'code'
+            and 'compare_answer(' in ''.join(c['source']) for o in c.get('outputs', [])]
+    assert outs and outs[0].strip() == compare_answer(COMPARE).strip()
+
+
+@pytest.mark.parametrize('nb', ['nbs/experiments/compare.ipynb', 'figures/compare/compare.ipynb'])
+def test_experiment_prose_types_no_results(nb):
+    "Judgement lives in the notebook's prose, numbers in generated sentences: no typed accuracy or gain in markdown."
+    typed = [m for s in _markdown_cells(ROOT/nb) for m in RESULT_NUMBER.findall(s)]
+    assert not typed, typed
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in (ROOT/'figures'/'sweeps').iterdir() if p.is_dir()))
+def test_sweep_conclusions_are_generated(name):
+    "Each committed sweep's conclusion is `sweep_conclusions` of its committed summary, word for word, in results.md too."
+    from labelertok.sweep import sweep_conclusions
+    d = ROOT/'figures'/'sweeps'/name
+    text = sweep_conclusions(pd.read_csv(d/'summary.csv'))
+    assert (d/'conclusion.md').read_text().strip() == text.strip()
+    assert text.strip() in (d/'results.md').read_text()
