@@ -396,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('preset', help='preset name (see `labelertok run --list`) or path to a .yaml parameter file')
     s.add_argument('--grid', action='append', default=[], metavar='KEY=V1,V2,...', required=True,
                    help='a parameter and its values (repeatable: the grid is the product)')
-    s.add_argument('--seeds', type=int, default=3, help="seeds per cell: the preset's seed, +1, +2, ... (default 3)")
+    s.add_argument('--seeds', type=int, default=5, help="seeds per cell: the preset's seed, +1, +2, ... (default 5: "
+                   "fewer seeds give wide intervals)")
     s.add_argument('-p', '--parameter', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
                    help='override a notebook parameter in every run; VALUE is parsed as YAML (repeatable)')
     s.add_argument('--name', default=None, help="the sweep's name (default: the grid's keys joined by '+')")

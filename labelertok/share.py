@@ -24,7 +24,7 @@ from .backbone import looks_like_checkpoint
 from .model import _adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
                               Scorer, _correct, _same_base, load)
-from .evaluation import bootstrap_ci
+from .intervals import crossed_interval
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
@@ -197,11 +197,16 @@ def _fit_split(mine: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFr
 
 def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout: float = 0.3, k: Optional[int] = None,
                 steps: int = 150, lr: float = 1e-2, seed: int = 0, device: str = "auto", n_boot: int = 1000,
-                verbose: bool = True) -> dict:
+                verbose: bool = True, draw_seed: Optional[int] = None, exclude_pairs=None) -> dict:
     """Add labeler `labeler` (their study id) to the model in `source` (a folder or a `Scorer`) from their `answers`
-    (a file/folder as `read_answers` reads, or its table), report accuracy on held-out answers (95% CI), and write a
-    new exported folder `out_dir` that includes them (None: write nothing). `k`: fit on only k of the answers left
-    after the hold-out (learning curves; the hold-out stays the same for every k). Returns the report."""
+    (a file/folder as `read_answers` reads, or its table), report accuracy on held-out answers (95% interval over
+    their image pairs), and write a new exported folder `out_dir` that includes them (None: write nothing). The
+    hold-out is drawn with `seed`; `k`: fit on only k of the answers left after it, drawn with `draw_seed` (default
+    `seed`), so repeated draws share one hold-out. `exclude_pairs`: image pairs (sets of two file names) the model was
+    trained on through other labelers; their answers are left out of the hold-out, so no held-out pair was seen.
+    The report's `init_acc` is the new row's initialisation on the hold-out (k = 0, learned tokens);
+    `population_acc` the prompt without a token. `n_boot` ≤ 0: no interval. Returns the report (with `correct` and
+    `held_out_pairs` per held-out answer; the card keeps the rest)."""
     from labelertok.fewshot import fit_token_row, score_with_features
     say = print if verbose else (lambda *a, **k: None)
     out = Path(out_dir) if out_dir is not None else None
@@ -219,9 +224,15 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     other = sorted(set(mine["attribute"]) - set(sc.attributes))
     if other: raise ValueError(f"answers for attribute(s) {other} this model was not trained on; it knows {sc.attributes}")
     fit, hold = _fit_split(mine, holdout, seed)
+    if exclude_pairs is not None:
+        seen = {frozenset(x) for x in exclude_pairs}
+        key = [frozenset((Path(str(a)).name, Path(str(b)).name)) for a, b in zip(hold["im1"], hold["im2"])]
+        hold = hold[[x not in seen for x in key]].reset_index(drop=True)
+        if hold.empty: raise ValueError(f"every held-out answer of {labeler!r} is on an image pair the model was trained on")
     if k is not None:
         if k > len(fit): raise ValueError(f"k={k} but only {len(fit)} answers are left after holding out {len(hold)}")
-        fit = fit.iloc[np.random.default_rng([seed, k]).permutation(len(fit))[:k]].reset_index(drop=True)
+        ds = seed if draw_seed is None else draw_seed
+        fit = fit.iloc[np.random.default_rng([ds, k]).permutation(len(fit))[:k]].reset_index(drop=True)
     paths = sorted(set(mine["im1"]) | set(mine["im2"]))
     row = {p: i for i, p in enumerate(paths)}
     for d in (fit, hold): d["i1"], d["i2"] = d["im1"].map(row).astype(np.int64), d["im2"].map(row).astype(np.int64)
@@ -244,6 +255,8 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
             for k, v in own.items(): new_state[k].copy_(v)
             rows = m2.token_parameters()
             rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
+        m2.eval()
+        rep["init_acc"] = float(_correct(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
         losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
         m2.eval()
         for p in m2.parameters(): p.requires_grad_(False)
@@ -265,13 +278,16 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
                    fit_acc={str(k): v for k, v in fit_acc.items()})
         say(f"{why}; {labeler} becomes an alias of {best or 'the population prompt'} (the best on their fitted answers)")
         sc2 = Scorer(m, card, source=None)
-    lo, hi = bootstrap_ci(c, n_boot, seed)
+    ci = crossed_interval(c, hold["pair_id"].to_numpy()) if n_boot > 0 else dict(lo=np.nan, hi=np.nan)
+    lo, hi = ci["lo"], ci["hi"]
     rep.update(acc=float(c.mean()), acc_lo=lo, acc_hi=hi)
-    sc2.card["added_labelers"] = list(sc.card.get("added_labelers", [])) + [rep]
+    sc2.card["added_labelers"] = list(sc.card.get("added_labelers", [])) + [dict(rep)]
+    rep.update(correct=c.astype(float).tolist(), held_out_pairs=hold["pair_id"].tolist())
     sc2.card["calibration"] = sc.card.get("calibration")
     if out is not None: save_export(sc2, out)
     say(f"added labeler {labeler} as {rep['token'] or 'population prompt'} from {len(fit)} answers: held-out accuracy "
-        f"{rep['acc']:.4f} [{lo:.4f}, {hi:.4f}] on {len(hold)} answers (population prompt {rep['population_acc']:.4f}) -> {out}")
+        f"{rep['acc']:.4f} [{lo:.4f}, {hi:.4f}] on {len(hold)} answers ("
+        + (f"its initial row {rep['init_acc']:.4f}, " if "init_acc" in rep else "") + f"population prompt {rep['population_acc']:.4f}) -> {out}")
     return rep
 
 # %% ../nbs/10a_share.ipynb #ef89d03f

@@ -84,7 +84,7 @@ def sweep_name(grid: dict) -> str:
     "Default name of a sweep: its grid's keys joined by `+`."
     return '+'.join(grid)
 
-def plan_sweep(preset, grid: dict, seeds: int = 3, overrides: Optional[dict] = None, out_dir=None,
+def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = None, out_dir=None,
                name: Optional[str] = None, notebook=None, check_data: bool = True) -> Sweep:
     """Every run of the sweep (cells × seeds), each one's parameters checked as `labelertok run` checks them; one
     ValueError lists the problems of all cells. Run folders: `<out_dir>/<cell>/seed<k>` (default out_dir
