@@ -312,7 +312,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
         grows = [[t, ref_names[ref]] + [fg(r, f"gap {s} {b} {ref}") for s in ("text", "learned") for b in GAP_BASES.values()]
                  for t, r in lab.iterrows() for ref in refs]
         md += ["## Gap closed", "",
-               "Share of the gap to the " + (" ceiling: the Bayes ceiling of each test answer" if bayes else
+               "Share of the gap to the " + ("Bayes ceiling of each test answer" if bayes else
                                              "ceiling, measured against each bound of the bracket (against the upper bound the "
                                              "share is understated, against the lower bound overstated)")
                + ". From chance: (accuracy − 50%) / (reference − 50%); from no token: (accuracy − no token) / (reference − no "

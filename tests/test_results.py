@@ -49,3 +49,16 @@ def test_sweep_conclusions_are_generated(name):
     text = sweep_conclusions(pd.read_csv(d/'summary.csv'))
     assert (d/'conclusion.md').read_text().strip() == text.strip()
     assert text.strip() in (d/'results.md').read_text()
+
+
+def test_readme_compare_section_quotes_the_committed_run():
+    "The README's comparison table and answer are the committed tables' numbers, and its wall time is results.md's."
+    from labelertok.compare_report import compare_answer, numbers_in_tables, stated_numbers
+    readme = (ROOT/'README.md').read_text()
+    sec = readme.split('## What the labeler token buys')[1].split('\n## ')[0]
+    assert compare_answer(COMPARE).strip() in sec
+    table = '\n'.join(l for l in sec.splitlines() if l.startswith('| `'))
+    held = numbers_in_tables(COMPARE)
+    assert table and not [x for x in stated_numbers(table) if x not in held]
+    wall = re.search(r"Wall time of the whole comparison: ([\d.]+) min", (COMPARE/'results.md').read_text()).group(1)
+    assert f"took {wall} minutes" in sec
