@@ -349,7 +349,7 @@ def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
                  if sig else " Per labeler: no measurable difference for any of them.")
         out.append(line)
     if n_int:
-        out.append(f"Of the {n_int} per-labeler intervals above, {n_out} exclude 0; with nothing to find, about "
+        out.append(f"Of the {n_int} per-labeler intervals above, {n_out} {'excludes' if n_out == 1 else 'exclude'} 0; with nothing to find, about "
                    f"{alpha * n_int:.1f} would by chance alone" + (", so a single per-labeler effect here is weak evidence on its own."
                                                                   if n_out <= max(1, round(2 * alpha * n_int)) else "."))
     return "\n".join(out)

@@ -62,3 +62,11 @@ def test_readme_compare_section_quotes_the_committed_run():
     assert table and not [x for x in stated_numbers(table) if x not in held]
     wall = re.search(r"Wall time of the whole comparison: ([\d.]+) min", (COMPARE/'results.md').read_text()).group(1)
     assert f"took {wall} minutes" in sec
+
+
+def test_readme_sweep_conclusions_are_the_generated_ones():
+    "The README quotes each sweep's generated conclusion word for word."
+    from labelertok.sweep import sweep_conclusions
+    readme = (ROOT/'README.md').read_text()
+    for d in sorted(p for p in (ROOT/'figures'/'sweeps').iterdir() if p.is_dir()):
+        assert sweep_conclusions(pd.read_csv(d/'summary.csv')).strip() in readme, d.name
