@@ -17,7 +17,8 @@ def test_sweep_runs_resumes_and_refuses(tmp_path, preset, env):
     for cell in ('lora_rank=2', 'lora_rank=8'):
         assert (out/cell/'seed42'/'test_predictions.csv').is_file()
     md = (fig/'sweeps'/'rank'/'results.md').read_text()
-    assert '`lora_rank=2`' in md and '`lora_rank=8`' in md and '| ceiling |' in md
+    assert '`lora_rank=2`' in md and '`lora_rank=8`' in md and '| Bayes ceiling |' in md
+    assert '## Conclusion (generated from the intervals above)' in md and '- `lora_rank=8`: overall ' in md
     assert (fig/'sweeps'/'rank'/'accuracy.png').is_file()
     row = next(l for l in md.splitlines() if l.startswith('| `lora_rank=8`'))
     assert '[' in row and 'n/a' not in row.split('|')[3]          # overall accuracy with its interval
