@@ -166,7 +166,7 @@ def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> s
     "The report's calibration section from the run's `calibration.json` (`image`: link to the diagram, or None)."
     cal = json.loads((Path(run_dir) / CALIBRATION_FILE).read_text())
     T, Tf = cal["temperature_train"], cal["temperature_fitted"]
-    rows = [("all labelers", cal["test"])] + [(f"{t} ({v['user_id']})", v) for t, v in cal["per_labeler"].items()]
+    rows = [("all labelers", cal["test"])] + [(f"`{t}` ({v['user_id']})", v) for t, v in cal["per_labeler"].items()]
     lines = ["## Calibration", "",
              f"What a probability from `compare` means, measured on the test split: expected calibration error (ECE, "
              f"{cal['n_bins']} confidence bins) at the training temperature T={T:g} and at T={Tf:.4g}, fitted on the "
@@ -180,7 +180,7 @@ def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> s
     lines += ["", (f"`compare` uses the fitted temperature T={Tf:.4g}: it lowered the validation ECE by "
                    f"{v['ece_before'] - v['ece_after']:.4f}, more than the validation noise floor {v.get('floor', float('nan')):.4f}."
                    if cal["use_fitted"] else
-                   f"`compare` keeps the training temperature: the fitted one lowered the validation ECE by "
-                   f"{v['ece_before'] - v['ece_after']:.4f}, not more than the validation noise floor {v.get('floor', float('nan')):.4f}.")]
+                   f"`compare` keeps the training temperature: with the fitted one the validation ECE changed by "
+                   f"{v['ece_after'] - v['ece_before']:+.4f}, not a drop larger than the validation noise floor {v.get('floor', float('nan')):.4f}.")]
     if image: lines += ["", f"![reliability diagram]({image})"]
     return "\n".join(lines) + "\n"

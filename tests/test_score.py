@@ -146,7 +146,7 @@ def test_calibration(run, scorer, tmp_path):
     assert cal["use_fitted"] == (v["ece_before"] - v["ece_after"] > v["floor"])
     assert cal["test"]["acc"] == json.loads((run / "summary.json").read_text())["test"]["acc"]
     md = C.calibration_markdown(run)
-    assert md.startswith("## Calibration") and "| <user1> (" in md and "calibration.png" in md
+    assert md.startswith("## Calibration") and "| `<user1>` (" in md and "noise floor" in md and "calibration.png" in md
     sc = S.load(run, device="cpu")
     assert sc.compare_temperature == (cal["temperature_fitted"] if cal["use_fitted"] else 0.15)
     (run / "calibration.json").unlink(); (run / "calibration.png").unlink()
