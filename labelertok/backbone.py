@@ -17,19 +17,14 @@ import open_clip
 import torch
 from torch import nn
 
-from .paths import looks_like_checkpoint
+from .paths import check_weights_file, looks_like_checkpoint
 
 # %% auto #0
-__all__ = ['MODEL_CONFIGS', 'register_model_configs', 'short_pretrained']
+__all__ = ['register_model_configs', 'short_pretrained']
 
 # %% ../nbs/04a_backbone.ipynb #540f59d5
-MODEL_CONFIGS = {
-    "tiny": {
-        "embed_dim": 64,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-    },
-}
+# MODEL_CONFIGS is a setting (05c_config): a model name is checked without loading open_clip
+from .config import MODEL_CONFIGS
 
 
 def register_model_configs() -> list[str]:
@@ -56,7 +51,9 @@ def _resolve_pretrained(model: str, pretrained: str | None) -> tuple[str | None,
     if pretrained in (None, "", "none", "None"): return None, False
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if cfg: return pretrained, bool(cfg.get("quick_gelu", False))
-    if os.path.isfile(pretrained): return str(Path(pretrained).resolve()), False
+    if os.path.isfile(pretrained):   # read safely, or refused naming the file (never torch's advice to load it unsafely)
+        check_weights_file(pretrained, "pretrained")
+        return str(Path(pretrained).resolve()), False
     if looks_like_checkpoint(pretrained):
         raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} not found (relative to {os.getcwd()}); the "
                                 "synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data` (`labelertok pretrain`)")
