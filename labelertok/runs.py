@@ -27,7 +27,7 @@ except ImportError: fcntl = None  # Windows: the lock falls back to the owner's 
 __all__ = ['LOCK_FILE', 'HELD_LOCKS_ENV', 'HELD_LOCKS_PID_ENV', 'RUN_MARKER', 'DamagedFile', 'read_json', 'read_tensors',
            'RunFolderBusy', 'RunLock', 'lock_for_kernel', 'lock_owner', 'made_by_labelertok', 'mark_run_folder',
            'check_replaceable', 'data_fingerprint', 'images_fingerprint', 'run_fingerprint', 'write_state',
-           'read_state', 'readable_checkpoint', 'save_checkpoint', 'check_same_run', 'open_run']
+           'read_state', 'readable_checkpoint', 'save_checkpoint', 'check_resume', 'check_same_run', 'open_run']
 
 # %% ../nbs/06a_runs.ipynb #b72735da
 class DamagedFile(ValueError):
@@ -415,6 +415,45 @@ def _out_dir_entries(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.suffix != ".ipynb")
 
 
+def _model_difference(k: str, old, new) -> str:
+    "One differing model setting, in the words of the run's parameters (`tokens` are `n_users` labelers)."
+    if k == "tokens":
+        return f"n_users: saved {len(old or [])} (labeler tokens {list(old or [])}), now {len(new or [])}"
+    return f"{k}: saved {old!r}, now {new!r}"
+
+
+def _saved_meta(out: Path) -> Optional[dict]:
+    "meta.json of the committed state of `out` (JSON only: no tensors read), or None when nothing was committed."
+    latest = Path(out) / "state" / "latest.json"
+    if not latest.exists(): return None
+    remedy = f"the saved training state of {out} cannot be used: start the run again in a new folder (or overwrite this one)"
+    ptr = read_json(latest, remedy)
+    if not isinstance(ptr, dict) or not isinstance(ptr.get("dir"), str): raise DamagedFile(f"{latest} is damaged (no 'dir' entry); {remedy}")
+    meta = read_json(Path(out) / "state" / ptr["dir"] / "meta.json", remedy)
+    return meta if isinstance(meta, dict) else None
+
+
+def check_resume(out: Path, params: dict):
+    """Before a kernel starts (`labelertok run -p resume true`): refuse, naming each setting with its saved and new
+    value, to resume `out` with parameters that differ from those it was started with (its saved config and model;
+    `epochs` may grow). The data's rows and pixels are checked by the run itself (they need the images decoded)."""
+    meta = _saved_meta(out)
+    if meta is None: return
+    cfg, mcfg, fp = meta.get("config") or {}, meta.get("model_config") or {}, meta.get("fingerprint") or {}
+    diff = []
+    for k, v in params.items():
+        if k in _RESUME_FREE or k in ("device", "resume"): continue
+        old = cfg[k] if k in cfg else mcfg[k] if k in mcfg else None
+        if (k in cfg or k in mcfg) and old != v: diff.append(_model_difference(k, old, v))
+    if "n_users" in params and "tokens" in mcfg and len(mcfg["tokens"]) != params["n_users"]:
+        diff.append(_model_difference("tokens", mcfg["tokens"], [None] * params["n_users"]))
+    if params.get("data_dir") and fp.get("data_dir") and str(Path(params["data_dir"]).resolve()) != fp["data_dir"]:
+        diff.append(f"data_dir: saved {fp['data_dir']!r}, now {str(params['data_dir'])!r}")
+    if diff:
+        raise ValueError(f"cannot resume {out}: {len(diff)} setting(s) differ from the saved run's: " + "; ".join(diff)
+                         + ". Resume with the settings it was started with, or start a new run in another folder (--out-dir)")
+
+
 def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: dict, out: Path):
     "Refuse (ValueError naming the field) to resume saved state `meta` with another config, model or data."
     old = {k: v for k, v in meta["config"].items() if k not in _RESUME_FREE}
@@ -426,7 +465,8 @@ def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: di
     mold = meta.get("model_config")
     if mold != model_config:
         diff = sorted(k for k in set(mold or {}) | set(model_config) if (mold or {}).get(k) != model_config.get(k))
-        raise ValueError(f"cannot resume {out}: the model differs from the saved run's in {diff[:5]}")
+        raise ValueError(f"cannot resume {out}: the model differs from the saved run's: "
+                         + "; ".join(_model_difference(k, (mold or {}).get(k), model_config.get(k)) for k in diff[:5]))
     saved = meta.get("fingerprint")
     if saved is None:  # state written before fingerprints had fields: the sample table only
         if meta.get("data_fingerprint") != fingerprint["samples"]:
@@ -445,7 +485,7 @@ def open_run(out: Path, resume: bool) -> Optional[dict]:
     entries = _out_dir_entries(out)
     if entries and not resume:
         raise FileExistsError(f"out_dir {out} is not empty ({len(entries)} entries, e.g. {entries[:5]}); "
-                              "pass resume=True to continue that run, or choose a new folder")
+                              "pass resume=True (`-p resume true` on the command line) to continue that run, or choose a new folder")
     if not resume: return None
     saved = read_state(out)
     if saved is not None: return saved

@@ -8,6 +8,7 @@ import nbformat, pytest, yaml
 import papermill as pm
 from conftest import NOTEBOOK, TINY_PARAMS
 from labelertok.cli import main
+from labelertok.runs import RUN_MARKER, mark_run_folder
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def tiny_yaml(tmp_path, world) -> Path:
 def finished_run(tmp_path) -> Path:
     "A run folder as a finished run leaves it (the files that matter for these tests)."
     r = tmp_path/'runs'/'r'
+    mark_run_folder(r)                                  # made by labelertok (its marker, written at creation)
     (r/'checkpoints'/'best').mkdir(parents=True)
     (r/'summary.json').write_text('{"best_epoch": 2}')
     (r/'checkpoints'/'best'/'adapters.safetensors').write_bytes(b'weights')
