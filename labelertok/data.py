@@ -70,7 +70,10 @@ def read_table(path, required: tuple | None, id_columns: tuple = ()) -> pd.DataF
     """Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped.
     `required=None` keeps every column, each read as text."""
     path = Path(path)
-    dtype = str if required is None else {c: str for c in id_columns}
+    # object, not a number type, for the other .xlsx columns: a real Excel TRUE/FALSE cell among numbers stays a bool
+    # (that `_refuse_booleans` names) instead of being read as 1/0
+    dtype = str if required is None else {**({c: object for c in required} if path.suffix == ".xlsx" else {}),
+                                          **{c: str for c in id_columns}}
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use one of {TABLE_SUFFIXES}")
     try:
@@ -460,11 +463,11 @@ def preprocess_image(path, image_size: int) -> np.ndarray:
     with Image.open(path) as im: return resize_crop(im, image_size)
 
 def _entries(paths) -> list[list]:
-    out = []
-    for p in paths:
-        st = os.stat(p)
-        out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
-    return out
+    """[path, size, sha1 of the content] of each file: the cache key. Content, not the modification time: a file
+    replaced by another of the same size and time (`cp -p`, rsync, tar) is decoded again, never served stale."""
+    def one(p):
+        with open(p, "rb") as f: return [os.path.abspath(p), os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha1").hexdigest()]
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: return list(ex.map(one, paths))
 
 def _cache_key(image_size: int, entries) -> str:
     blob = json.dumps([CACHE_VERSION, int(image_size), sorted(entries)]).encode()
