@@ -158,8 +158,12 @@ def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', tok
         if not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):
             bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
         elif isinstance(pretrained, str):
+            from labelertok.backbone import weights_reachable
             try: _resolve_pretrained(model, pretrained)
             except (ValueError, FileNotFoundError, TypeError) as e: bad.append(f"pretrained={pretrained!r} ({str(e).replace('; ', ', ')})")
+            else:
+                why = weights_reachable(model, pretrained)   # offline and not cached: said now, not after minutes of retries
+                if why: bad.append(f"pretrained={pretrained!r} ({why})")
     if bad: raise ValueError(f"{len(bad)} invalid model value(s): " + "; ".join(bad))
 
 def _problems(f, kw: dict) -> list[str]:

@@ -138,6 +138,19 @@ def _hint(path: str) -> str | None:
         if f"/{h}/" in p: return h
     return None
 
+def _unicode_hint(missing: list[str], on_disk: list[str]) -> str:
+    "A hint when missing names differ from files on disk only in Unicode normalisation (NFC vs NFD), else ''."
+    import unicodedata
+    nfc = lambda s: unicodedata.normalize("NFC", s)
+    disk = {nfc(n): n for n in on_disk}
+    near = [(m, disk[nfc(m)]) for m in missing if nfc(m) in disk]
+    if not near: return ""
+    m, d = near[0]
+    return (f"; {len(near)} of them differ from a file on disk only in how accented letters are encoded (Unicode NFC vs "
+            f"NFD, e.g. sheet {m.encode('unicode_escape').decode()!r}, disk {d.encode('unicode_escape').decode()!r}; "
+            "macOS and some copy tools write the decomposed form): rename the files or the sheet's paths to one form, "
+            "e.g. `convmv -r -f utf8 -t utf8 --nfc --notest <images folder>`")
+
 def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
     """Map each sheet path in `paths` to an absolute file under one of `roots` (from `image_roots`),
     by file name. One error lists missing files; names escaping a root are refused."""
@@ -167,7 +180,8 @@ def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
         names = {image_name(p) for p in out} | {image_name(p) for p in missing}
         gone = list(dict.fromkeys(image_name(p) for p in missing))
         raise FileNotFoundError(f"{len(gone)} of {len(names)} image files not found by name under "
-                                f"{[str(r) for _, r in roots]}: {_examples(gone)} (e.g. sheet path {missing[0]!r})")
+                                f"{[str(r) for _, r in roots]}: {_examples(gone)} (e.g. sheet path {missing[0]!r})"
+                                + _unicode_hint(gone, [n for _, _, ns in index for n in ns]))
     if ambiguous:
         _say(verbose, f"images: {ambiguous} file name(s) exist in several roots; used the folder the sheet "
                       f"names, else the first root in order {[str(r) for _, r in roots]}")

@@ -126,7 +126,8 @@ class RunLock:
     def _held_by_parent(self, owner: dict) -> bool:
         "Whether the owner is the command that started this process and handed the folder down (`lock_for_kernel`)."
         held = os.environ.get(HELD_LOCKS_ENV, "").split(os.pathsep)
-        return str(self.folder.resolve()) in held and str(owner.get("pid")) == os.environ.get(HELD_LOCKS_PID_ENV)
+        return (str(self.folder.resolve()) in held and str(owner.get("pid")) == os.environ.get(HELD_LOCKS_PID_ENV)
+                and str(owner.get("pid")) != str(os.getpid()))
 
     def acquire(self) -> "RunLock":
         if self._fd is not None or self._inherited: return self
@@ -192,7 +193,8 @@ def lock_for_kernel(lock: RunLock):
 
 
 def lock_owner(folder) -> Optional[dict]:
-    "The record (pid, host, started) of the live process that holds `<folder>/.lock`, or None when no one does."
+    """The record (pid, host, started) of the live process that holds `<folder>/.lock`, or None when no one does or
+    when it is the command that started this process (the run's own notebook reading its folder)."""
     path = Path(folder) / LOCK_FILE
     try: fd = os.open(path, os.O_RDONLY)
     except OSError: return None
@@ -202,7 +204,7 @@ def lock_owner(folder) -> Optional[dict]:
         if fcntl is None:
             return owner if owner.get("host") == socket.gethostname() and _pid_alive(owner.get("pid")) else None
         try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError: return owner or {"pid": "?"}
+        except OSError: return None if RunLock(folder)._held_by_parent(owner) else owner or {"pid": "?"}
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally: os.close(fd)
