@@ -587,6 +587,7 @@ def main(argv: list[str]|None=None) -> int:
     """Entry point of the `labelertok` console script; returns the exit status (0 ok, 1 run failed, 2 bad input,
     130 stopped by Ctrl-C). Errors are one line; `--debug` shows the traceback instead."""
     a = build_parser().parse_args(argv)
+    warnings.showwarning = lambda m, *_, **__: print(f"labelertok: warning: {m}", file=sys.stderr, flush=True)   # one line
     try:
         {'synth': _cmd_synth, 'pretrain': _cmd_pretrain, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report,
          'compare': _cmd_compare, 'sweep': _cmd_sweep, **{n: _use(n) for n in USE_COMMANDS}}[a.cmd](a)

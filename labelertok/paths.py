@@ -102,7 +102,7 @@ def check_weights_file(path, what: str = "pretrained"):
                          f"({type(e).__name__}: {e})") from None
     unsafe = sorted({g for g in found if g.split(".")[0] not in _SAFE_PICKLE_MODULES})
     if unsafe: raise ValueError(f"{what}={str(path)!r}: {p} pickles Python objects other than tensors ({len(unsafe)} kinds, "
-                                f"e.g. {unsafe[:3]}); a safe load refuses them and labelertok will not run them: " + fix)
+                                f"e.g. {unsafe[:3]}), which a safe load refuses and labelertok will not run: " + fix)
 
 # %% ../nbs/00_paths.ipynb #f641b943
 PATH_PARAMS = ("data_dir", "images_dir", "cache_dir", "out_dir", "fig_root")

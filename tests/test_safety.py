@@ -437,3 +437,25 @@ def test_kernel_folders_of_killed_commands_removed(capsys, monkeypatch, tmp_path
     assert cli(capsys, 'run', tiny_yaml, '--out-dir', tmp_path/'o')[0] == 0
     assert not left.exists()
     assert not glob.glob(os.path.join(tempfile.gettempdir(), f'labelertok_kernels_{os.getpid()}_*'))
+
+
+# --- hints ----------------------------------------------------------------------------------------------------------------
+
+def test_unicode_names_tables_and_unreachable_weights_explained(tmp_path, monkeypatch):
+    import unicodedata
+    from labelertok.data import resolve_images
+    d = tmp_path/'images'; d.mkdir(); (d/unicodedata.normalize('NFD', 'José.png')).write_bytes(b'x')   # as macOS writes it
+    with pytest.raises(FileNotFoundError, match=r'differ from a file on disk only in how accented letters are encoded \(Unicode NFC vs NFD'):
+        resolve_images([unicodedata.normalize('NFC', 'José.png')], [(None, d)], verbose=False)
+    from labelertok.report import md_table
+    rows = md_table(['token', 'labeler id'], [['`<user1>`', 'ann|bob\nsmith']]).splitlines()
+    assert len(rows) == 3 and rows[2] == '| `<user1>` | ann\\|bob smith |'                 # one row, two cells
+    from labelertok import backbone
+    import huggingface_hub
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1'); monkeypatch.setattr(huggingface_hub, 'try_to_load_from_cache', lambda *a, **k: None)
+    backbone.weights_reachable.cache_clear()
+    from labelertok.cli import check_parameters
+    p = {**TINY_PARAMS, 'model': 'ViT-B-32', 'pretrained': 'openai'}
+    with pytest.raises(ValueError, match=r"pretrained='openai' \(the ViT-B-32 weights 'openai' are not in the local cache"):
+        check_parameters(p, NOTEBOOK)
+    backbone.weights_reachable.cache_clear()
