@@ -152,7 +152,9 @@ def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', tok
                 bad.append(f"{e} (the synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data`)"
                            if isinstance(e, FileNotFoundError) else str(e))
     if type(n_users) is not int or n_users < 1: bad.append(f"n_users={n_users!r} (an int >= 1: the number of labelers)")
-    if not bad and isinstance(model, str) and (tags or not names):   # open_clip's registry: imported only now
+    tag = isinstance(pretrained, str) and pretrained.lower() not in ('none', 'null', '') and not (
+        os.path.isfile(pretrained) or looks_like_checkpoint(pretrained))
+    if not bad and isinstance(model, str) and ((tags and tag) or not names):   # open_clip's registry: only for a tag
         import open_clip
         from labelertok.backbone import _resolve_pretrained
         if not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):

@@ -244,7 +244,8 @@ def check_replaceable(folder, flag: str = "--overwrite"):
     if not entries: return
     raise FileExistsError(f"{flag} refused: {folder} was not made by labelertok (no {RUN_MARKER} marker) and holds "
                           f"{len(entries)} entries, e.g. {entries[:5]}; only a run folder labelertok created is ever "
-                          "replaced. Choose another --out-dir (e.g. runs/<name>), or move that folder away yourself")
+                          "replaced (a run folder of a labelertok older than the marker is replaced only by hand). "
+                          "Choose another --out-dir (e.g. runs/<name>), or move that folder away yourself")
 
 # %% ../nbs/06a_runs.ipynb #1a2a017e
 def data_fingerprint(data) -> str:
