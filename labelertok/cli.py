@@ -326,7 +326,8 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
         try:
             with lock_for_kernel(lock), _kernel_files():
                 pm.execute_notebook(str(nb), str(running), parameters=params, progress_bar=False, kernel_name=kernel_name,
-                                    stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None)
+                                    stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None,
+                                    kernel_manager_class=_quiet_kernel_manager())
         except pm.PapermillExecutionError as e: error = e
         except KeyboardInterrupt as e: error = e
         if error is None:
@@ -352,6 +353,18 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
         raise RunInterrupted(f"stopped (Ctrl-C); {where}; {kept}", notebook=failed) from None
     raise RunFailed(f"{error.ename}: {error.evalue} (cell {error.exec_count}); {where}; {kept}", notebook=failed) from None
 
+
+def _quiet_kernel_manager():
+    """jupyter_client's kernel manager, with the kernel process's own log (its stderr: not the notebook's output,
+    which comes through papermill) in the temporary kernel folder instead of the terminal: Ctrl-C pressed twice no
+    longer prints the kernel's socket traceback above the one-line message."""
+    from jupyter_client.manager import AsyncKernelManager
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            d = _KERNEL_FILES['dir'] or os.environ.get('JUPYTER_RUNTIME_DIR') or '.'
+            with open(os.path.join(d, f'kernel-{os.getpid()}-{id(self)}.log'), 'ab') as log:
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, 'stderr': log})
+    return QuietKernelManager
 
 _KERNEL_FILES, _KERNEL_GUARD = dict(dir=None, users=0, old=None), threading.Lock()
 
