@@ -270,8 +270,8 @@ class RunInterrupted(RunFailed):
     "The run was stopped (Ctrl-C); the run folder was left consistent (see `run_experiment`)."
 
 def _existing_run(out: Path) -> bool:
-    "Whether `out` holds anything but the notebook of a failed attempt (which alone is no run to protect)."
-    return out.is_dir() and any(p.name != 'run.failed.ipynb' for p in out.iterdir())
+    "Whether `out` holds anything but the notebook of a failed attempt, its marker and lock (no run to protect)."
+    return out.is_dir() and any(p.name not in ('run.failed.ipynb', '.labelertok-run', '.lock') for p in out.iterdir())
 
 def check_folders(params: dict):
     "The data and images folders of `params` exist (the commonest typo, refused at once)."

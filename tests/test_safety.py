@@ -459,3 +459,12 @@ def test_unicode_names_tables_and_unreachable_weights_explained(tmp_path, monkey
     with pytest.raises(ValueError, match=r"pretrained='openai' \(the ViT-B-32 weights 'openai' are not in the local cache"):
         check_parameters(p, NOTEBOOK)
     backbone.weights_reachable.cache_clear()
+
+
+def test_a_first_attempt_that_failed_before_writing_is_simply_run_again(capsys, monkeypatch, tmp_path, tiny_yaml):
+    out = tmp_path/'o'
+    monkeypatch.setattr(pm, 'execute_notebook', FakeKernel('interrupt'))
+    assert cli(capsys, 'run', tiny_yaml, '--out-dir', out)[0] == 130
+    (out/'summary.json').unlink()                       # stopped before the run wrote anything (the stand-in writes it first)
+    monkeypatch.setattr(pm, 'execute_notebook', FakeKernel('ok'))
+    assert cli(capsys, 'run', tiny_yaml, '--out-dir', out)[0] == 0 and (out/RUN_MARKER).is_file()
