@@ -354,7 +354,7 @@ def test_lock_held_until_the_notebook_ends(capsys, monkeypatch, tmp_path, tiny_y
     assert s['owner']['pid'] == os.getpid() and str(out.resolve()) in s['env']          # held, and handed to the kernel
     resume_err, fresh_err = s['err'].splitlines()
     assert s['resume'] == 2 and 'is in use by another run' in resume_err, s['err']      # a second resume: refused
-    assert s['fresh'] == 2 and 'exists and is not empty' in fresh_err, s['err']          # a second fresh start too
+    assert s['fresh'] == 2 and 'is in use by another run' in fresh_err, s['err']         # a second fresh start too
     assert not (out/'.lock').exists()                                                    # released once it ended
     assert s['runtime'] and 'labelertok_kernels_' in s['runtime'] and not Path(s['runtime']).exists()
 
