@@ -426,9 +426,17 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
 
+    s = sub.add_parser("quality", help="labeler quality: comparisons vs own ratings, transitivity, answer times, "
+                                       "test-retest, a flag with reasons (labelertok.quality)")
+    s.add_argument("data_dir", metavar="DATA_DIR", help="a study folder (comparisons and/or ratings)")
+    s.add_argument("--out", default=None, metavar="DIR", help="also write quality.md, quality.csv and quality.json here")
+    s.add_argument("--images", default=None, help="images folder (default: <DATA_DIR>/images and the study's folders)")
+    s.add_argument("--fast-seconds", type=float, default=3.0, help="an answer quicker than this counts as fast (default 3)")
+    s.add_argument("--alpha", type=float, default=0.01, help="level of the one-sided binomial tests (default 0.01)")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler)."
+    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, quality)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
 
@@ -586,7 +594,7 @@ def _cmd_report(a):
     from labelertok.report import write_report
     for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
 
-USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share'}  # command -> the labelertok module that runs it
+USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'quality': 'quality'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
     "The command `name` of its module (`USE_COMMANDS`), imported only when it runs (it loads torch)."
