@@ -1,0 +1,69 @@
+"""`labelertok explain` as a user runs it (a run folder and an export give the same words; what it writes; what it
+refuses), and the known-answer check on the trained 6-labeler demo: the words recover the synthetic world's true tastes,
+and the near-random labeler gets no words."""
+import json, subprocess
+from pathlib import Path
+import pandas as pd, pytest
+
+from labelertok import explain as E
+from labelertok import score as S
+from conftest import ROOT, labelertok_cmd, run
+
+DEMO_DATA = (ROOT/'data'/'synthetic'/'ground_truth.json').is_file() and (ROOT/'data'/'tiny_clip_synthetic.pt').is_file()
+
+
+def test_run_and_export_give_the_same_words(trained_folders):
+    a = E.explain(trained_folders['run'], 'user1', 'smart', n_boot=50)
+    b = E.explain(trained_folders['export'], 'user1', 'smart', n_boot=50)
+    pd.testing.assert_frame_equal(a.words, b.words)
+    assert (a.reliable, a.reason, list(a.faces.image)) == (b.reliable, b.reason, list(b.faces.image))
+
+
+def test_cli_writes_and_refuses(trained_folders, tiny_world, env, tmp_path):
+    out = tmp_path/'explained'
+    r = run(labelertok_cmd() + ['explain', trained_folders['run'], '--labeler', 'all', '--attribute', 'all', '--out', out,
+                                '--n-boot', '50', '--device', 'cpu'], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert {'explanation.md', 'words.csv', 'recovered_vs_true.md', 'recovered_vs_true.csv', 'faces_user1_smart.png'} <= set(names)
+    assert len([n for n in names if n.endswith('.png')]) == 2 * 3
+    md = (out/'explanation.md').read_text() + (out/'recovered_vs_true.md').read_text()
+    assert '`<user1>`' in md and '<user1>' not in md.replace('`<user1>`', '').replace("`<user1>`'s", '')
+    t = pd.read_csv(out/'recovered_vs_true.csv')
+    assert len(t) == 6 and set(t.labeler) == {'<user1>', '<user2>'}
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    r = run(labelertok_cmd() + ['explain', trained_folders['run'], '--labeler', 'user1', '--attribute', 'smart', '--out', out], env, tmp_path)
+    assert r.returncode == 2 and 'not an empty folder' in r.stderr
+    assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}   # nothing replaced
+    r = run(labelertok_cmd() + ['explain', trained_folders['export'], '--labeler', 'user9', '--attribute', 'smart'], env, tmp_path)
+    assert r.returncode == 2 and 'unknown labeler' in r.stderr
+    words = tmp_path/'words.txt'
+    words.write_text('# my phrases\na smiling person\na person wearing glasses\na person with long hair\n')
+    r = run(labelertok_cmd() + ['explain', trained_folders['export'], '--labeler', 'user2', '--attribute', 'attractive',
+                                '--words', words, '--n-boot', '20', '--device', 'cpu'], env, tmp_path)
+    assert r.returncode == 0 and '`<user2>` / attractive' in r.stdout, r.stderr[-2000:]
+
+
+def _demo_run(env, tmp_path_factory) -> Path:
+    "The 6-labeler demo run: runs/six_users_demo when `make demo` finished it, else trained now (about 2 minutes)."
+    done = ROOT/'runs'/'six_users_demo'
+    if (done/'summary.json').is_file() and json.loads((done/'summary.json').read_text()).get('status') == 'complete':
+        return done
+    tmp = tmp_path_factory.mktemp('demo')
+    r = run(labelertok_cmd() + ['run', 'six_users_demo', '--out-dir', tmp/'run', '-p', 'fig_root', tmp/'figures'], env, ROOT, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp/'run'
+
+
+@pytest.mark.skipif(not DEMO_DATA, reason='needs the synthetic world and the pretrained stand-in (`make data`)')
+def test_known_answer_on_the_demo(env, tmp_path_factory):
+    sc = S.load(_demo_run(env, tmp_path_factory), device='cpu')
+    t = E.truth_table(sc)
+    print(E.truth_markdown(t))
+    near_random = t[t.ceiling < 0.55]
+    assert set(near_random.labeler) == {'<user3>'} and not near_random.reliable.any()   # "no reliable words"
+    hi = t[t.ceiling >= 0.65]
+    assert len(hi) == 4 * 3 and hi.reliable.all()
+    # each word is one the model's own scores load on (the explainer's fidelity), and they find the labelers' true tastes
+    assert (hi.n_model >= 2).sum() >= MIN_OF_MODEL, hi[['labeler', 'attribute', 'model', 'recovered']]
+    assert (hi.n_true >= 2).sum() >= MIN_OF_TRUE, hi[['labeler', 'attribute', 'true', 'recovered']]
