@@ -396,7 +396,7 @@ def _kernel_files():
 
 # %% ../nbs/09_cli.ipynb #0c2cd824
 def _add_use_commands(sub) -> None:
-    "The subcommands that use a trained model: score (`labelertok.score`), export and add-labeler (`labelertok.share`)."
+    "The subcommands that use a trained model: score (`labelertok.score`), export and add-labeler (`labelertok.share`), explain (`labelertok.explain`), app (`labelertok.app`)."
     s = sub.add_parser("score", help="score/rank images or compare pairs as a labeler would (CSV out)")
     s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
     s.add_argument("--labeler", default=None, help="token (<user1> or user1), the study's labeler id, 'all', or none "
@@ -426,6 +426,23 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
 
+    s = sub.add_parser("explain", help="a labeler's taste in words, the faces they rank highest and lowest, where they differ")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
+    s.add_argument("--labeler", required=True, help="token (<user1> or user1), the study's labeler id, or 'all'")
+    s.add_argument("--attribute", required=True, help="an attribute the model was trained on, or 'all'")
+    s.add_argument("--words", default=None, metavar="FILE", help="vocabulary: .txt (one phrase per line) or .csv (phrase[, prompt, context])")
+    s.add_argument("--images", default=None, metavar="DIR", help="reference faces (default: the training data's images)")
+    s.add_argument("--out", default=None, metavar="DIR", help="write explanation.md, words.csv and face grids to this new folder")
+    s.add_argument("-k", type=int, default=3, help="words per explanation")
+    s.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the faces")
+    s.add_argument("--device", default="auto")
+
+    s = sub.add_parser("app", help="a local web app (127.0.0.1, offline) to compare faces, rank them and read tastes")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
+    s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: the first free one from 7860)")
+    s.add_argument("--images", default=None, metavar="DIR", help="faces for the gallery (default: the training data's images)")
+    s.add_argument("--device", default="auto")
+
     s = sub.add_parser("quality", help="labeler quality: comparisons vs own ratings, transitivity, answer times, "
                                        "test-retest, a flag with reasons (labelertok.quality)")
     s.add_argument("data_dir", metavar="DATA_DIR", help="a study folder (comparisons and/or ratings)")
@@ -436,7 +453,7 @@ def _add_use_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, quality)."
+    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
 
@@ -594,7 +611,7 @@ def _cmd_report(a):
     from labelertok.report import write_report
     for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
 
-USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'quality': 'quality'}  # command -> the labelertok module that runs it
+USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app', 'quality': 'quality'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
     "The command `name` of its module (`USE_COMMANDS`), imported only when it runs (it loads torch)."
