@@ -22,9 +22,11 @@ from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_
                              read_table, resolve_images)
 from .backbone import looks_like_checkpoint
 from .model import _adapter_state, create_model
-from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
+from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MANIFEST, EXPORT_META, EXPORT_VERSION,
+                              TOKEN_ROWS, export_manifest,
                               Scorer, _correct, _same_base, load)
 from .intervals import crossed_interval
+from .report import md_cell
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
@@ -59,10 +61,10 @@ def model_card(meta: dict) -> str:
         added = next((x for x in meta.get("added_labelers", []) if x["token"] == t), None)
         if added: acc = f"{_fmt_ci(added['acc'], [added['acc_lo'], added['acc_hi']])} (held-out answers, added later)"; n = added["n_held_out"]
         else: acc, n = _fmt_ci((test.get("per_user") or {}).get(t), (test.get("per_user_ci") or {}).get(t)), (test.get("per_user_n") or {}).get(t, "")
-        lines.append(f"| {t} | {u.get('user_id')} | {acc} | {n} |")
+        lines.append(f"| `{t}` | {md_cell(u.get('user_id'))} | {acc} | {n} |")
     for uid, t in (card.get("aliases") or {}).items():
         x = next((a for a in meta.get("added_labelers", []) if a["user_id"] == uid), {})
-        lines.append(f"| {t or 'population prompt'} (alias) | {uid} | {_fmt_ci(x.get('acc'), [x.get('acc_lo'), x.get('acc_hi')])} "
+        lines.append(f"| {f'`{t}`' if t else 'population prompt'} (alias) | {md_cell(uid)} | {_fmt_ci(x.get('acc'), [x.get('acc_lo'), x.get('acc_hi')])} "
                      f"(held-out answers) | {x.get('n_held_out', '')} |")
     if test:
         lines += ["", f"All labelers, test split of the run `{card.get('run')}`: accuracy {_fmt_ci(test.get('acc'), [test.get('acc_lo'), test.get('acc_hi')])} "
@@ -119,6 +121,7 @@ def save_export(sc: Scorer, out_dir) -> Path:
         (tmp / "README.md").write_text(model_card(meta))
         if sc.source is not None and (Path(sc.source) / CALIBRATION_FILE).is_file():
             shutil.copy2(Path(sc.source) / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
+        (tmp / EXPORT_MANIFEST).write_text(json.dumps(dict(files=export_manifest(tmp)), indent=1))   # what a reader checks
         if out.exists(): out.rmdir()
         os.replace(tmp, out)
     finally:
