@@ -332,7 +332,7 @@ def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
     toks = [g for g in dict.fromkeys(summary['group']) if str(g).startswith('<')]
     seeds = sorted(set(int(x) for x in summary['n_seeds'].dropna()))
     out = [f"Every cell against `{ref}`, from {' or '.join(map(str, seeds))} seeds per cell and {100 * (1 - alpha):.0f}% paired "
-           "intervals (seeds × image pairs); a gain or loss is named only where its interval excludes 0."]
+           "intervals (seeds × image pairs); a gain or loss is named only where its interval excludes 0.", ""]
     n_int = n_out = 0
     for c in cells[1:]:
         s = summary[summary.cell == c].set_index('group')
@@ -351,6 +351,7 @@ def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
                  if sig else " Per labeler: no measurable difference for any of them.")
         out.append(line)
     if n_int:
+        out.append("")
         out.append(f"Of the {n_int} per-labeler intervals above, {n_out} {'excludes' if n_out == 1 else 'exclude'} 0; with nothing to find, about "
                    f"{alpha * n_int:.1f} would by chance alone" + (", so a single per-labeler effect here is weak evidence on its own."
                                                                   if n_out <= max(1, round(2 * alpha * n_int)) else "."))
