@@ -16,6 +16,7 @@ from .compare import Comparison
 from .intervals import INTERVAL_NOTE
 from .leakage import leakage_table
 from .probing import taste_map
+from .paths import md_code
 from .report import fmt_pct, fmt_pts, md_table
 
 # %% auto #0
@@ -32,7 +33,8 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] =
     cell = lambda m, g: ("n/a" if m == "ceiling" and not np.isfinite(summ[m].loc[g, "mean"])
                          else fmt_pct(*summ[m].loc[g, ["mean", "sd", "lo", "hi"]]))
     rows = [[m, method_label(m)] + [cell(m, g) for g in groups] for m in summ]
-    return wide, md_table(["method", "label"] + groups, rows)
+    head = [md_code(g) if g in cmp.tokens else g for g in groups]   # labeler tokens as code: visible in any renderer
+    return wide, md_table(["method", "label"] + head, rows)
 
 
 def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = None, n_boot: int = 1000,
@@ -170,7 +172,7 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
         ceil = r.get("ceiling", np.nan)
         sim = r.get("taste_similarity_to_population", np.nan)
         if np.isfinite(sim) and sim < differ_below and np.isfinite(ceil) and ceil >= random_below and f"gain {short}" in r:
-            out.append(dict(check=f"{t} (taste similarity {sim:.2f}): {label} beats no token", ok=bool(r[f"gain {short} lo"] > 0),
+            out.append(dict(check=f"{md_code(t)} (taste similarity {sim:.2f}): {label} beats no token", ok=bool(r[f"gain {short} lo"] > 0),
                             value=f"gain {fmt_pts(r[f'gain {short}'], r[f'gain {short} sd'], r[f'gain {short} lo'], r[f'gain {short} hi'])} points"))
         if np.isfinite(ceil) and ceil >= consistent_above:
             gap, lo, hi = (r.get(f"gap closed {short}{s}", np.nan) for s in ("", " lo", " hi"))
@@ -179,13 +181,13 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
             if visibility is not None and t in visibility["labelers"].index:
                 v = visibility["labelers"].loc[t]
                 value += "; utility R² from " + ", ".join(f"{k}: {x:.2f}" for k, x in v.items())
-            out.append(dict(check=f"{t} (ceiling {100 * ceil:.1f}%): {label} closes most of the gap from chance "
+            out.append(dict(check=f"{md_code(t)} (ceiling {100 * ceil:.1f}%): {label} closes most of the gap from chance "
                                   "(interval's lower end ≥ 50%)", ok=bool(np.isfinite(lo) and lo >= 0.5), value=value))
         if np.isfinite(ceil) and ceil < random_below:
             for m in summ:
                 if m == "ceiling": continue
                 s = summ[m].loc[t]
-                out.append(dict(check=f"{t} (ceiling {100 * ceil:.1f}%): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
+                out.append(dict(check=f"{md_code(t)} (ceiling {100 * ceil:.1f}%): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
                                 value=fmt_pct(s["mean"], s["sd"], s["lo"], s["hi"])))
     return out
 
@@ -217,7 +219,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
               if cmp.info.get("ceiling_labelers") else " (its interval: image pairs resampled)")
               if "ceiling" in cmp.correct else "not computed") + ". Chance is 50%.", "", table, ""]
     na = {t: r["note"] for t, r in (cmp.info.get("ceiling_labelers") or {}).items() if r.get("note")}
-    if na: md += ["Ceiling n/a: " + "; ".join(f"{t}: {n}" for t, n in na.items()) + ".", ""]
+    if na: md += ["Ceiling n/a: " + "; ".join(f"{md_code(t)}: {n}" for t, n in na.items()) + ".", ""]
     lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
     cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + \
            ["ceiling", "no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)",
@@ -225,7 +227,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     rows = []
     for t, r in lab.iterrows():
         g = lambda k: r.get(k, np.nan)
-        row = [t] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
+        row = [md_code(t)] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
         row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling")), fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
                 fmt_pts(g("gain text"), g("gain text sd"), g("gain text lo"), g("gain text hi")),
                 fmt_pts(g("gain learned"), g("gain learned sd"), g("gain learned lo"), g("gain learned hi")),

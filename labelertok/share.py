@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
                              read_table, resolve_images)
 from .backbone import looks_like_checkpoint
+from .paths import md_code
 from .model import _adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
                               Scorer, _correct, _same_base, load)
@@ -59,10 +60,10 @@ def model_card(meta: dict) -> str:
         added = next((x for x in meta.get("added_labelers", []) if x["token"] == t), None)
         if added: acc = f"{_fmt_ci(added['acc'], [added['acc_lo'], added['acc_hi']])} (held-out answers, added later)"; n = added["n_held_out"]
         else: acc, n = _fmt_ci((test.get("per_user") or {}).get(t), (test.get("per_user_ci") or {}).get(t)), (test.get("per_user_n") or {}).get(t, "")
-        lines.append(f"| {t} | {u.get('user_id')} | {acc} | {n} |")
+        lines.append(f"| {md_code(t)} | {md_code(u.get('user_id'))} | {acc} | {n} |")
     for uid, t in (card.get("aliases") or {}).items():
         x = next((a for a in meta.get("added_labelers", []) if a["user_id"] == uid), {})
-        lines.append(f"| {t or 'population prompt'} (alias) | {uid} | {_fmt_ci(x.get('acc'), [x.get('acc_lo'), x.get('acc_hi')])} "
+        lines.append(f"| {md_code(t) if t else 'population prompt'} (alias) | {md_code(uid)} | {_fmt_ci(x.get('acc'), [x.get('acc_lo'), x.get('acc_hi')])} "
                      f"(held-out answers) | {x.get('n_held_out', '')} |")
     if test:
         lines += ["", f"All labelers, test split of the run `{card.get('run')}`: accuracy {_fmt_ci(test.get('acc'), [test.get('acc_lo'), test.get('acc_hi')])} "
