@@ -208,6 +208,9 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
+    import time
+    t0 = time.time()
+    say(f"loading {source} ...", flush=True) if not isinstance(source, Scorer) else None
     sc = source if isinstance(source, Scorer) else load(source, device=device)
     if sc.model.visual_prompts is not None or sc.model.labeler_log_temperature is not None:
         raise ValueError("adding a labeler to a model with visual tokens or per-labeler temperatures is not supported: "
@@ -226,6 +229,8 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     paths = sorted(set(mine["im1"]) | set(mine["im2"]))
     row = {p: i for i, p in enumerate(paths)}
     for d in (fit, hold): d["i1"], d["i2"] = d["im1"].map(row).astype(np.int64), d["im2"].map(row).astype(np.int64)
+    say(f"{labeler}: {len(mine)} answers ({mine['pair_id'].nunique()} comparisons); fitting on {len(fit)}, holding out {len(hold)}; "
+        f"encoding {len(paths)} images on {sc.model.device} ...", flush=True)
     _, feats = sc.image_features(paths)
     T, tpl = sc.temperature, sc.card["templates"]
     m = sc.model
@@ -245,6 +250,7 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
             for k, v in own.items(): new_state[k].copy_(v)
             rows = m2.token_parameters()
             rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
+        say(f"fitting the token row of {new}: {steps} steps ...", flush=True)
         losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
         m2.eval()
         for p in m2.parameters(): p.requires_grad_(False)
@@ -272,7 +278,8 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     sc2.card["calibration"] = sc.card.get("calibration")
     if out is not None: save_export(sc2, out)
     say(f"added labeler {labeler} as {rep['token'] or 'population prompt'} from {len(fit)} answers: held-out accuracy "
-        f"{rep['acc']:.4f} [{lo:.4f}, {hi:.4f}] on {len(hold)} answers (population prompt {rep['population_acc']:.4f}) -> {out}")
+        f"{rep['acc']:.4f} [{lo:.4f}, {hi:.4f}] on {len(hold)} answers (population prompt {rep['population_acc']:.4f}) -> {out} "
+        f"({time.time() - t0:.0f} s)")
     return rep
 
 # %% ../nbs/10a_share.ipynb #ef89d03f
