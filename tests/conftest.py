@@ -84,3 +84,23 @@ def study_world_no_repeats(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp('study_norep')/'study'
     write_study_like(d, scale=0.05, seed=0, image_size=64, repeats=False, verbose=False)
     return d
+
+
+def git_status(root: Path = ROOT) -> str | None:
+    "`git status --porcelain` of the checkout (untracked files included), or None outside a git checkout."
+    try: r = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=all'], cwd=root, capture_output=True,
+                            text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired): return None
+    return r.stdout if r.returncode == 0 else None
+
+
+@pytest.fixture(scope='session', autouse=True)
+def repository_stays_clean():
+    """The tests write only to temporary folders: after the session, `git status` of the checkout is what it was
+    before (a test that leaves a file in the repository, or rewrites a committed one, fails the session)."""
+    before = git_status()
+    yield
+    after = git_status()
+    if before is not None and after is not None and after != before:
+        new = sorted(set(after.splitlines()) - set(before.splitlines()))
+        pytest.fail(f'the tests changed the repository (git status): {new[:20]}', pytrace=False)
