@@ -127,9 +127,25 @@ def portable_paths(text: str, root: str|Path) -> str:
 
 # %% ../nbs/00_paths.ipynb #54349fe3
 _RUN_METADATA = ('execution', 'papermill', 'collapsed', 'scrolled', 'jupyter')   # per cell: timings, view state
+_MACHINE_LINES = re.compile(r'^image cache: .*\n?', flags=re.M)   # whether this machine's cache was warm, not the run
+
+def _stable_outputs(outputs: list) -> list:
+    "Consecutive stream outputs of a cell merged (the kernel splits them by timing) and lines about this machine's state dropped."
+    out = []
+    for o in outputs:
+        if o.get('output_type') == 'stream':
+            text = _MACHINE_LINES.sub('', ''.join(o.get('text', '')))
+            if out and out[-1].get('output_type') == 'stream' and out[-1].get('name') == o.get('name'):
+                out[-1]['text'] = ''.join(out[-1]['text']) + text; continue
+            o = {**o, 'text': text}
+        out.append(o)
+    for o in out:
+        if o.get('output_type') == 'stream': o['text'] = o['text'].splitlines(keepends=True)
+    return [o for o in out if o.get('output_type') != 'stream' or o['text']]
 
 def _stable_notebook(nb: dict) -> dict:
-    "`nb` without what changes from one run to the next: timestamps and durations, random cell ids (ids from the content)."
+    """`nb` without what changes from one run to the next: timestamps and durations, random cell ids (ids from the
+    content), how the kernel happened to split printed text, lines about this machine's caches."""
     import hashlib
     pm = nb.get('metadata', {}).get('papermill')
     if pm:
@@ -137,6 +153,7 @@ def _stable_notebook(nb: dict) -> dict:
     seen = set()
     for i, c in enumerate(nb.get('cells', [])):
         for k in _RUN_METADATA: c.get('metadata', {}).pop(k, None)
+        if 'outputs' in c: c['outputs'] = _stable_outputs(c['outputs'])
         if 'id' in c or nb.get('nbformat_minor', 0) >= 5:
             src = ''.join(c.get('source', ''))
             cid = hashlib.sha1(f"{c.get('cell_type')}\n{src}".encode()).hexdigest()[:8]
@@ -151,12 +168,12 @@ def publish_notebook(src, dest, root: str|Path|None=None) -> Path:
     dest = Path(dest)
     try: root = Path(root).resolve() if root is not None else repo_root(dest.parent)
     except FileNotFoundError: root = dest.parent.resolve()
-    nb = _stable_notebook(json.loads(Path(src).read_text()))
+    nb = _stable_notebook(json.loads(portable_paths(Path(src).read_text(), root)))   # ids from the portable text
     pm = nb.get('metadata', {}).get('papermill')
     if pm:
         pm['input_path'] = f"nbs/experiments/{Path(pm.get('input_path') or 'labeler_tokens.ipynb').name}"
         pm['output_path'] = dest.name
-    write_if_changed(dest, portable_paths(json.dumps(nb, indent=1, ensure_ascii=False), root) + '\n')
+    write_if_changed(dest, json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
     return dest
 
 # %% ../nbs/00_paths.ipynb #7eb9b843
