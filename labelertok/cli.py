@@ -483,8 +483,11 @@ def _cmd_run(a):
             print(f"{n:18s} {d.get('n_users', '?')} labelers, {d.get('epochs', '?')} epochs, model {d.get('model')} "
                   f"({d.get('pretrained')}), data {d.get('data_dir')}")
         return
-    out = run_experiment(a.preset, parse_overrides(a.parameter), out_dir=a.out_dir, overwrite=a.overwrite)
-    print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}")
+    over = parse_overrides(a.parameter)
+    out = run_experiment(a.preset, over, out_dir=a.out_dir, overwrite=a.overwrite)
+    from labelertok.paths import report_root
+    rep = report_root(out, over.get('fig_root', 'figures'))/Path(out).name/'results.md'   # beside a run outside the repository
+    print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}" + (f"\nreport: {rep}" if rep.is_file() else ''))
 
 def compare_notebook() -> Path:
     "The comparison experiment notebook `nbs/experiments/compare.ipynb`."
@@ -493,7 +496,8 @@ def compare_notebook() -> Path:
 def _cmd_compare(a):
     overrides = {'fig_root': a.fig_root, **parse_overrides(a.parameter)}
     out = run_experiment(a.preset, overrides, out_dir=a.out_dir, overwrite=a.overwrite, notebook=compare_notebook())
-    fig = Path(overrides['fig_root']).expanduser().resolve()/resolve_preset(a.preset).stem
+    from labelertok.paths import report_root
+    fig = report_root(out, overrides['fig_root'])/resolve_preset(a.preset).stem   # beside a run outside the repository
     print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}\nreport: {fig/'results.md'}")
 
 def _cmd_sweep(a):
@@ -508,8 +512,10 @@ def _cmd_sweep(a):
                         "command again to retry them (finished runs are skipped)")
 
 def _cmd_report(a):
+    from labelertok.paths import report_root
     from labelertok.report import write_report
-    for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
+    for rd in a.run_dirs:   # a run outside the repository: its report beside it, not in the repository's figures/
+        for f in write_report([rd], fig_root=report_root(rd, a.fig_root)): print(f)
 
 USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share'}  # command -> the labelertok module that runs it
 
