@@ -452,7 +452,9 @@ MATHJAX_URL = 'MATHJAX_LOCAL_COPY'   # mkdocs.yml's custom_mathjax_url: replaced
 def on_post_page(output, page, config):
     "Notebook pages load MathJax from the site's own copy (`assets/mathjax/`), by a path relative to the page."
     rel = posixpath.relpath('assets/mathjax/MathJax.js', posixpath.dirname(page.file.dest_uri) or '.')
-    return output.replace(f'src="{MATHJAX_URL}"', f'src="{rel}?config=TeX-AMS-MML_HTMLorMML-full,Safe"')
+    fonts = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: ["STIX-Web"], '
+             'preferredFont: "STIX-Web", webFont: "STIX-Web", imageFont: null}});</script>\n')   # the fonts the copy has
+    return output.replace(f'<script src="{MATHJAX_URL}">', f'{fonts}<script src="{rel}?config=TeX-AMS-MML_HTMLorMML-full,Safe">')
 
 
 def on_post_build(config):

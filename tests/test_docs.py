@@ -133,8 +133,10 @@ def test_site_builds_with_a_page_per_notebook(tmp_path, env):
     assert not dup, f'pages sharing a title: {dup}'
     # maths: typeset by the site's own MathJax, by a path relative to the page; no script from another site
     assert (site/'assets'/'mathjax'/'MathJax.js').is_file()
+    assert (site/'assets'/'mathjax'/'fonts'/'HTML-CSS'/'STIX-Web').is_dir()   # the fonts the pages ask MathJax for
     synth = (site/'02_synthetic.html').read_text()
     assert '$$u_' in synth and re.search(r'<script src="assets/mathjax/MathJax\.js\?config=[^"]+">', synth)
+    assert 'preferredFont: "STIX-Web"' in synth
     assert re.search(r'<script src="\.\./assets/mathjax/MathJax\.js', (site/'how-to'/'add_a_labeler.html').read_text())
     for page in site.rglob('*.html'):
         t = page.read_text(errors='replace')
@@ -143,5 +145,6 @@ def test_site_builds_with_a_page_per_notebook(tmp_path, env):
         assert not re.search(r'<user\d+>', t), f'{page.relative_to(site)}: a labeler token is an HTML tag there, so it is not seen'
     demo = visible_text((site/'results'/'two_users_demo'/'two_users_demo.html').read_text())
     assert 'Per labeler on the test split: <user1>' in demo, 'the result page does not show the labeler tokens'
+    assert 'default runs/<preset>' not in demo, "the notebook's default parameters shown beside papermill's"
     imgs = re.findall(r'<img[^>]+src="(data:image/png[^"]+)"', (site/'results'/'two_users_demo'/'two_users_demo.html').read_text())
     assert imgs and len(imgs) == len(set(imgs)), 'an image is shown twice on the result page'
