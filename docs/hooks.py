@@ -95,12 +95,6 @@ def _frontmatter(nb) -> dict[str, str]:
     return {}
 
 
-def _lib_hash() -> str:
-    h = hashlib.sha256()
-    for p in sorted(LIB.glob('*.py')): h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def _imported(src: str) -> set[str]:
     "Modules of `labelertok` that the Python source `src` imports (anywhere, function-local imports included)."
     try: tree = ast.parse(src)
