@@ -246,7 +246,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
         fv = visibility["features"]
         rows = [[f"`{k}`", f"{r['salience']:.1f}"] + [f"{r[p]:.2f}" for p in reps] for k, r in fv.iterrows()]
         lv = visibility["labelers"]
-        lrows = [[t, fmt_pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
+        lrows = [[md_code(t), fmt_pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
                  for t in lv.index]
         md += ["## What the backbone can see", "",
                "A ceiling assumes every latent feature is known; a model only has what its image features encode. "
@@ -280,8 +280,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
         rows = [[k] + [(fmt_pct(*get(m, k)[["mean", "sd", "lo", "hi"]].iloc[0]) if len(get(m, k)) else "—")
                        for m in ("labeler token (new row)", "linear probe")] for k in ks]
         md += ["## A new labeler from few answers", "",
-               f"{info['token']} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
-               f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {info['token']}'s token row fitted "
+               f"{md_code(info['token'])} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
+               f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {md_code(info['token'])}'s token row fitted "
                f"({info['token_steps']} full-batch AdamW steps, lr {info['token_lr']}) on k comparisons; scored on "
                f"{info['n_eval_samples']} answers to {info['n_eval_pairs']} other pairs; {info['reps']} random draws of "
                f"the k from a pool of {info.get('pool', '?')} comparisons per point (mean ± sd [95% interval resampling the draws and the "
