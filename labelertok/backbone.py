@@ -5,6 +5,7 @@
 # %% ../nbs/04a_backbone.ipynb #890a2833
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -17,19 +18,14 @@ import open_clip
 import torch
 from torch import nn
 
-from .paths import looks_like_checkpoint
+from .paths import check_weights_file, looks_like_checkpoint
 
 # %% auto #0
-__all__ = ['MODEL_CONFIGS', 'register_model_configs', 'short_pretrained']
+__all__ = ['register_model_configs', 'short_pretrained', 'weights_reachable']
 
 # %% ../nbs/04a_backbone.ipynb #540f59d5
-MODEL_CONFIGS = {
-    "tiny": {
-        "embed_dim": 64,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-    },
-}
+# MODEL_CONFIGS is a setting (05c_config): a model name is checked without loading open_clip
+from .config import MODEL_CONFIGS
 
 
 def register_model_configs() -> list[str]:
@@ -56,13 +52,43 @@ def _resolve_pretrained(model: str, pretrained: str | None) -> tuple[str | None,
     if pretrained in (None, "", "none", "None"): return None, False
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if cfg: return pretrained, bool(cfg.get("quick_gelu", False))
-    if os.path.isfile(pretrained): return str(Path(pretrained).resolve()), False
+    if os.path.isfile(pretrained):   # read safely, or refused naming the file (never torch's advice to load it unsafely)
+        check_weights_file(pretrained, "pretrained")
+        return str(Path(pretrained).resolve()), False
     if looks_like_checkpoint(pretrained):
         raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} not found (relative to {os.getcwd()}); the "
                                 "synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data` (`labelertok pretrain`)")
     tags = open_clip.list_pretrained_tags_by_model(model)
     raise ValueError(f"pretrained={pretrained!r} is neither a known tag for {model} nor a file; "
                      f"{len(tags)} known tags: {tags[:8]}")
+
+# %% ../nbs/04a_backbone.ipynb #bd436028
+@functools.lru_cache(maxsize=16)   # asked once per process (a sweep checks every cell)
+def weights_reachable(model: str, pretrained: str | None, timeout: float = 3.0) -> str | None:
+    """None when the weights of an open_clip tag are in the local cache (or `pretrained` is a file or None) or their
+    server answers within `timeout` seconds; else why not, with what to do: found at once, before a run starts,
+    instead of after a minute of download retries inside the kernel."""
+    import socket
+    from urllib.parse import urlparse
+    cfg = open_clip.get_pretrained_cfg(model, pretrained) if isinstance(pretrained, str) else None
+    if not cfg or "file" in cfg: return None
+    hub, url = cfg.get("hf_hub", ""), cfg.get("url", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+        repo, name = os.path.split(hub)
+        for f in ([name] if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
+            if isinstance(try_to_load_from_cache(repo, f), str): return None
+    if url and os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))): return None
+    host = "huggingface.co" if hub else urlparse(url).hostname
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") and bool(hub)
+    if not offline:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout): return None
+        except OSError: pass
+    return (f"the {model} weights {pretrained!r} are not in the local cache and {host} cannot be reached"
+            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: download them once where there is internet "
+            f"(open_clip.create_model('{model}', pretrained='{pretrained}') fills ~/.cache/huggingface: copy it here), or pass "
+            "a checkpoint file as pretrained")
 
 # %% ../nbs/04a_backbone.ipynb #3bca19a3
 def _fingerprint(clip: nn.Module, model: str, pretrained: str | None) -> dict:

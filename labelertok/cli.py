@@ -10,8 +10,10 @@ __all__ = ['PARAMS_MARKER', 'PARAM_TYPES', 'PATH_PARAMS', 'USE_COMMANDS', 'USER_
            'check_data', 'compare_notebook', 'main']
 
 # %% ../nbs/09_cli.ipynb #e47482c0
-import argparse, json, os, re, shutil, sys, warnings
+import argparse, json, os, re, shutil, sys, threading, warnings
+from contextlib import contextmanager
 from pathlib import Path
+from .runs import RunFolderBusy   # light: the run-folder rules import nothing heavy
 
 # %% ../nbs/09_cli.ipynb #914359e4
 def experiments_dir() -> Path:
@@ -120,25 +122,50 @@ def _type_ok(v, t) -> bool:
     if t is int: return type(v) is int
     return isinstance(v, t)
 
+def _open_clip_names() -> set[str]:
+    "open_clip's model names, read from its config files (open_clip itself is not imported: it loads torch)."
+    import importlib.util
+    spec = importlib.util.find_spec('open_clip')
+    if spec is None or not spec.submodule_search_locations: return set()
+    return {p.stem for p in Path(list(spec.submodule_search_locations)[0], 'model_configs').glob('*.json')}
+
 def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', token_mode: str='text', lora_rank: int=4,
                        lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2,
-                       visual_tokens: int=0):
+                       visual_tokens: int=0, tags: bool=True):
     """Check the model's settings without building it (no weights loaded or downloaded): `ModelConfig`'s own checks,
-    plus that open_clip knows the model, the weights resolve and `n_users` is a count. A ValueError names each bad
-    one with its value and what is allowed."""
-    import open_clip
-    from labelertok.backbone import MODEL_CONFIGS, _resolve_pretrained
-    from labelertok.model import ModelConfig
+    plus that open_clip knows the model, a weights file can be read safely and `n_users` is a count; all without
+    torch. `tags`: also look an open_clip pretrained tag up in open_clip's registry (this imports open_clip, so it is
+    done only when everything else is right). A ValueError names each bad one with its value and what is allowed."""
+    from labelertok.config import MODEL_CONFIGS, ModelConfig
+    from labelertok.paths import check_weights_file, looks_like_checkpoint
     bad = _problems(ModelConfig, dict(model=model, pretrained=pretrained, token_mode=token_mode, lora_rank=lora_rank,
                                       lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers,
                                       visual_tokens=visual_tokens,
                                       tokens=tuple(f'<user{i + 1}>' for i in range(n_users)) if type(n_users) is int else ()))
-    if isinstance(model, str) and not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):
+    names = _open_clip_names()
+    if isinstance(model, str) and names and not (model in MODEL_CONFIGS or model in names):
         bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
-    elif isinstance(model, str) and isinstance(pretrained, str):
-        try: _resolve_pretrained(model, pretrained)
-        except (ValueError, FileNotFoundError, TypeError) as e: bad.append(f"pretrained={pretrained!r} ({str(e).replace('; ', ', ')})")
+    elif isinstance(model, str) and isinstance(pretrained, str) and pretrained.lower() not in ('none', 'null', ''):
+        if os.path.isfile(pretrained) or looks_like_checkpoint(pretrained):
+            try: check_weights_file(pretrained, 'pretrained')
+            except (ValueError, FileNotFoundError) as e:
+                bad.append(f"{e} (the synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data`)"
+                           if isinstance(e, FileNotFoundError) else str(e))
     if type(n_users) is not int or n_users < 1: bad.append(f"n_users={n_users!r} (an int >= 1: the number of labelers)")
+    tag = isinstance(pretrained, str) and pretrained.lower() not in ('none', 'null', '') and not (
+        os.path.isfile(pretrained) or looks_like_checkpoint(pretrained))
+    if not bad and isinstance(model, str) and ((tags and tag) or not names):   # open_clip's registry: only for a tag
+        import open_clip
+        from labelertok.backbone import _resolve_pretrained
+        if not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):
+            bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
+        elif isinstance(pretrained, str):
+            from labelertok.backbone import weights_reachable
+            try: _resolve_pretrained(model, pretrained)
+            except (ValueError, FileNotFoundError, TypeError) as e: bad.append(f"pretrained={pretrained!r} ({str(e).replace('; ', ', ')})")
+            else:
+                why = weights_reachable(model, pretrained)   # offline and not cached: said now, not after minutes of retries
+                if why: bad.append(f"pretrained={pretrained!r} ({why})")
     if bad: raise ValueError(f"{len(bad)} invalid model value(s): " + "; ".join(bad))
 
 def _problems(f, kw: dict) -> list[str]:
@@ -170,11 +197,14 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     import dataclasses
     params, defaults = check_types(params, notebook), parameter_defaults(notebook)
     from labelertok.data import SPLITS
-    from labelertok.config import TrainConfig, resolve_device
+    from labelertok.config import TrainConfig
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     probs = _problems(TrainConfig, {k: v for k, v in params.items() if k in fields and k in defaults})
-    model_keys = set(check_model_params.__code__.co_varnames[:check_model_params.__code__.co_argcount])
-    if 'model' in params: probs += _problems(check_model_params, {k: v for k, v in params.items() if k in model_keys})
+    if type(params.get('epochs')) is int and params['epochs'] == 0 and 'epochs' in defaults:
+        probs.append("epochs=0 (an int >= 1: epoch 0 is the model before training, not a trained run)")
+    model_keys = set(check_model_params.__code__.co_varnames[:check_model_params.__code__.co_argcount]) - {'tags'}
+    model_kw = {k: v for k, v in params.items() if k in model_keys}
+    if 'model' in params: probs += _problems(check_model_params, {**model_kw, 'tags': False})
     for k in ('seed', 'split_seed'):
         if k in params and not 0 <= params[k] < 2**32: probs.append(f"{k}={params[k]!r} (an int from 0 to 2**32 - 1)")
     for k in ('split',):
@@ -182,9 +212,17 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     if isinstance(params.get('leakage_splits'), list) and set(params['leakage_splits']) - set(SPLITS):
         probs.append(f"leakage_splits={params['leakage_splits']!r} (a list of {list(SPLITS)})")
     if params.get('threads') is not None and params['threads'] < 1: probs.append(f"threads={params['threads']!r} (an int >= 1, or null)")
-    if isinstance(params.get('device'), str):
-        try: resolve_device(params['device'])
-        except (RuntimeError, ValueError) as e: probs.append(f"device={params['device']!r} ('auto', 'cpu', 'cuda', 'cuda:N' or 'mps' "
+    device = params.get('device')
+    if isinstance(device, str) and not re.fullmatch(r'auto|cpu|mps|cuda(:\d+)?', device):
+        probs.append(f"device={device!r} ('auto', 'cpu', 'cuda', 'cuda:N' or 'mps')")
+    if probs: raise ValueError(f"{len(probs)} invalid parameter value(s): " + "; ".join(probs))
+    # everything above is checked without torch (a bad value is refused at once); what needs open_clip's registry or
+    # the accelerator is checked last, only for otherwise valid parameters
+    if 'model' in params: probs += _problems(check_model_params, model_kw)
+    if isinstance(device, str) and device not in ('auto', 'cpu'):
+        from labelertok.config import resolve_device
+        try: resolve_device(device)
+        except (RuntimeError, ValueError) as e: probs.append(f"device={device!r} ('auto', 'cpu', 'cuda', 'cuda:N' or 'mps' "
                                                              f"that this machine has: {str(e).splitlines()[0]})")
     if probs: raise ValueError(f"{len(probs)} invalid parameter value(s): " + "; ".join(probs))
     return params
@@ -232,8 +270,8 @@ class RunInterrupted(RunFailed):
     "The run was stopped (Ctrl-C); the run folder was left consistent (see `run_experiment`)."
 
 def _existing_run(out: Path) -> bool:
-    "Whether `out` holds anything but the notebook of a failed attempt (which alone is no run to protect)."
-    return out.is_dir() and any(p.name != 'run.failed.ipynb' for p in out.iterdir())
+    "Whether `out` holds anything but the notebook of a failed attempt, its marker and lock (no run to protect)."
+    return out.is_dir() and any(p.name not in ('run.failed.ipynb', '.labelertok-run', '.lock') for p in out.iterdir())
 
 def check_folders(params: dict):
     "The data and images folders of `params` exist (the commonest typo, refused at once)."
@@ -251,51 +289,64 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
     name = resolve_preset(preset).stem
     out = Path(params.get('out_dir') or Path('runs')/name).resolve()
     check_out_dir(out, params)
+    from labelertok.runs import RunLock, check_replaceable, check_resume, lock_for_kernel, lock_owner, mark_run_folder
     existing, aside = _existing_run(out), out.with_name(out.name + '.previous')
     if existing and overwrite and params.get('resume'):
         raise ValueError("--overwrite starts the run over and `-p resume true` continues it: pass only one of them")
     if existing and not overwrite and not params.get('resume'):
         raise FileExistsError(f"run folder {out} exists and is not empty: pass `-p resume true` to continue it, "
                               "`--overwrite` to start over, or `--out-dir` for a new folder")
-    if existing and overwrite and aside.exists():
-        raise FileExistsError(f"{aside} exists (left by an --overwrite that was stopped before it could clean up): "
-                              f"check which of {out.name} and {aside.name} to keep, remove the other, and run again")
+    if existing and overwrite:
+        check_replaceable(out)   # only a run folder labelertok made (its marker) is ever replaced
+        if aside.exists():
+            raise FileExistsError(f"{aside} exists (left by an --overwrite that was stopped before it could clean up): "
+                                  f"check which of {out.name} and {aside.name} to keep, remove the other, and run again")
+    owner = lock_owner(out) if existing else None
+    if owner: raise RunLock(out)._busy(owner)
     check_folders(params)
     params = check_parameters(params, notebook)
+    if existing and params.get('resume'): check_resume(out, params)   # the saved run's settings, before any kernel
     if params.get('data_dir'):
         line = check_data(params)
         if echo: print(f"labelertok {name}: checked {line}", flush=True)
     import papermill as pm
     nb_in = experiment_notebook(notebook)
-    nb = tag_parameters(nb_in)   # a path (a temporary copy if the tag had to be added)
-    if existing:   # a run still writing this folder (its lock held) is never moved aside or resumed a second time
-        from labelertok.runs import RunLock
-        with RunLock(out): pass
-    if existing and overwrite: out.rename(aside)            # nothing deleted yet: the old run waits beside the new one
-    out.mkdir(parents=True, exist_ok=True)
-    running, nb_out = out/'run.running.ipynb', out/'run.ipynb'
-    if echo: print(f"labelertok run {name}: executing {nb_in.name} -> {nb_out}", flush=True)
-    error = None
+    lock = RunLock(out).acquire() if existing else None   # held until the notebook has ended (`lock_for_kernel`)
+    nb = nb_in
     try:
-        pm.execute_notebook(str(nb), str(running), parameters=params, progress_bar=False, kernel_name=kernel_name,
-                            stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None)
-    except pm.PapermillExecutionError as e: error = e
-    except KeyboardInterrupt as e: error = e
+        if existing and overwrite:
+            lock.release(); out.rename(aside); lock = None   # nothing deleted yet: the old run waits beside the new one
+        if lock is None:
+            mark_run_folder(out)   # the proof, for a later --overwrite, that labelertok made this folder
+            lock = RunLock(out).acquire()
+        nb = tag_parameters(nb_in)   # a path (a temporary copy if the tag had to be added)
+        running, nb_out = out/'run.running.ipynb', out/'run.ipynb'
+        if echo: print(f"labelertok run {name}: executing {nb_in.name} -> {nb_out}", flush=True)
+        error = None
+        try:
+            with lock_for_kernel(lock), _kernel_files():
+                pm.execute_notebook(str(nb), str(running), parameters=params, progress_bar=False, kernel_name=kernel_name,
+                                    stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None,
+                                    kernel_manager_class=_quiet_kernel_manager())
+        except pm.PapermillExecutionError as e: error = e
+        except KeyboardInterrupt as e: error = e
+        if error is None:
+            if nb_out.exists(): nb_out.replace(out/'run.previous.ipynb')   # resume: the earlier finished attempt
+            running.replace(nb_out)
+            if existing and overwrite: shutil.rmtree(aside)
+            return out
+        # failed or interrupted: keep its notebook as run.failed.ipynb; an earlier run.ipynb and an overwritten run stay
+        if existing and overwrite:
+            if running.exists(): running.replace(aside/'run.failed.ipynb')
+            lock.release(); lock = None
+            shutil.rmtree(out); aside.rename(out)
+            kept = f"the earlier run in {out} is unchanged"
+        else:
+            if running.exists(): running.replace(out/'run.failed.ipynb')
+            kept = "run.ipynb of the earlier finished attempt is unchanged" if nb_out.exists() else "nothing else was replaced"
     finally:
         if nb != nb_in: shutil.rmtree(nb.parent, ignore_errors=True)
-    if error is None:
-        if nb_out.exists(): nb_out.replace(out/'run.previous.ipynb')   # resume: the earlier finished attempt
-        running.replace(nb_out)
-        if existing and overwrite: shutil.rmtree(aside)
-        return out
-    # failed or interrupted: keep its notebook as run.failed.ipynb; an earlier run.ipynb and an overwritten run stay
-    if existing and overwrite:
-        if running.exists(): running.replace(aside/'run.failed.ipynb')
-        shutil.rmtree(out); aside.rename(out)
-        kept = f"the earlier run in {out} is unchanged"
-    else:
-        if running.exists(): running.replace(out/'run.failed.ipynb')
-        kept = "run.ipynb of the earlier finished attempt is unchanged" if nb_out.exists() else "nothing else was replaced"
+        if lock is not None: lock.release()
     failed = out/'run.failed.ipynb'
     where = f"executed notebook kept at {failed}" if failed.exists() else "no notebook was written"
     if isinstance(error, KeyboardInterrupt) or getattr(error, 'ename', '') == 'KeyboardInterrupt':
@@ -303,9 +354,49 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
     raise RunFailed(f"{error.ename}: {error.evalue} (cell {error.exec_count}); {where}; {kept}", notebook=failed) from None
 
 
+def _quiet_kernel_manager():
+    """jupyter_client's kernel manager, with the kernel process's own log (its stderr: not the notebook's output,
+    which comes through papermill) in the temporary kernel folder instead of the terminal: Ctrl-C pressed twice no
+    longer prints the kernel's socket traceback above the one-line message."""
+    from jupyter_client.manager import AsyncKernelManager
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            d = _KERNEL_FILES['dir'] or os.environ.get('JUPYTER_RUNTIME_DIR') or '.'
+            with open(os.path.join(d, f'kernel-{os.getpid()}-{id(self)}.log'), 'ab') as log:
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, 'stderr': log})
+    return QuietKernelManager
+
+_KERNEL_FILES, _KERNEL_GUARD = dict(dir=None, users=0, old=None), threading.Lock()
+
+@contextmanager
+def _kernel_files():
+    """The kernels started inside (one run, or the runs of a sweep side by side) write their connection files into one
+    temporary folder of this process, removed on every exit path; the folders of commands that were killed (their
+    pid gone) are removed by the next command."""
+    import tempfile
+    from labelertok.runs import _pid_alive
+    k = _KERNEL_FILES
+    with _KERNEL_GUARD:
+        if not k['users']:
+            for d in Path(tempfile.gettempdir()).glob('labelertok_kernels_*'):
+                pid = d.name.split('_')[2] if d.name.count('_') >= 3 else ''
+                if pid.isdigit() and not _pid_alive(int(pid)): shutil.rmtree(d, ignore_errors=True)
+            k['dir'], k['old'] = tempfile.mkdtemp(prefix=f'labelertok_kernels_{os.getpid()}_'), os.environ.get('JUPYTER_RUNTIME_DIR')
+            os.environ['JUPYTER_RUNTIME_DIR'] = k['dir']
+        k['users'] += 1
+    try: yield Path(k['dir'])
+    finally:
+        with _KERNEL_GUARD:
+            k['users'] -= 1
+            if not k['users']:
+                if k['old'] is None: os.environ.pop('JUPYTER_RUNTIME_DIR', None)
+                else: os.environ['JUPYTER_RUNTIME_DIR'] = k['old']
+                shutil.rmtree(k['dir'], ignore_errors=True)
+
+
 # %% ../nbs/09_cli.ipynb #0c2cd824
 def _add_use_commands(sub) -> None:
-    "The subcommands that use a trained model: score (`labelertok.score`), export and add-labeler (`labelertok.share`)."
+    "The subcommands that use a trained model: score (`labelertok.score`), export and add-labeler (`labelertok.share`), explain (`labelertok.explain`), app (`labelertok.app`)."
     s = sub.add_parser("score", help="score/rank images or compare pairs as a labeler would (CSV out)")
     s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
     s.add_argument("--labeler", default=None, help="token (<user1> or user1), the study's labeler id, 'all', or none "
@@ -345,6 +436,23 @@ class _HelpWithDefaults(argparse.HelpFormatter):
                 and (action.option_strings or action.nargs in ('?', '*'))):
             h += ' (default: %(default)s)'
         return h
+
+    s = sub.add_parser("explain", help="a labeler's taste in words, the faces they rank highest and lowest, where they differ")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
+    s.add_argument("--labeler", required=True, help="token (<user1> or user1), the study's labeler id, or 'all'")
+    s.add_argument("--attribute", required=True, help="an attribute the model was trained on, or 'all'")
+    s.add_argument("--words", default=None, metavar="FILE", help="vocabulary: .txt (one phrase per line) or .csv (phrase[, prompt, context])")
+    s.add_argument("--images", default=None, metavar="DIR", help="reference faces (default: the training data's images)")
+    s.add_argument("--out", default=None, metavar="DIR", help="write explanation.md, words.csv and face grids to this new folder")
+    s.add_argument("-k", type=int, default=3, help="words per explanation")
+    s.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the faces")
+    s.add_argument("--device", default="auto")
+
+    s = sub.add_parser("app", help="a local web app (127.0.0.1, offline) to compare faces, rank them and read tastes")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
+    s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: the first free one from 7860)")
+    s.add_argument("--images", default=None, metavar="DIR", help="faces for the gallery (default: the training data's images)")
+    s.add_argument("--device", default="auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,7 +625,7 @@ def _cmd_report(a):
     for rd in a.run_dirs:   # a run outside the repository: its report beside it, not in the repository's figures/
         for f in write_report([rd], fig_root=report_root(rd, a.fig_root)): print(f)
 
-USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share'}  # command -> the labelertok module that runs it
+USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
     "The command `name` of its module (`USE_COMMANDS`), imported only when it runs (it loads torch)."
@@ -526,12 +634,14 @@ def _use(name: str):
         return importlib.import_module(f'labelertok.{USE_COMMANDS[name]}').COMMANDS[name](a)
     return run
 
-USER_ERRORS = (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
+USER_ERRORS = (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError,
+               RunFolderBusy)
 
 def main(argv: list[str]|None=None) -> int:
     """Entry point of the `labelertok` console script; returns the exit status (0 ok, 1 run failed, 2 bad input,
     130 stopped by Ctrl-C). Errors are one line; `--debug` shows the traceback instead."""
     a = build_parser().parse_args(argv)
+    warnings.showwarning = lambda m, *_, **__: print(f"labelertok: warning: {m}", file=sys.stderr, flush=True)   # one line
     try:
         {'synth': _cmd_synth, 'pretrain': _cmd_pretrain, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report,
          'compare': _cmd_compare, 'sweep': _cmd_sweep, **{n: _use(n) for n in USE_COMMANDS}}[a.cmd](a)

@@ -70,7 +70,10 @@ def read_table(path, required: tuple | None, id_columns: tuple = ()) -> pd.DataF
     """Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped.
     `required=None` keeps every column, each read as text."""
     path = Path(path)
-    dtype = str if required is None else {c: str for c in id_columns}
+    # object, not a number type, for the other .xlsx columns: a real Excel TRUE/FALSE cell among numbers stays a bool
+    # (that `_refuse_booleans` names) instead of being read as 1/0
+    dtype = str if required is None else {**({c: object for c in required} if path.suffix == ".xlsx" else {}),
+                                          **{c: str for c in id_columns}}
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use one of {TABLE_SUFFIXES}")
     try:
@@ -135,6 +138,19 @@ def _hint(path: str) -> str | None:
         if f"/{h}/" in p: return h
     return None
 
+def _unicode_hint(missing: list[str], on_disk: list[str]) -> str:
+    "A hint when missing names differ from files on disk only in Unicode normalisation (NFC vs NFD), else ''."
+    import unicodedata
+    nfc = lambda s: unicodedata.normalize("NFC", s)
+    disk = {nfc(n): n for n in on_disk}
+    near = [(m, disk[nfc(m)]) for m in missing if nfc(m) in disk]
+    if not near: return ""
+    m, d = near[0]
+    return (f"; {len(near)} of them differ from a file on disk only in how accented letters are encoded (Unicode NFC vs "
+            f"NFD, e.g. sheet {m.encode('unicode_escape').decode()!r}, disk {d.encode('unicode_escape').decode()!r}; "
+            "macOS and some copy tools write the decomposed form): rename the files or the sheet's paths to one form, "
+            "e.g. `convmv -r -f utf8 -t utf8 --nfc --notest <images folder>`")
+
 def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
     """Map each sheet path in `paths` to an absolute file under one of `roots` (from `image_roots`),
     by file name. One error lists missing files; names escaping a root are refused."""
@@ -164,7 +180,8 @@ def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
         names = {image_name(p) for p in out} | {image_name(p) for p in missing}
         gone = list(dict.fromkeys(image_name(p) for p in missing))
         raise FileNotFoundError(f"{len(gone)} of {len(names)} image files not found by name under "
-                                f"{[str(r) for _, r in roots]}: {_examples(gone)} (e.g. sheet path {missing[0]!r})")
+                                f"{[str(r) for _, r in roots]}: {_examples(gone)} (e.g. sheet path {missing[0]!r})"
+                                + _unicode_hint(gone, [n for _, _, ns in index for n in ns]))
     if ambiguous:
         _say(verbose, f"images: {ambiguous} file name(s) exist in several roots; used the folder the sheet "
                       f"names, else the first root in order {[str(r) for _, r in roots]}")
@@ -460,11 +477,11 @@ def preprocess_image(path, image_size: int) -> np.ndarray:
     with Image.open(path) as im: return resize_crop(im, image_size)
 
 def _entries(paths) -> list[list]:
-    out = []
-    for p in paths:
-        st = os.stat(p)
-        out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
-    return out
+    """[path, size, sha1 of the content] of each file: the cache key. Content, not the modification time: a file
+    replaced by another of the same size and time (`cp -p`, rsync, tar) is decoded again, never served stale."""
+    def one(p):
+        with open(p, "rb") as f: return [os.path.abspath(p), os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha1").hexdigest()]
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: return list(ex.map(one, paths))
 
 def _cache_key(image_size: int, entries) -> str:
     blob = json.dumps([CACHE_VERSION, int(image_size), sorted(entries)]).encode()

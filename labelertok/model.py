@@ -29,18 +29,15 @@ from torch import nn
 from .backbone import (MODEL_CONFIGS, _create_base, _fingerprint, _QuietRandomInit, _resolve_pretrained,
                                  looks_like_checkpoint, register_model_configs, short_pretrained)
 from .runs import DamagedFile, read_json, read_tensors
+from .config import LORA_TARGETS, TOWERS   # the model's settings (and ModelConfig, below) live in 05c_config
 from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
 # %% auto #0
-__all__ = ['TOWERS', 'LORA_TARGETS', 'FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex', 'ModelConfig',
-           'LabelerCLIP', 'create_model', 'load_model', 'model_info']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex', 'LabelerCLIP', 'create_model',
+           'load_model', 'model_info']
 
 # %% ../nbs/05_model.ipynb #1e97fac4
-TOWERS = ("both", "vision", "text")
-LORA_TARGETS = {"mlp": r"mlp\.(?:c_fc|c_proj)", "mlp+attn": r"(?:mlp\.(?:c_fc|c_proj)|attn)", "attn": r"attn"}
-
-
 def lora_target_regex(towers: str = "both", lora_targets: str = "mlp") -> str:
     "peft `target_modules` regex (full match on module names) for open_clip towers and layer kinds."
     if towers not in TOWERS: raise ValueError(f"towers must be one of {TOWERS}, got {towers!r}")
@@ -52,58 +49,8 @@ def lora_target_regex(towers: str = "both", lora_targets: str = "mlp") -> str:
     return prefix + layer
 
 # %% ../nbs/05_model.ipynb #957bb978
-@dataclass
-class ModelConfig:
-    "What `create_model` builds: the base, the labeler tokens, LoRA; saved into every model and run file, restored on load."
-    model: str = "ViT-B-32"  # open_clip model name, or "tiny"
-    pretrained: Optional[str] = "openai"  # open_clip pretrained tag, a local checkpoint file, or None (random init)
-    tokens: tuple = ()  # labeler tokens, e.g. `user_tokens(2)`
-    token_mode: str = "text"  # "text": literal BPE pieces (the study); "learned": new trainable embedding rows
-    lora_rank: int = 4  # 0 = no LoRA
-    lora_alpha: float = 1.0  # LoRA scaling is alpha / rank
-    lora_targets: str = "mlp"  # "mlp" (c_fc, c_proj), "mlp+attn" or "attn"
-    towers: str = "both"  # "both", "vision" or "text"
-    init_word: str = "person"  # learned mode: new rows start as this word's embedding
-    seed: int = 0  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
-    visual_tokens: int = 0  # learned prompt vectors per labeler in the image tower's token sequence (0 = none)
-
-    def __post_init__(self):
-        if isinstance(self.tokens, str): self.tokens = (self.tokens,)
-        self.tokens = tuple(self.tokens)
-        if self.pretrained in ("", "none", "None"): self.pretrained = None
-        bad = []
-        if not isinstance(self.model, str) or not self.model: bad.append(f"model={self.model!r} (an open_clip model name)")
-        if self.pretrained is not None and not isinstance(self.pretrained, (str, os.PathLike)):
-            bad.append(f"pretrained={self.pretrained!r} (a tag, a checkpoint file or None)")
-        if self.token_mode not in TOKEN_MODES: bad.append(f"token_mode={self.token_mode!r} (one of {TOKEN_MODES})")
-        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 0:
-            bad.append(f"lora_rank={self.lora_rank!r} (int >= 0)")
-        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or not self.lora_alpha > 0:
-            bad.append(f"lora_alpha={self.lora_alpha!r} (> 0)")
-        else: self.lora_alpha = float(self.lora_alpha)
-        if self.lora_targets not in LORA_TARGETS: bad.append(f"lora_targets={self.lora_targets!r} (one of {list(LORA_TARGETS)})")
-        if self.towers not in TOWERS: bad.append(f"towers={self.towers!r} (one of {TOWERS})")
-        if not isinstance(self.init_word, str) or not self.init_word.strip(): bad.append(f"init_word={self.init_word!r} (a word)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int): bad.append(f"seed={self.seed!r} (int)")
-        if isinstance(self.visual_tokens, bool) or not isinstance(self.visual_tokens, int) or self.visual_tokens < 0:
-            bad.append(f"visual_tokens={self.visual_tokens!r} (int >= 0)")
-        elif self.visual_tokens > 0 and not self.tokens:
-            bad.append(f"visual_tokens={self.visual_tokens!r} (needs labeler tokens: each labeler has its own)")
-        if bad: raise ValueError(f"{len(bad)} invalid ModelConfig value(s): " + "; ".join(bad))
-
-    def to_dict(self) -> dict:
-        "JSON-able dict of all fields (tokens as a list; the form saved in model and run files)."
-        d = asdict(self)
-        d["tokens"] = list(self.tokens)
-        if d["pretrained"] is not None: d["pretrained"] = str(d["pretrained"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        "A ModelConfig from a saved dict; unknown keys are refused by name."
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown: raise ValueError(f"unknown ModelConfig field(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**d)
+# defined with `TrainConfig` in 05c_config, where a setting is checked without loading torch or open_clip
+from .config import ModelConfig
 
 # %% ../nbs/05_model.ipynb #dc156932
 def _text_owner(clip: nn.Module):

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['REQUIRED_HISTORY', 'REPORT_SOURCE', 'CALIBRATION_FILE', 'make_fake_run', 'Run', 'load_run', 'fmt_pct', 'fmt_pts',
-           'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings', 'key_findings', 'is_study_run',
-           'study_protocol_accuracy', 'study_comparison', 'plot_curves', 'plot_labelers', 'plot_attributes',
-           'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
+           'md_cell', 'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings', 'key_findings',
+           'is_study_run', 'study_protocol_accuracy', 'study_comparison', 'plot_curves', 'plot_labelers',
+           'plot_attributes', 'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
 
 # %% ../nbs/07_report.ipynb #ceee410e
 import json, math, re, shutil
@@ -127,10 +127,15 @@ def _num(x, d: int=4) -> str: return '–' if _isnan(x) else f'{float(x):.{d}f}'
 def _ci(lo, hi) -> str: return '' if _isnan(lo) or _isnan(hi) else f' [{100 * float(lo):.2f}, {100 * float(hi):.2f}]'
 def _bold(s: str) -> str: return f'**{s}**'
 
+def md_cell(x) -> str:
+    """`x` as one markdown table cell: a `|` escaped and a line break made a space (a labeler id may hold either); a `|`
+    already escaped (a code span from `md_code`) is left as it is."""
+    return ' '.join(re.sub(r'(?<!\\)\|', r'\\|', str(x)).splitlines())
+
 def md_table(header: list[str], rows: list[list[str]]) -> str:
-    "A markdown table in the study's style."
+    "A markdown table in the study's style (each cell through `md_cell`)."
     out = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('-'*(len(h)+2) for h in header) + '|']
-    return '\n'.join(out + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows])
+    return '\n'.join(out + ['| ' + ' | '.join(map(md_cell, r)) + ' |' for r in rows])
 
 def _column(vals, kind: str, best: str='max') -> list[str]:
     "Format a column (`kind` 'pct' or 'num') and bold its best value(s)."

@@ -4,6 +4,8 @@
 
 # %% ../nbs/06a_runs.ipynb #d4020514
 from __future__ import annotations
+# numpy, pandas, torch and safetensors are imported where used: the command line checks run folders, locks and
+# markers with this module before anything heavy is loaded
 
 import hashlib
 import json
@@ -11,41 +13,52 @@ import os
 import random
 import shutil
 import socket
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
-
-import numpy as np
-import pandas as pd
-import torch
-from safetensors.torch import load_file, save_file
 
 try: import fcntl
 except ImportError: fcntl = None  # Windows: the lock falls back to the owner's pid
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'DamagedFile', 'read_json', 'read_tensors', 'RunFolderBusy', 'RunLock', 'data_fingerprint',
-           'images_fingerprint', 'run_fingerprint', 'write_state', 'read_state', 'save_checkpoint', 'check_same_run',
-           'open_run']
+__all__ = ['LOCK_FILE', 'HELD_LOCKS_ENV', 'HELD_LOCKS_PID_ENV', 'RUN_MARKER', 'DamagedFile', 'read_json', 'read_tensors',
+           'RunFolderBusy', 'RunLock', 'lock_for_kernel', 'lock_owner', 'made_by_labelertok', 'mark_run_folder',
+           'check_replaceable', 'data_fingerprint', 'images_fingerprint', 'run_fingerprint', 'write_state',
+           'read_state', 'readable_checkpoint', 'save_checkpoint', 'check_resume', 'check_same_run', 'open_run']
 
 # %% ../nbs/06a_runs.ipynb #b72735da
 class DamagedFile(ValueError):
     "A run or model file that cannot be read; the message names the file and the remedy."
 
 
+def _drop_stale_temps(path: Path):
+    "Remove `.<name>.<pid>.tmp` files beside `path` whose writer (a process of this host) is gone, e.g. killed mid-write."
+    for t in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = t.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try: t.unlink()
+            except OSError: pass
+
+
 def _atomic_write(path: Path, text: str):
+    "Replace `path` by `text` in one rename; the temp file goes on every exit path (and stale ones of killed writers)."
     path = Path(path)
+    _drop_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
 
 
 def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, (np.ndarray,)): return o.tolist()
-    if isinstance(o, (Path, torch.device, torch.dtype)): return str(o)
+    mod = type(o).__module__
+    if mod == "numpy": return o.item() if getattr(o, "ndim", 1) == 0 else o.tolist()
+    if mod.startswith("torch") or isinstance(o, Path): return str(o)   # torch.device, torch.dtype, paths
     if isinstance(o, (set, frozenset)): return sorted(o)
     return repr(o)
 
@@ -67,6 +80,7 @@ def read_tensors(path, remedy: str) -> dict[str, torch.Tensor]:
     "The tensors of safetensors file `path`; a missing or damaged file raises `DamagedFile` naming it and `remedy`."
     path = Path(path)
     if not path.is_file(): raise DamagedFile(f"{path} is missing; {remedy}")
+    from safetensors.torch import load_file
     try: return load_file(str(path))
     except Exception as e:  # safetensors raises SafetensorError, OSError or a RuntimeError depending on the damage
         raise DamagedFile(f"{path} is damaged (not a readable safetensors file: {type(e).__name__}: {e}); {remedy}") from None
@@ -96,6 +110,7 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self._fd: Optional[int] = None
+        self._inherited = False  # held by the command that started this process (see `lock_for_kernel`)
         self.stale: Optional[dict] = None  # the record of a dead owner whose lock was taken over
 
     def _busy(self, owner: dict) -> RunFolderBusy:
@@ -108,8 +123,14 @@ class RunLock:
         try: return json.loads(os.read(fd, 4096).decode() or "{}")
         except (ValueError, UnicodeDecodeError): return {}
 
+    def _held_by_parent(self, owner: dict) -> bool:
+        "Whether the owner is the command that started this process and handed the folder down (`lock_for_kernel`)."
+        held = os.environ.get(HELD_LOCKS_ENV, "").split(os.pathsep)
+        return (str(self.folder.resolve()) in held and str(owner.get("pid")) == os.environ.get(HELD_LOCKS_PID_ENV)
+                and str(owner.get("pid")) != str(os.getpid()))
+
     def acquire(self) -> "RunLock":
-        if self._fd is not None: return self
+        if self._fd is not None or self._inherited: return self
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -117,6 +138,7 @@ class RunLock:
                 try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     owner = self._read(fd); os.close(fd)
+                    if self._held_by_parent(owner): self._inherited = True; return self
                     raise self._busy(owner) from None
                 try: same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
                 except FileNotFoundError: same = False
@@ -138,6 +160,7 @@ class RunLock:
         return self
 
     def release(self):
+        if self._inherited: self._inherited = False; return   # the command that holds it releases it
         if self._fd is None: return
         try: os.unlink(self.path)
         except FileNotFoundError: pass
@@ -148,9 +171,86 @@ class RunLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
+
+HELD_LOCKS_ENV, HELD_LOCKS_PID_ENV = "LABELERTOK_HELD_LOCKS", "LABELERTOK_HELD_LOCKS_PID"
+_env_guard = threading.Lock()
+
+
+@contextmanager
+def lock_for_kernel(lock: RunLock):
+    """While inside, processes started by this one (the run's kernel) may take `lock`'s folder: its path and this pid
+    are in their environment. The command keeps the lock until the notebook has ended; `train` in the kernel works under it."""
+    key = str(lock.folder.resolve())
+    with _env_guard:
+        held = [h for h in os.environ.get(HELD_LOCKS_ENV, "").split(os.pathsep) if h]
+        os.environ[HELD_LOCKS_ENV] = os.pathsep.join(held + [key]); os.environ[HELD_LOCKS_PID_ENV] = str(os.getpid())
+    try: yield lock
+    finally:
+        with _env_guard:
+            held = [h for h in os.environ.get(HELD_LOCKS_ENV, "").split(os.pathsep) if h and h != key]
+            if held: os.environ[HELD_LOCKS_ENV] = os.pathsep.join(held)
+            else: os.environ.pop(HELD_LOCKS_ENV, None); os.environ.pop(HELD_LOCKS_PID_ENV, None)
+
+
+def lock_owner(folder) -> Optional[dict]:
+    """The record (pid, host, started) of the live process that holds `<folder>/.lock`, or None when no one does or
+    when it is the command that started this process (the run's own notebook reading its folder)."""
+    path = Path(folder) / LOCK_FILE
+    try: fd = os.open(path, os.O_RDONLY)
+    except OSError: return None
+    try:
+        try: owner = json.loads(os.read(fd, 4096).decode() or "{}")
+        except (ValueError, UnicodeDecodeError): owner = {}
+        if fcntl is None:
+            return owner if owner.get("host") == socket.gethostname() and _pid_alive(owner.get("pid")) else None
+        try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError: return None if RunLock(folder)._held_by_parent(owner) else owner or {"pid": "?"}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally: os.close(fd)
+
+# %% ../nbs/06a_runs.ipynb #e884d72e
+RUN_MARKER = ".labelertok-run"
+_NEW_RUN_ENTRIES = (LOCK_FILE, RUN_MARKER)
+
+
+def made_by_labelertok(folder) -> bool:
+    "Whether `folder` holds the marker a labelertok command wrote when it created the folder."
+    try: d = json.loads((Path(folder) / RUN_MARKER).read_text())
+    except (OSError, ValueError): return False
+    return isinstance(d, dict) and str(d.get("made_by", "")).startswith("labelertok")
+
+
+def mark_run_folder(folder, made_by: str = "labelertok run") -> Path:
+    """Create `folder` if needed and write its marker; refuses a folder that already holds anything but its lock and
+    the run's own notebook (labelertok marks only folders it creates)."""
+    folder = Path(folder)
+    f = folder / RUN_MARKER
+    if made_by_labelertok(folder): return f
+    other = sorted(p.name for p in folder.iterdir() if p.name not in _NEW_RUN_ENTRIES
+                   and not (p.name.startswith("run.") and p.suffix == ".ipynb")) if folder.is_dir() else []
+    if other: raise FileExistsError(f"{folder} is not a new folder ({len(other)} entries, e.g. {other[:5]}): "
+                                    "labelertok marks as its own only the folders it creates")
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(f, json.dumps(dict(made_by=made_by, **_owner_record())))
+    return f
+
+
+def check_replaceable(folder, flag: str = "--overwrite"):
+    "Refuse (FileExistsError) to replace or delete a non-empty `folder` that labelertok did not make."
+    folder = Path(folder)
+    if not folder.is_dir() or made_by_labelertok(folder): return
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries: return
+    raise FileExistsError(f"{flag} refused: {folder} was not made by labelertok (no {RUN_MARKER} marker) and holds "
+                          f"{len(entries)} entries, e.g. {entries[:5]}; only a run folder labelertok created is ever "
+                          "replaced (a run folder of a labelertok older than the marker is replaced only by hand). "
+                          "Choose another --out-dir (e.g. runs/<name>), or move that folder away yourself")
+
 # %% ../nbs/06a_runs.ipynb #1a2a017e
 def data_fingerprint(data) -> str:
     "sha1 of the columns of `data.samples` that define a run's samples, and of the image tensor's shape."
+    import pandas as pd
     cols = [c for c in ("item_id", "user_id", "token", "attribute", "label", "split", "i1", "i2") if c in data.samples]
     h = pd.util.hash_pandas_object(data.samples[cols], index=False).to_numpy()
     return hashlib.sha1(h.tobytes() + repr(tuple(data.images.shape)).encode()).hexdigest()
@@ -194,11 +294,13 @@ def _load_trainable(model, state: dict[str, torch.Tensor]):
     if set(named) != set(state):
         diff = sorted(set(named) ^ set(state))
         raise ValueError(f"saved trainable parameters do not match the model's: {len(diff)} differ, e.g. {diff[:3]}")
+    import torch
     with torch.no_grad():
         for n, p in named.items(): p.copy_(state[n].to(p.device, p.dtype))
 
 
 def _optimizer_to_files(opt) -> tuple[dict, dict]:
+    import torch
     sd = opt.state_dict()
     tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
     for i, st in sd["state"].items():
@@ -219,6 +321,7 @@ def _optimizer_from_files(opt, tensors: dict, meta: dict):
 
 
 def _rng_to_files() -> tuple[dict, dict]:
+    import numpy as np, torch
     v, st, g = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     tensors = {"torch_cpu": torch.get_rng_state()}
@@ -228,6 +331,7 @@ def _rng_to_files() -> tuple[dict, dict]:
 
 
 def _rng_from_files(tensors: dict, meta: dict):
+    import numpy as np, torch
     v, st, g = meta["python"]
     random.setstate((v, tuple(st), g))
     name, keys, pos, has_gauss, cached = meta["numpy"]
@@ -239,6 +343,7 @@ def _rng_from_files(tensors: dict, meta: dict):
 # %% ../nbs/06a_runs.ipynb #d17f230f
 def write_state(out: Path, epoch: int, model, opt, best_state: dict, meta: dict):
     "Write state/epoch_NNNN, then commit it by replacing state/latest.json; remove older epoch folders."
+    from safetensors.torch import save_file
     root = Path(out) / "state"
     d = root / f"epoch_{epoch:04d}"
     if d.exists(): shutil.rmtree(d)
@@ -273,11 +378,24 @@ def read_state(out: Path) -> Optional[dict]:
     return dict(meta=meta, **{k: read_tensors(d / f"{k}.safetensors", remedy) for k in ("trainable", "best", "optimizer", "rng")})
 
 
+def readable_checkpoint(path: Path) -> Path:
+    """`path`, or the checkpoint a save stopped between its two renames left as `.<name>.old` (read only: the next
+    save, or a resume, puts it back)."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        warnings.warn(f"{path} is missing: a save was stopped midway; reading the previous checkpoint {old.name} "
+                      "(resume the run to finish the save)")
+        return old
+    return path
+
+
 def save_checkpoint(model, path: Path):
     "model.save into a temp path, then swap it in (the previous checkpoint stays valid until the swap)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir(): os.replace(old, path)   # a save stopped between its two renames
     for p in (tmp, old):
         if p.is_dir(): shutil.rmtree(p)
         elif p.exists(): p.unlink()
@@ -300,6 +418,45 @@ def _out_dir_entries(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.suffix != ".ipynb")
 
 
+def _model_difference(k: str, old, new) -> str:
+    "One differing model setting, in the words of the run's parameters (`tokens` are `n_users` labelers)."
+    if k == "tokens":
+        return f"n_users: saved {len(old or [])} (labeler tokens {list(old or [])}), now {len(new or [])}"
+    return f"{k}: saved {old!r}, now {new!r}"
+
+
+def _saved_meta(out: Path) -> Optional[dict]:
+    "meta.json of the committed state of `out` (JSON only: no tensors read), or None when nothing was committed."
+    latest = Path(out) / "state" / "latest.json"
+    if not latest.exists(): return None
+    remedy = f"the saved training state of {out} cannot be used: start the run again in a new folder (or overwrite this one)"
+    ptr = read_json(latest, remedy)
+    if not isinstance(ptr, dict) or not isinstance(ptr.get("dir"), str): raise DamagedFile(f"{latest} is damaged (no 'dir' entry); {remedy}")
+    meta = read_json(Path(out) / "state" / ptr["dir"] / "meta.json", remedy)
+    return meta if isinstance(meta, dict) else None
+
+
+def check_resume(out: Path, params: dict):
+    """Before a kernel starts (`labelertok run -p resume true`): refuse, naming each setting with its saved and new
+    value, to resume `out` with parameters that differ from those it was started with (its saved config and model;
+    `epochs` may grow). The data's rows and pixels are checked by the run itself (they need the images decoded)."""
+    meta = _saved_meta(out)
+    if meta is None: return
+    cfg, mcfg, fp = meta.get("config") or {}, meta.get("model_config") or {}, meta.get("fingerprint") or {}
+    diff = []
+    for k, v in params.items():
+        if k in _RESUME_FREE or k in ("device", "resume"): continue
+        old = cfg[k] if k in cfg else mcfg[k] if k in mcfg else None
+        if (k in cfg or k in mcfg) and old != v: diff.append(_model_difference(k, old, v))
+    if "n_users" in params and "tokens" in mcfg and len(mcfg["tokens"]) != params["n_users"]:
+        diff.append(_model_difference("tokens", mcfg["tokens"], [None] * params["n_users"]))
+    if params.get("data_dir") and fp.get("data_dir") and str(Path(params["data_dir"]).resolve()) != fp["data_dir"]:
+        diff.append(f"data_dir: saved {fp['data_dir']!r}, now {str(params['data_dir'])!r}")
+    if diff:
+        raise ValueError(f"cannot resume {out}: {len(diff)} setting(s) differ from the saved run's: " + "; ".join(diff)
+                         + ". Resume with the settings it was started with, or start a new run in another folder (--out-dir)")
+
+
 def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: dict, out: Path):
     "Refuse (ValueError naming the field) to resume saved state `meta` with another config, model or data."
     old = {k: v for k, v in meta["config"].items() if k not in _RESUME_FREE}
@@ -311,7 +468,8 @@ def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: di
     mold = meta.get("model_config")
     if mold != model_config:
         diff = sorted(k for k in set(mold or {}) | set(model_config) if (mold or {}).get(k) != model_config.get(k))
-        raise ValueError(f"cannot resume {out}: the model differs from the saved run's in {diff[:5]}")
+        raise ValueError(f"cannot resume {out}: the model differs from the saved run's: "
+                         + "; ".join(_model_difference(k, (mold or {}).get(k), model_config.get(k)) for k in diff[:5]))
     saved = meta.get("fingerprint")
     if saved is None:  # state written before fingerprints had fields: the sample table only
         if meta.get("data_fingerprint") != fingerprint["samples"]:
@@ -330,7 +488,7 @@ def open_run(out: Path, resume: bool) -> Optional[dict]:
     entries = _out_dir_entries(out)
     if entries and not resume:
         raise FileExistsError(f"out_dir {out} is not empty ({len(entries)} entries, e.g. {entries[:5]}); "
-                              "pass resume=True to continue that run, or choose a new folder")
+                              "pass resume=True (`-p resume true` on the command line) to continue that run, or choose a new folder")
     if not resume: return None
     saved = read_state(out)
     if saved is not None: return saved

@@ -5,7 +5,9 @@
 # %% ../nbs/10_score.ipynb #18ec2b9d
 from __future__ import annotations
 
+import csv
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
@@ -23,15 +25,17 @@ from .model import META_FILE, LabelerCLIP, create_model, load_model
 from .tokens import TEMPLATES
 from .config import resolve_device
 from .evaluation import _autocast, bootstrap_ci
-from .runs import _atomic_write, read_json
+from .runs import DamagedFile, RunFolderBusy, _atomic_write, lock_owner, read_json, readable_checkpoint
 
 # %% auto #0
-__all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
-           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'COMMANDS', 'folder_kind', 'load_images', 'Scorer', 'load']
+__all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'EXPORT_MANIFEST', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
+           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'RANK_COLUMNS', 'PAIR_COLUMNS', 'COMMANDS', 'folder_kind',
+           'export_manifest', 'check_export', 'load_images', 'Scorer', 'load', 'written_by_score']
 
 # %% ../nbs/10_score.ipynb #c9b2f0da
 EXPORT_META = "labelertok_export.json"
-EXPORT_FORMAT, EXPORT_VERSION = "labelertok.export", 1
+EXPORT_FORMAT, EXPORT_VERSION = "labelertok.export", 2   # 2: with a manifest of every file's sha256
+EXPORT_MANIFEST = "labelertok_manifest.json"
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, TOKEN_ROWS = "adapter_config.json", "adapter_model.safetensors", "labeler_tokens.safetensors"
 CALIBRATION_FILE = "calibration.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -40,6 +44,41 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 def folder_kind(path) -> str:
     "'run' or 'export' for a folder `load` can read; otherwise a clear error that says what the folder lacks."
     return _folder(path)[0]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    with open(path, "rb") as f: return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def export_manifest(folder) -> dict:
+    "sha256 of every file of exported folder `folder` (but the manifest): what `check_export` compares."
+    folder = Path(folder)
+    return {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != EXPORT_MANIFEST}
+
+
+def check_export(folder, meta: dict):
+    """Refuse (ValueError naming the file) an exported folder whose files differ from its manifest (an edited
+    labelertok_export.json, a replaced adapter), or whose peft `adapter_config.json` disagrees with labelertok's own
+    record of the model; an export older than the manifest is read with a warning."""
+    folder, remedy = Path(folder), "export the run again (labelertok export RUN OUT_DIR)"
+    if (folder / EXPORT_MANIFEST).is_file() or meta.get("version", 1) >= 2:
+        want = read_json(folder / EXPORT_MANIFEST, remedy)
+        files = want.get("files") if isinstance(want, dict) else None
+        if not isinstance(files, dict): raise DamagedFile(f"{folder / EXPORT_MANIFEST} is damaged (no 'files'); {remedy}")
+        bad = sorted(n for n, h in files.items() if not (folder / n).is_file() or _sha256(folder / n) != h)
+        if bad: raise ValueError(f"{folder}: {len(bad)} file(s) differ from the export's manifest ({EXPORT_MANIFEST}): {bad[:5]}; "
+                                 f"the folder was changed after it was exported, so what it scores is not what was exported: {remedy}")
+    else:
+        warnings.warn(f"{folder} was exported without a manifest (labelertok export format v{meta.get('version')}): its files "
+                      "are not checked; export the run again to have them checked")
+    mc = meta.get("model_config") or {}
+    if mc.get("lora_rank", 0) > 0:
+        ac = read_json(folder / ADAPTER_CONFIG, remedy)
+        diff = [f"{k}: {ADAPTER_CONFIG} {ac.get(k)!r}, {EXPORT_META} {mc.get(m)!r}" for k, m in (("r", "lora_rank"), ("lora_alpha", "lora_alpha"))
+                if not isinstance(ac, dict) or ac.get(k) != mc.get(m)]
+        if diff: raise ValueError(f"{folder}: the peft adapter config and labelertok's record disagree ({'; '.join(diff)}); {remedy}")
 
 
 def _folder(path) -> tuple[str, Optional[dict]]:
@@ -52,9 +91,11 @@ def _folder(path) -> tuple[str, Optional[dict]]:
         meta = read_json(p / EXPORT_META, "export the run again (labelertok export RUN OUT_DIR)")
         if meta.get("model_config", {}).get("lora_rank", 1) == 0: miss = []
         if miss: raise ValueError(f"{p} is an incomplete exported model: missing {miss}")
+        check_export(p, meta)
         return "export", meta
     run_need = ["summary.json", f"checkpoints/best/{META_FILE}"]
-    run_miss = [f for f in run_need if not (p / f).is_file()]
+    best = readable_checkpoint(p / "checkpoints" / "best")
+    run_miss = [f for f in run_need if not (p / f).is_file() and not (f.startswith("checkpoints/") and (best / META_FILE).is_file())]
     if not run_miss: return "run", None
     have = sorted(x.name for x in p.iterdir())[:8]
     if len(run_miss) < len(run_need):
@@ -405,8 +446,15 @@ def load(path, device: str = "auto", batch_size: int = 256, amp: bool = True, pr
     kind, meta = _folder(path)
     dev = resolve_device(device)
     if kind == "run":
+        owner = lock_owner(path)
+        if owner:
+            raise RunFolderBusy(f"{path} is a run still in progress (pid {owner.get('pid')} on {owner.get('host')}, since "
+                                f"{owner.get('started')}): its best checkpoint may change after every epoch; wait for it to finish")
         card = _run_card(path)
-        model = load_model(path / "checkpoints" / "best", device=dev)
+        if card["status"] != "complete":
+            warnings.warn(f"{path} did not finish (status {card['status']!r}; no process is writing it): using its best "
+                          f"epoch so far ({card['best_epoch']}); resume the run to finish it")
+        model = load_model(readable_checkpoint(path / "checkpoints" / "best"), device=dev)
     else:
         model, card = _load_export(path, meta, dev, pretrained)
     return Scorer(model, card, source=path, batch_size=batch_size, amp=amp, progress=progress)
@@ -418,10 +466,32 @@ def _correct(p: np.ndarray, label: np.ndarray) -> np.ndarray:
     return np.where(p > 0.5, y0, np.where(p < 0.5, ~y0, False))
 
 # %% ../nbs/10_score.ipynb #a0d749bd
-def _check_out(path, overwrite: bool) -> Path:
+RANK_COLUMNS, PAIR_COLUMNS = ("image", "labeler", "attribute", "score", "rank"), ("labeler", "attribute", "p_im1")
+
+
+def written_by_score(path) -> bool:
+    "Whether CSV `path` starts with the header `score` writes (a ranking, or pairs ending in labeler, attribute, p_im1)."
+    try:
+        with open(path, newline="", encoding="utf-8") as f: head = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error): return False
+    return tuple(head) == RANK_COLUMNS or (tuple(head[-3:]) == PAIR_COLUMNS and {"im1", "im2"} <= set(head))
+
+
+def _check_out(path, overwrite: bool, source=None, inputs=()) -> Path:
+    """`--out`, refused before any work when it is a folder, lies in the run or exported folder, is one of the inputs,
+    or exists and was not written by `score` (--overwrite replaces only score's own CSV files)."""
     p = Path(path)
-    if p.exists() and not overwrite: raise FileExistsError(f"{p} exists; pass --overwrite to replace it (nothing was written)")
+    if p.is_dir(): raise IsADirectoryError(f"--out {p} is a folder: give the CSV file to write, e.g. {p / 'scores.csv'}")
     if not p.parent.is_dir(): raise FileNotFoundError(f"folder of --out {p.parent} does not exist")
+    rp = p.resolve()
+    if source is not None and (Path(source).resolve() == rp or Path(source).resolve() in rp.parents):
+        raise ValueError(f"--out {p} lies inside {source}: score never writes into a run or exported folder; write the CSV elsewhere")
+    hit = [str(x) for x in inputs if Path(x).resolve() == rp]
+    if hit: raise ValueError(f"--out {p} is one of the inputs ({hit[0]}): choose another file name (nothing was written)")
+    if p.exists() and not overwrite: raise FileExistsError(f"{p} exists; pass --overwrite to replace it (nothing was written)")
+    if p.exists() and not written_by_score(p):
+        raise FileExistsError(f"--overwrite refused: {p} was not written by `labelertok score` (its first line is not the header "
+                              "score writes); score replaces only its own CSV files: choose another --out (nothing was written)")
     return p
 
 
@@ -432,11 +502,14 @@ def _choices(sc: Scorer, labeler, attribute) -> tuple[list, list]:
 
 
 def _cmd_score(a) -> None:
-    out = _check_out(a.out, a.overwrite)
+    out = _check_out(a.out, a.overwrite, a.source, [a.pairs] if a.pairs else [x for x in a.images if os.path.isfile(x)])
     if a.pairs:
         pp = Path(a.pairs)
         if not pp.is_file(): raise FileNotFoundError(f"--pairs {pp} not found")
-        pairs = pd.read_csv(pp, dtype={"im1": str, "im2": str})
+        try: pairs = pd.read_csv(pp, dtype={"im1": str, "im2": str})
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"--pairs {pp} is empty: it needs a header row im1,im2 (and optionally label) and one row per pair") from None
+        if pairs.empty: raise ValueError(f"--pairs {pp} has no rows under its header {list(pairs.columns)}: one row per pair to compare")
         miss = [c for c in ("im1", "im2") if c not in pairs]
         if miss: raise ValueError(f"{pp.name} needs columns im1, im2 (optional label 2/1); it lacks {miss}, has {list(pairs.columns)}")
         fix = lambda x: x if os.path.isabs(x) or os.path.exists(x) else str(pp.parent / x)

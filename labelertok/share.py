@@ -23,7 +23,8 @@ from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_
 from .backbone import looks_like_checkpoint
 from .paths import md_code
 from .model import _adapter_state, create_model
-from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_META, EXPORT_VERSION, TOKEN_ROWS,
+from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MANIFEST, EXPORT_META, EXPORT_VERSION,
+                              TOKEN_ROWS, export_manifest,
                               Scorer, _correct, _same_base, load)
 from .evaluation import bootstrap_ci
 
@@ -120,6 +121,7 @@ def save_export(sc: Scorer, out_dir) -> Path:
         (tmp / "README.md").write_text(model_card(meta))
         if sc.source is not None and (Path(sc.source) / CALIBRATION_FILE).is_file():
             shutil.copy2(Path(sc.source) / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
+        (tmp / EXPORT_MANIFEST).write_text(json.dumps(dict(files=export_manifest(tmp)), indent=1))   # what a reader checks
         if out.exists(): out.rmdir()
         os.replace(tmp, out)
     finally:

@@ -63,9 +63,11 @@ class SweepRun:
     def name(self) -> str: return cell_name(self.cell)
     @property
     def done(self) -> bool:
-        "Finished: its summary says complete and its test predictions are there."
+        """Finished: its notebook ended (`run.ipynb`, and the sweep recorded its wall time), its summary says complete
+        and its test predictions are there. A run killed after training but before its notebook ended is not."""
         f = self.out/'summary.json'
-        if not (f.is_file() and (self.out/'test_predictions.csv').is_file()): return False
+        need = (f, self.out/'test_predictions.csv', self.out/'run.ipynb', self.out/'sweep_run.json')
+        if not all(p.is_file() for p in need): return False
         try: return json.loads(f.read_text()).get('status') == 'complete'
         except ValueError: return False
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 import functools
 import re
 from typing import Callable, Sequence
-
-import open_clip
-import torch
-import torch.nn.functional as F
+# open_clip and torch are imported where used: the settings (TEMPLATES, TOKEN_MODES) are read by checks that must not load them
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'TOKEN_MODES', 'user_tokens', 'make_prompt', 'ensemble_prompts', 'ensemble_text_features', 'check_tokens',
@@ -49,6 +46,7 @@ def ensemble_text_features(
     "Ensemble features [len(pairs), D]: mean of the L2-normalised features over `templates`, renormalised."
     pairs = list(pairs)
     if not pairs: raise ValueError("pairs is empty")
+    import torch.nn.functional as F
     prompts = [p for a, t in pairs for p in ensemble_prompts(a, t, templates)]
     feats = F.normalize(encode_prompts(prompts).float(), dim=-1)
     feats = feats.view(len(pairs), len(templates), -1).mean(1)
@@ -73,6 +71,7 @@ def check_token_mode(token_mode: str) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _tokenizer(model: str, tokens: tuple[str, ...], learned: bool):
+    import open_clip
     if not learned or not tokens: return open_clip.get_tokenizer(model)
     tok = open_clip.get_tokenizer(model, additional_special_tokens=list(tokens))
     if not isinstance(tok, open_clip.SimpleTokenizer):

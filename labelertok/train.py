@@ -25,7 +25,7 @@ from .evaluation import (_attr_order, _check_labeler_rows, _check_tokens, _gathe
                                    _to_device, _token_order, _use_tokens, _visual, bootstrap_ci, encode_pairs, evaluate,
                                    pair_batch_loss, pair_logits, pair_loss)
 from .model import _is_token_param
-from .runs import (RunLock, _atomic_write, _dumps, _load_trainable, _optimizer_from_files, _param_names,
+from .runs import (RunLock, mark_run_folder, _atomic_write, _dumps, _load_trainable, _optimizer_from_files, _param_names,
                              _rng_from_files, _trainable_state, check_same_run, open_run, run_fingerprint,
                              save_checkpoint, write_state)
 from .tokens import make_prompt
@@ -459,7 +459,11 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
             if saved is not None: check_same_run(saved["meta"], config.to_dict(), model_config, fingerprint, out)
             if config.group_pairs and "pair_id" not in data.samples:
                 raise ValueError("group_pairs=True needs a pair_id column in data.samples")
-            if acc.is_main_process: lock = RunLock(out).acquire()
+            if acc.is_main_process:
+                lock = RunLock(out).acquire()
+                if saved is None:   # a new run: the marker that lets a later --overwrite replace this folder
+                    try: mark_run_folder(out)
+                    except FileExistsError: pass   # a folder that held files already stays unmarked, never replaced
             return saved
         saved = _agree(acc, prepare)
         if acc.is_main_process: (out / "checkpoints").mkdir(parents=True, exist_ok=True)

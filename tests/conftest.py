@@ -86,6 +86,23 @@ def study_world_no_repeats(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope='session')
+def trained_folders(tmp_path_factory, tiny_world) -> dict:
+    "A 2-labeler run on `tiny_world` (2 epochs of the tiny model; the stand-in's weights when `make data` wrote them) and its export."
+    from labelertok import share
+    from labelertok.data import load_labeler_data
+    from labelertok.model import create_model
+    from labelertok.tokens import user_tokens
+    from labelertok.train import TrainConfig, train
+    tmp = tmp_path_factory.mktemp('trained')
+    stand_in = ROOT/'data'/'tiny_clip_synthetic.pt'
+    data = load_labeler_data(tiny_world, n_users=2, split='sample', image_size=64, cache_dir=tmp/'cache', verbose=False)
+    m = create_model('tiny', str(stand_in) if stand_in.is_file() else None, tokens=user_tokens(2))
+    train(data, m, TrainConfig(epochs=2, batch_size=64, lr=2e-3, device='cpu', n_boot=100, progress=False), tmp/'run')
+    share.export(tmp/'run', tmp/'export')
+    return dict(run=tmp/'run', export=tmp/'export')
+
+
 def git_status(root: Path = ROOT) -> str | None:
     "`git status --porcelain` of the checkout (untracked files included), or None outside a git checkout."
     try: r = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=all'], cwd=root, capture_output=True,
