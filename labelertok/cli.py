@@ -426,6 +426,23 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed of the hold-out split and the fitting")
     s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
 
+    s = sub.add_parser("explain", help="a labeler's taste in words, the faces they rank highest and lowest, where they differ")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
+    s.add_argument("--labeler", required=True, help="token (<user1> or user1), the study's labeler id, or 'all'")
+    s.add_argument("--attribute", required=True, help="an attribute the model was trained on, or 'all'")
+    s.add_argument("--words", default=None, metavar="FILE", help="vocabulary: .txt (one phrase per line) or .csv (phrase[, prompt, context])")
+    s.add_argument("--images", default=None, metavar="DIR", help="reference faces (default: the training data's images)")
+    s.add_argument("--out", default=None, metavar="DIR", help="write explanation.md, words.csv and face grids to this new folder")
+    s.add_argument("-k", type=int, default=3, help="words per explanation")
+    s.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the faces")
+    s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
+
+    s = sub.add_parser("app", help="a local web app (127.0.0.1, offline) to compare faces, rank them and read tastes")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
+    s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: the first free one from 7860)")
+    s.add_argument("--images", default=None, metavar="DIR", help="faces for the gallery (default: the training data's images)")
+    s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
+
 
 class _HelpWithDefaults(argparse.HelpFormatter):
     "Help that ends each option with its default, unless it has none or its text already gives it."
@@ -436,23 +453,6 @@ class _HelpWithDefaults(argparse.HelpFormatter):
                 and (action.option_strings or action.nargs in ('?', '*'))):
             h += ' (default: %(default)s)'
         return h
-
-    s = sub.add_parser("explain", help="a labeler's taste in words, the faces they rank highest and lowest, where they differ")
-    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
-    s.add_argument("--labeler", required=True, help="token (<user1> or user1), the study's labeler id, or 'all'")
-    s.add_argument("--attribute", required=True, help="an attribute the model was trained on, or 'all'")
-    s.add_argument("--words", default=None, metavar="FILE", help="vocabulary: .txt (one phrase per line) or .csv (phrase[, prompt, context])")
-    s.add_argument("--images", default=None, metavar="DIR", help="reference faces (default: the training data's images)")
-    s.add_argument("--out", default=None, metavar="DIR", help="write explanation.md, words.csv and face grids to this new folder")
-    s.add_argument("-k", type=int, default=3, help="words per explanation")
-    s.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the faces")
-    s.add_argument("--device", default="auto")
-
-    s = sub.add_parser("app", help="a local web app (127.0.0.1, offline) to compare faces, rank them and read tastes")
-    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
-    s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: the first free one from 7860)")
-    s.add_argument("--images", default=None, metavar="DIR", help="faces for the gallery (default: the training data's images)")
-    s.add_argument("--device", default="auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
