@@ -16,7 +16,7 @@ from .compare import Comparison
 from .intervals import INTERVAL_NOTE
 from .leakage import leakage_table
 from .probing import taste_map
-from .paths import md_code
+from .paths import md_code, write_if_changed
 from .report import fmt_pct, fmt_pts, md_table
 
 # %% auto #0
@@ -309,5 +309,5 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     t = cmp.info.get("timings", {})
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
     res = fig_dir / "results.md"
-    res.write_text("\n".join(md))
+    write_if_changed(res, "\n".join(md))   # a rerun that only took longer leaves it as it is
     return [res] + files
