@@ -443,6 +443,14 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--images", default=None, metavar="DIR", help="faces for the gallery (default: the training data's images)")
     s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
 
+    s = sub.add_parser("quality", help="labeler quality: comparisons vs own ratings, transitivity, answer times, "
+                                       "test-retest, a flag with reasons (labelertok.quality)")
+    s.add_argument("data_dir", metavar="DATA_DIR", help="a study folder (comparisons and/or ratings)")
+    s.add_argument("--out", default=None, metavar="DIR", help="also write quality.md, quality.csv and quality.json here")
+    s.add_argument("--images", default=None, help="images folder (default: <DATA_DIR>/images and the study's folders)")
+    s.add_argument("--fast-seconds", type=float, default=3.0, help="an answer quicker than this counts as fast (default 3)")
+    s.add_argument("--alpha", type=float, default=0.01, help="level of the one-sided binomial tests (default 0.01)")
+
 
 class _HelpWithDefaults(argparse.HelpFormatter):
     "Help that ends each option with its default, unless it has none or its text already gives it."
@@ -456,7 +464,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler)."
+    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
     from labelertok import __version__
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports. '
                                 '`labelertok COMMAND --help` explains a command and each of its options.')
@@ -625,7 +633,7 @@ def _cmd_report(a):
     for rd in a.run_dirs:   # a run outside the repository: its report beside it, not in the repository's figures/
         for f in write_report([rd], fig_root=report_root(rd, a.fig_root)): print(f)
 
-USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app'}  # command -> the labelertok module that runs it
+USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app', 'quality': 'quality'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
     "The command `name` of its module (`USE_COMMANDS`), imported only when it runs (it loads torch)."

@@ -20,9 +20,11 @@ from PIL import Image, ImageDraw
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'FEATURES', 'GLASSES_RATE', 'POPULATION_TASTE', 'ATTRIBUTE_SHARPNESS', 'LABELERS', 'SHARED_FRAC',
-           'RETEST_FRAC', 'MISSING_RATE', 'IMAGES_PER_SCALE', 'GENERATOR', 'feature_moments', 'sample_features',
-           'draw_face', 'LabelerDesign', 'population_weights', 'labeler_weights', 'make_world', 'has_ground_truth',
-           'load_ground_truth', 'latent_z', 'ceilings', 'true_choice_probs', 'answer_bayes_acc', 'write_study_like']
+           'RETEST_FRAC', 'MISSING_RATE', 'IMAGES_PER_SCALE', 'RATING_STYLES', 'RATERS', 'RATED_SHARE',
+           'RATING_RETEST_FRAC', 'RATING_MISSING_RATE', 'SMALL_EVERY', 'RATING_START', 'RATING_LEVELS', 'GENERATOR',
+           'feature_moments', 'sample_features', 'draw_face', 'LabelerDesign', 'population_weights', 'labeler_weights',
+           'RaterDesign', 'rating_probs', 'bayes_rating', 'make_world', 'has_ground_truth', 'load_ground_truth',
+           'latent_z', 'ceilings', 'rating_ceilings', 'true_choice_probs', 'answer_bayes_acc', 'write_study_like']
 
 # %% ../nbs/02_synthetic.ipynb #564abbb6
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -266,9 +268,109 @@ def _write_xlsx(path: Path, columns: list[str], rows) -> None:
             zout.writestr(zi, data)
     path.write_bytes(out.getvalue())
 
+# %% ../nbs/02_synthetic.ipynb #0a2f1788
+@dataclass(frozen=True)
+class RaterDesign:
+    """How one simulated labeler rates single faces on the 1-4 scale: response `style` (`RATING_STYLES`),
+    `consistency` (logit scale of their score), `leniency` (cut-points moved down by this many logits: higher
+    ratings) and the median `seconds` between two answers."""
+    style: str
+    consistency: float
+    leniency: float
+    seconds: float
+
+RATING_STYLES = {   # target share of each rating 1..4 over all faces; 'random' ignores the face
+    "typical": (0.15, 0.35, 0.35, 0.15),
+    "central": (0.03, 0.47, 0.47, 0.03),   # central tendency: avoids the ends of the scale
+    "extreme": (0.38, 0.12, 0.12, 0.38),   # extreme responding: mostly 1 or 4
+    "random":  (0.25, 0.25, 0.25, 0.25),   # a random clicker
+}
+RATERS = (   # one per entry of LABELERS, same order
+    RaterDesign("typical", 2.6,  0.0,  9.0),
+    RaterDesign("central", 2.0,  0.3,  7.0),
+    RaterDesign("random",  0.0,  0.0,  1.5),   # the fast random clicker: 1-2 s between answers
+    RaterDesign("extreme", 2.2, -0.2,  6.0),
+    RaterDesign("typical", 1.8,  0.5, 11.0),
+    RaterDesign("typical", 2.2, -0.4,  8.0),
+)
+RATED_SHARE, RATING_RETEST_FRAC, RATING_MISSING_RATE = 0.7, 0.06, 0.01
+SMALL_EVERY = 7                        # face i with i % 7 == 6 is in the small set (the study: ~15% of its ratings)
+RATING_START = np.datetime64("2021-01-11T08:00:00.000")
+RATING_LEVELS = (1, 2, 3, 4)
+
+def _cutpoints(s: np.ndarray, shares, leniency: float) -> np.ndarray:
+    "The 3 cut-points at which scores `s` plus logistic noise give the rating `shares`, moved down by `leniency`."
+    q = (np.arange(64) + 0.5) / 64
+    pooled = (s[:, None] + np.log(q / (1 - q))[None, :]).ravel()
+    return np.quantile(pooled, np.cumsum(shares)[:-1]) - leniency
+
+def rating_probs(s, cutpoints) -> np.ndarray:
+    "P(rating = 1..4) for scores `s` under the cumulative logit P(rating <= r) = sigmoid(cutpoints[r-1] - s): [n, 4]."
+    s = np.asarray(s, dtype=float)
+    F = _sigmoid(np.asarray(cutpoints, dtype=float)[None, :] - s[:, None])
+    return np.diff(np.concatenate([np.zeros((len(s), 1)), F, np.ones((len(s), 1))], 1), axis=1)
+
+def bayes_rating(P) -> tuple[np.ndarray, np.ndarray]:
+    """The best any predictor can do on one rating drawn from each row of `P` ([n, 4]): expected exact accuracy
+    (predict the mode) and expected absolute error (predict a median)."""
+    P = np.asarray(P, dtype=float)
+    lv = np.array(RATING_LEVELS)
+    err = np.abs(lv[:, None] - lv[None, :])                 # [prediction, rating]
+    return P.max(1), (P[:, None, :] * err[None]).sum(-1).min(1)
+
+def _simulate_ratings(seed: int, Z: np.ndarray, weights: list, items: np.ndarray, owner_items: list,
+                      user_ids: list) -> tuple[list, list, list]:
+    """Ratings from the labelers' tastes, on their own random stream (the comparisons do not change):
+    returns (image rows, label rows, ground truth per labeler)."""
+    rng = np.random.default_rng([seed, 19])
+    n_images = len(Z)
+    k = np.array([ATTRIBUTE_SHARPNESS[a] for a in ATTRIBUTES])
+    image_ids = _hex_ids(rng, n_images)
+    rows, gt = [], []
+    for l, (d, W, uid) in enumerate(zip(RATERS, weights, user_ids)):
+        seen = np.unique(items[owner_items[l]].ravel())
+        n_rate = min(len(seen), max(4, int(round(RATED_SHARE * len(owner_items[l])))))
+        rated = rng.choice(seen, n_rate, replace=False)
+        n_re = max(1, int(round(RATING_RETEST_FRAC * n_rate)))
+        seq = rng.permutation(np.concatenate([rated, rng.choice(rated, n_re, replace=False)]))
+        S = d.consistency * (Z @ W.values.T) * k                      # [n_images, A] scores
+        cuts, code = {}, np.zeros((len(seq), len(ATTRIBUTES)), dtype=np.int64)
+        exact, mae = np.zeros(code.shape), np.zeros(code.shape)
+        for j, a in enumerate(ATTRIBUTES):
+            if d.style == "random": P = np.full((len(seq), 4), 0.25)
+            else:
+                cuts[a] = _cutpoints(S[:, j], RATING_STYLES[d.style], d.leniency)
+                P = rating_probs(S[seq, j], cuts[a])
+            code[:, j] = 1 + (rng.random(len(seq))[:, None] > np.cumsum(P, 1)[:, :3]).sum(1)
+            exact[:, j], mae[:, j] = bayes_rating(P)
+        missing = rng.random(code.shape) < RATING_MISSING_RATE
+        missing[missing.all(1), 0] = False
+        gaps = rng.uniform(1.0, 2.0, len(seq)) if d.style == "random" else rng.lognormal(np.log(d.seconds), 0.45, len(seq))
+        gaps = gaps + np.where(rng.random(len(seq)) < 1 / 40, rng.uniform(3600, 30 * 3600, len(seq)), 0)   # breaks
+        start = RATING_START + np.timedelta64(int(rng.integers(0, 14 * 86400)), "s")
+        times = start + (np.cumsum(gaps) * 1000).astype("timedelta64[ms]")
+        lang = str(rng.choice(["fa", "en"], p=[0.7, 0.3]))
+        for r, i in enumerate(seq):
+            rows.append((times[r], int(i), uid, *(None if m else int(c) for c, m in zip(code[r], missing[r])), lang))
+        ok = ~missing
+        gt.append(dict(
+            user_id=uid, rank=l + 1, style=d.style, consistency=d.consistency, leniency=d.leniency,
+            cutpoints={a: [round(float(c), 12) for c in v] for a, v in cuts.items()},
+            n_rated_images=int(n_rate), n_rating_rows=len(seq), n_ratings=int(ok.sum()), n_retest_images=n_re,
+            median_seconds=float(np.median(gaps)), lang=lang,
+            bayes_exact_acc=float(exact[ok].mean()), bayes_mae=float(mae[ok].mean()),
+            bayes_exact_acc_per_attribute={a: float(exact[ok[:, j], j].mean()) for j, a in enumerate(ATTRIBUTES)},
+            bayes_mae_per_attribute={a: float(mae[ok[:, j], j].mean()) for j, a in enumerate(ATTRIBUTES)}))
+    rows.sort(key=lambda r: (r[0], r[2]))
+    answer_ids = _hex_ids(rng, len(rows), set(image_ids))
+    labels = [(answer_ids[n], r[2], image_ids[r[1]], *r[3:], str(r[0]).replace("T", " ")) for n, r in enumerate(rows)]
+    images = [(image_ids[i], i) for i in range(n_images)]
+    return images, labels, gt
+
 # %% ../nbs/02_synthetic.ipynb #de17ca5d
 GENERATOR = "labelertok.synthetic"
-_OUR_FILES = ("big_compare_data.xlsx", "big_compare_label.xlsx", "features.csv", "ground_truth.json", "images")
+_OUR_FILES = ("big_compare_data.xlsx", "big_compare_label.xlsx", "big_data.xlsx", "big_label.xlsx", "small_data.xlsx",
+              "small_label.xlsx", "features.csv", "ground_truth.json", "images")
 
 def _check_out_dir(out: Path, overwrite: bool) -> int:
     "Refuse a non-empty folder unless `overwrite`; return how many images a previous world of ours wrote."
@@ -289,7 +391,8 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
                verbose: bool = True) -> dict:
     """Write a synthetic study in the real study's format to `out_dir`; return a summary (counts, paths).
 
-    Files: `big_compare_data.xlsx`, `big_compare_label.xlsx`, `images/NNNNN.png`, `features.csv`,
+    Files: `big_compare_data.xlsx`, `big_compare_label.xlsx` (comparisons), `big_data.xlsx`, `big_label.xlsx`,
+    `small_data.xlsx`, `small_label.xlsx` (1-4 ratings of single faces), `images/NNNNN.png`, `features.csv`,
     `ground_truth.json`. `scale=1` is the CPU demo size (top two labelers ~1,500 comparisons each);
     `scale=3` matches the study's top two (~4,500 each), `scale~3.6` its ~20k answered comparisons and
     `scale~4.4` its ~20k items with ~5k faces (about a minute on two cores).
@@ -379,6 +482,17 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
     _write_xlsx(out / "big_compare_label.xlsx", ["item_id", "user_id", *ATTRIBUTES],
                 ([item_ids[r[0]], *r[1:]] for r in label_rows))
     feats.to_csv(out / "features.csv", index=False)
+    # ratings: the same tastes, their own random stream
+    r_images, r_labels, gt_raters = _simulate_ratings(seed, Z, weights, items, owner_items, user_ids)
+    in_small = {iid: i % SMALL_EVERY == SMALL_EVERY - 1 for iid, i in r_images}
+    where = lambda i: ("data/pics_small/" if i % SMALL_EVERY == SMALL_EVERY - 1 else prefix(i)) + f"{i:05d}.png"
+    n_rating_rows = {}
+    for s, small in (("big", False), ("small", True)):
+        _write_xlsx(out / f"{s}_data.xlsx", ["_id", "name", "data_image_part", "update_date"],
+                    ([iid, f"{i:05d}.png", where(i), "2020-12-20 12:00:00"] for iid, i in r_images if in_small[iid] == small))
+        mine = [r for r in r_labels if in_small[r[2]] == small]
+        n_rating_rows[s] = len(mine)
+        _write_xlsx(out / f"{s}_label.xlsx", ["_id", "user_id", "item_id", *ATTRIBUTES, "lang", "insert_time"], mine)
     gt = dict(
         generator=GENERATOR, seed=int(seed), scale=float(scale), image_size=int(image_size),
         attributes=list(ATTRIBUTES), n_images=n_images, n_items=len(items), n_label_rows=len(label_rows),
@@ -390,13 +504,18 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
         features={f: dict(description=desc, salience=sal, mean=float(mom.loc[f, "mean"]), sd=float(mom.loc[f, "sd"]))
                   for f, (desc, sal) in FEATURES.items()},
         population_weights={a: {f: float(v) for f, v in population_weights().loc[a].items()} for a in ATTRIBUTES},
-        labelers=gt_labelers)
+        labelers=gt_labelers,
+        ratings=dict(
+            rating_model="P(rating <= r) = sigmoid(cutpoints[a][r-1] - consistency * attribute_sharpness[a] * u(x)), "
+                         "u(x) as for comparisons (the same weights); style 'random': every rating 1/4",
+            styles={k: list(v) for k, v in RATING_STYLES.items()}, missing_rate=RATING_MISSING_RATE,
+            n_rating_rows=n_rating_rows, labelers=gt_raters))
     (out / "ground_truth.json").write_text(json.dumps(gt, indent=1))
     summary = dict(
         out_dir=str(out), data_xlsx=str(out / "big_compare_data.xlsx"), label_xlsx=str(out / "big_compare_label.xlsx"),
         images_dir=str(img_dir), features_csv=str(out / "features.csv"), ground_truth=str(out / "ground_truth.json"),
         n_images=n_images, n_items=len(items), n_label_rows=len(label_rows),
-        n_samples=int(sum(x["n_samples"] for x in gt_labelers)),
+        n_samples=int(sum(x["n_samples"] for x in gt_labelers)), n_rating_rows=sum(n_rating_rows.values()),
         labelers=[{k: x[k] for k in ("rank", "user_id", "n_comparisons", "n_samples", "bayes_acc")} for x in gt_labelers],
         seconds=round(time.time() - t0, 2))
     if verbose:
@@ -405,6 +524,8 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
         for x in summary["labelers"]:
             print(f"  <user{x['rank']}> {x['user_id']}: {x['n_comparisons']} comparisons, "
                   f"{x['n_samples']} samples, ceiling {x['bayes_acc']:.3f}")
+        print(f"  ratings 1-4: {n_rating_rows['big']} rows in big_label.xlsx, {n_rating_rows['small']} in small_label.xlsx; "
+              "exact-accuracy ceilings " + ", ".join(f"{x['bayes_exact_acc']:.2f} ({x['style']})" for x in gt_raters))
     return summary
 
 # %% ../nbs/02_synthetic.ipynb #89bc29d8
@@ -435,6 +556,15 @@ def ceilings(data_dir) -> pd.DataFrame:
                  consistency=x["consistency"], position_bias=x["position_bias"],
                  taste_similarity_to_population=x["taste_similarity_to_population"], bayes_acc=x["bayes_acc"],
                  **x["bayes_acc_per_attribute"]) for x in gt["labelers"]]
+    return pd.DataFrame(rows).sort_values("rank").reset_index(drop=True)
+
+def rating_ceilings(data_dir) -> pd.DataFrame:
+    "Per labeler (by rank): their rating style and the Bayes ceilings of their ratings, exact accuracy and mean absolute error."
+    gt = load_ground_truth(data_dir)
+    if "ratings" not in gt: raise ValueError(f"the world in {data_dir} has no ratings (written by an older labelertok): write it again")
+    rows = [dict(rank=x["rank"], user_id=x["user_id"], style=x["style"], n_ratings=x["n_ratings"],
+                 n_retest_images=x["n_retest_images"], median_seconds=x["median_seconds"],
+                 bayes_exact_acc=x["bayes_exact_acc"], bayes_mae=x["bayes_mae"]) for x in gt["ratings"]["labelers"]]
     return pd.DataFrame(rows).sort_values("rank").reset_index(drop=True)
 
 def true_choice_probs(data_dir) -> pd.DataFrame:
@@ -485,8 +615,10 @@ def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: in
                      overwrite: bool = False, verbose: bool = True) -> dict:
     """Write a study folder in the real data's format *without* ground truth: the two sheets (image paths of
     another machine, extra columns, 0/blank answers, and with `repeats` some pairs a labeler answered twice)
-    and `images/`. The answers come from `make_world`'s simulated labelers; `ground_truth.json` and
-    `features.csv` are not written. Returns a summary (counts, `n_repeat_rows`)."""
+    and `images/`, and the rating sheets (`big_data.xlsx` + `big_label.xlsx`, `small_data.csv` + `small_label.csv`:
+    other machines' paths, an extra column, blanks and a few cells outside 1-4). The answers come from `make_world`'s
+    simulated labelers; `ground_truth.json` and `features.csv` are not written. Returns a summary (counts,
+    `n_repeat_rows`, `n_rating_rows`, `n_rating_out_of_range`)."""
     out = Path(out_dir)
     s = make_world(out, scale=scale, seed=seed, image_size=image_size, overwrite=overwrite, verbose=False)
     for f in ("ground_truth.json", "features.csv"): (out / f).unlink(missing_ok=True)
@@ -502,10 +634,26 @@ def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: in
     _write_xlsx(out / "big_compare_label.xlsx", ["item_id", "user_id", *ATTRIBUTES, "duration_ms", "comment"],
                 ([r.item_id, r.user_id, *(code(getattr(r, a)) for a in ATTRIBUTES), 1000 + 37 * n % 4000, None]
                  for n, r in enumerate(labels.itertuples())))
+    n_rows, n_bad = 0, 0
+    for st in ("big", "small"):   # ratings: other machines' paths, an extra column, a few 0s and 5s; small as .csv
+        d = pd.read_excel(out / f"{st}_data.xlsx", dtype=str)
+        r = pd.read_excel(out / f"{st}_label.xlsx", dtype=str)
+        d["data_image_part"] = [where(n, p) for n, p in enumerate(d["data_image_part"])]
+        for a in ATTRIBUTES: r[a] = r[a].map(lambda v: None if pd.isna(v) else int(v)).astype(object)
+        bad = np.arange(len(r)) % 211 == 105
+        r.loc[bad, "smart"] = [5 if n % 2 else 0 for n in range(int(bad.sum()))]
+        r["device"] = "web"
+        n_rows, n_bad = n_rows + len(r), n_bad + int(bad.sum())
+        if st == "big":
+            _write_xlsx(out / "big_data.xlsx", list(d.columns), d.itertuples(index=False))
+            _write_xlsx(out / "big_label.xlsx", list(r.columns), ([None if pd.isna(v) else v for v in x] for x in r.itertuples(index=False)))
+        else:
+            d.to_csv(out / "small_data.csv", index=False); r.to_csv(out / "small_label.csv", index=False)
+            for f in ("small_data.xlsx", "small_label.xlsx"): (out / f).unlink()   # written by make_world above
     summary = dict(out_dir=str(out), images_dir=s["images_dir"], n_images=s["n_images"], n_items=len(items),
                    n_label_rows=len(labels), n_repeat_rows=int(rep.sum()) if repeats else 0,
-                   n_users=int(labels["user_id"].nunique()))
+                   n_users=int(labels["user_id"].nunique()), n_rating_rows=n_rows, n_rating_out_of_range=n_bad)
     if verbose:
         print(f"study-like folder -> {out}: {summary['n_label_rows']} answered comparisons by {summary['n_users']} labelers, "
-              f"{summary['n_repeat_rows']} repeated pairs, no ground truth")
+              f"{summary['n_repeat_rows']} repeated pairs, {n_rows} rating rows ({n_bad} cells outside 1-4), no ground truth")
     return summary

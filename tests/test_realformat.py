@@ -102,3 +102,24 @@ def test_score_export_on_study_data(tmp_path, study_world, env):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     card = json.loads((tmp_path/'exported'/'labelertok_export.json').read_text())
     assert {u['user_id'] for u in card['card']['labelers']} <= set(pd.read_excel(study_world/'big_compare_label.xlsx')['user_id'].astype(str))
+
+
+def test_quality_on_study_data(tmp_path, study_world, env):
+    """`labelertok quality` on the real-format study (ratings with other machines' paths, a 0 or 5 among them, the small
+    set as .csv): the fast random clicker (<user3>, one to two seconds between answers) is the one labeler flagged."""
+    out = tmp_path/'quality'
+    r = run(labelertok_cmd() + ['quality', study_world, '--out', out], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert (study_world/'small_label.csv').exists()
+    q = pd.read_csv(out/'quality.csv')
+    assert q.loc[q.flagged, 'token'].tolist() == ['<user3>'], q[['token', 'reasons']]
+    assert q.set_index('token').loc['<user3>', 'reasons'].startswith('fast:') and (q.n_ratings > 0).all()
+    md = (out/'quality.md').read_text()
+    assert '1 outside 1–4' in md and '(big_label + small_label)' in md     # the 0 or 5 planted by write_study_like: counted, not read
+    assert '| `<user1>` | `' in md and '<user1>' not in md.replace('`<user1>`', '')
+    r = run(labelertok_cmd() + ['quality', study_world, '--out', out], env, tmp_path)   # its own report: replaced
+    assert r.returncode == 0, r.stderr[-2000:]
+    (tmp_path/'mine').mkdir(); (tmp_path/'mine'/'quality.csv').write_text('my table')
+    r = run(labelertok_cmd() + ['quality', study_world, '--out', tmp_path/'mine'], env, tmp_path)
+    assert r.returncode == 2 and 'not written by a quality report' in r.stderr
+    assert (tmp_path/'mine'/'quality.csv').read_text() == 'my table'
