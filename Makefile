@@ -22,14 +22,17 @@ $(STAMP): settings.ini setup.py
 
 # JupyterLab from .venv with the project's kernel, at the repository root, on this machine only (127.0.0.1)
 # and with token authentication: open the address it prints (it holds the token). Builds the demo data first.
-# LAB_PORT picks the port (the next free one if taken); LAB_ARGS passes more options (e.g. --no-browser).
+# As root (a container) it adds --allow-root. LAB_PORT picks the port (the next free one if taken); LAB_ARGS
+# passes more options (e.g. --no-browser).
 LAB_PORT ?= 8888
 LAB_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP) data
-	@echo "JupyterLab for labelertok: open the http://127.0.0.1:<port>/lab?token=<token> address printed below"
-	@echo "(the token is the password). Start with nbs/index.ipynb; reading order in README.md. Ctrl-C stops it."
-	@echo "On a remote machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) <host>, then open that address locally."
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+	@echo "make lab: JupyterLab on this machine only (127.0.0.1, port $(LAB_PORT) or the next free one), with the"
+	@echo "project's kernel \"Python 3 (labelertok)\" (.venv), at the repository root$(if $(LAB_ROOT), (as root: --allow-root),)."
+	@echo "Open the http://127.0.0.1:<port>/lab?token=<token> address printed below (the token is the password);"
+	@echo "start with nbs/index.ipynb. Remote machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) <host>. Ctrl-C stops it."
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ROOT) $(LAB_ARGS)
 
 # The embedded synthetic world and the tiny CLIP pretrained on synthetic faces, the CPU stand-in for OpenAI's
 # weights (both git-ignored; regenerated on demand, about 10 s + 2.5 min on one CPU thread).
@@ -89,10 +92,11 @@ compare: $(STAMP) data
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick
 
-# The documentation site, offline: every notebook executed (cached in _proc/exec/) and rendered with its outputs,
-# how-to guides, the study's data format and results, the API reference. Open _docs/index.html.
+# The documentation site, offline: every notebook executed (cached in _proc/exec/: a warm build executes only the
+# notebooks a change can affect) and rendered with its outputs, how-to guides, the study's data format and results,
+# the API reference, maths by a local MathJax. Open _docs/index.html. One progress line per executed notebook.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf runs .cache _proc _docs

@@ -2,13 +2,19 @@
 
 On every build it
 - executes the notebooks of `nbs/` (as `nbdev_test` does: in their folder, cells flagged with `tst_flags` skipped,
-  notebooks with `skip_exec` front matter left as committed), cached in `_proc/exec/` by content;
+  notebooks with `skip_exec` front matter left as committed), cached in `_proc/exec/` by the notebook's content and
+  the modules of `labelertok/` it can reach through imports: a warm build re-executes only what a change can affect,
+  with one line of progress per notebook;
 - turns each notebook into a page: nbdev directives applied (`#| hide` and `#| exporti` cells dropped, an `#| export`
   cell replaced by the rendered `show_doc` of each public name it defines, `#| exports` shown, directive lines
   removed), outputs kept;
 - writes one API reference page per module of `labelertok/` (mkdocstrings);
 - builds the navigation from what is there: the front page (`nbs/index.ipynb`), the module notebooks in file-name
-  order, `nbs/experiments/`, `nbs/how-to/`, the pages of `docs/` by folder, the API reference.
+  order, `nbs/experiments/`, `nbs/how-to/`, the executed results (`figures/<run>/*.ipynb`, with their images), the
+  pages of `docs/` by folder, the API reference; every page gets a title of its own;
+- renders maths offline: MathJax from the `jupyter_server_mathjax` package is copied into `assets/mathjax/`, and every
+  notebook page loads it by a relative path (no CDN); the table of contents of a notebook page links to its headings'
+  real ids; `404.html` uses relative links, so the site works from the file system.
 
 A notebook or module added to the repository gets its page without touching `mkdocs.yml`.
 Set `LABELERTOK_DOCS_EXECUTE=0` to render the notebooks as committed (fast; no outputs they were not saved with).
@@ -89,9 +95,45 @@ def _frontmatter(nb) -> dict[str, str]:
     return {}
 
 
-def _lib_hash() -> str:
-    h = hashlib.sha256()
-    for p in sorted(LIB.glob('*.py')): h.update(p.read_bytes())
+def _imported(src: str) -> set[str]:
+    "Modules of `labelertok` that the Python source `src` imports (anywhere, function-local imports included)."
+    try: tree = ast.parse(src)
+    except SyntaxError: return {m for m in modules() if re.search(rf'\b{m}\b', src)}   # cells with magics: by name
+    out = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom):
+            mod = n.module or ''
+            if n.level == 1 or mod == 'labelertok':   # `from . import x` / `from labelertok import x` / `from .x import y`
+                out |= {mod} if mod and n.level == 1 else {a.name for a in n.names}
+            elif mod.startswith('labelertok.'): out.add(mod.split('.')[1])
+        elif isinstance(n, ast.Import):
+            out |= {a.name.split('.')[1] for a in n.names if a.name.startswith('labelertok.')}
+    return out
+
+
+def _deps(nb_path: Path) -> list[Path]:
+    """The files of `labelertok/` a notebook can reach: its own module, what its cells import, and, transitively, what
+    those modules import. All of them when the notebook runs a command (`labelertok`, `make`) or another notebook."""
+    every = {m: LIB/f'{m}.py' for m in modules()}
+    src = '\n'.join(re.sub(r'^\s*[!%].*$', '', c.source, flags=re.M) for c in nbformat.read(nb_path, as_version=4).cells
+                    if c.cell_type == 'code')
+    if re.search(r'^\s*(!|%%?(?:run|system|bash|sh)\b)|subprocess|papermill|labelertok (run|compare|sweep)', '\n'.join(
+            c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == 'code'), flags=re.M):
+        return sorted(LIB.glob('*.py'))
+    todo = {m for m in _imported(src) if m in every}
+    todo |= {d['default_exp'].split()[0] for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == 'code'
+             for d in [_directives(c.source)] if 'default_exp' in d} & set(every)
+    seen = set()
+    while todo:
+        m = todo.pop(); seen.add(m)
+        todo |= {x for x in _imported(every[m].read_text()) if x in every} - seen
+    return [every[m] for m in sorted(seen)] + [LIB/'__init__.py']
+
+
+def cache_key(nb_path: Path) -> str:
+    "What a notebook's executed copy depends on: its own content and the library files it can reach (`_deps`)."
+    h = hashlib.sha256(nb_path.read_bytes())
+    for f in _deps(nb_path): h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()
 
 
@@ -146,28 +188,37 @@ def execute(paths: list[Path]) -> dict[Path, Path]:
     "Executed copies of `paths` (from the cache when neither the notebook nor the library changed)."
     from concurrent.futures import ThreadPoolExecutor
     from nbdev.config import get_config
+    import threading, time
     flags = set(get_config(path=ROOT).get('tst_flags', '').split())
-    lib, out, todo = _lib_hash(), {}, []
+    out, todo = {}, []
     for p in paths:
         nb = nbformat.read(p, as_version=4)
         if str(_frontmatter(nb).get('skip_exec', '')).lower() == 'true': continue
         dst = EXEC/p.relative_to(NBS)
-        key = hashlib.sha256(p.read_bytes() + lib.encode()).hexdigest()
+        key = cache_key(p)
         keyf = dst.with_suffix('.key')
         out[p] = dst
         if dst.exists() and keyf.exists() and keyf.read_text() == key: continue
         todo.append((p, dst, keyf, key))
+    if len(out) > len(todo):
+        log.info(f"{len(out) - len(todo)} notebook(s) unchanged since their last execution (cached in {EXEC.relative_to(ROOT)}/)")
     if todo:
-        log.info(f"executing {len(todo)} notebook(s): {', '.join(t[0].name for t in todo)}")
+        workers = max(1, min(int(os.environ.get('LABELERTOK_DOCS_JOBS', os.cpu_count() or 1)), len(todo)))
+        log.info(f"executing {len(todo)} notebook(s), {workers} at a time; a cold build takes about 15 minutes on 2 CPU cores")
         tree = scratch_tree()
+        t0, done, lock = time.time(), [0], threading.Lock()
 
         def job(t):
             p, d, keyf, key = t
+            t1 = time.time()
             _, err = _exec_subprocess((tree/p.relative_to(ROOT), d, flags))
-            unchanged = hashlib.sha256(p.read_bytes() + lib.encode()).hexdigest() == key   # not edited meanwhile
-            if err is None and unchanged: keyf.write_text(key)   # cached as soon as it is done
+            if err is None and cache_key(p) == key: keyf.write_text(key)   # cached as soon as it is done (unless edited meanwhile)
+            with lock:
+                done[0] += 1
+                log.info(f"[{done[0]}/{len(todo)}] {p.relative_to(NBS)}: {'failed' if err else 'done'} in {time.time() - t1:.0f} s "
+                         f"({(time.time() - t0) / 60:.1f} min so far)")
             return str(p), err
-        with ThreadPoolExecutor(max_workers=min(2, len(todo))) as ex: res = list(ex.map(job, todo))
+        with ThreadPoolExecutor(max_workers=workers) as ex: res = list(ex.map(job, todo))
         errors = [(s, e) for s, e in res if e]
         if errors:
             raise RuntimeError('notebooks failed while building the docs:\n' + '\n'.join(f'{s}:\n{e}' for s, e in errors))
@@ -202,7 +253,7 @@ def _show_doc_md(expr: str, mod, api_page: str | None = None) -> str:
             break
         except NameError as e:   # give the module the name its annotations refer to, then try again
             setattr(mod, e.name, importlib.import_module(e.name))
-    md = r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
+    md = show_tokens(r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r))
     m = re.fullmatch(r'show_doc\(\s*([\w.]+)', expr.split(',')[0].strip().rstrip(')'))
     href = None
     if api_page and m:
@@ -217,9 +268,9 @@ def _show_doc_md(expr: str, mod, api_page: str | None = None) -> str:
 
 
 def _site_uri(target: Path) -> str | None:
-    "The site page of a repository file: notebooks of nbs/ and pages of docs/."
-    for base, ext in ((NBS, '.ipynb'), (ROOT/'docs', '.md')):
-        if target.suffix == ext and target.is_relative_to(base): return target.relative_to(base).with_suffix('.html').as_posix()
+    "The site page of a repository file: notebooks of nbs/, pages of docs/, executed results of figures/."
+    for base, ext, prefix in ((NBS, '.ipynb', ''), (ROOT/'docs', '.md', ''), (FIGURES, '.ipynb', 'results/')):
+        if target.suffix == ext and target.is_relative_to(base): return prefix + target.relative_to(base).with_suffix('.html').as_posix()
 
 
 def _fix_links(md: str, src: Path, uri: str | None = None) -> str:
@@ -234,6 +285,17 @@ def _fix_links(md: str, src: Path, uri: str | None = None) -> str:
     return re.sub(r'\]\(([^)\s:#]+\.(?:ipynb|md))(#[^)\s]*)?\)', repl, md)
 
 
+_TOKEN = re.compile(r'<(user\d+)>')   # a labeler token, which a renderer would take for an HTML tag and hide
+
+
+def show_tokens(md: str) -> str:
+    """Markdown with every labeler token outside code (`<user1>`) written as text (`&lt;user1&gt;`), so that it is
+    seen; code spans and fenced blocks are left as they are. Generated markdown already writes tokens as code
+    (`labelertok.paths.md_code`); this keeps the site readable for notebooks executed before that."""
+    parts = re.split(r'(```.*?```|`[^`\n]*`)', md, flags=re.S)
+    return ''.join(x if i % 2 else _TOKEN.sub(r'&lt;\1&gt;', x) for i, x in enumerate(parts))
+
+
 def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
     "Write the page notebook of `src` to `_proc/site/<uri>` (default: its path under nbs/); returns its path."
     uri = uri or src.relative_to(NBS).as_posix()
@@ -244,12 +306,23 @@ def process(src: Path, executed: Path | None, uri: str | None = None) -> Path:
             module = _directives(c.source)['default_exp'].split()[0]
     mod = importlib.import_module(f'labelertok.{module}') if module else None
     api_page = posixpath.relpath(f'api/{module}.html', posixpath.dirname(uri) or '.') if module else None
-    cells = []
+    cells, images = [], set()
+    injected = any('injected-parameters' in c.get('metadata', {}).get('tags', []) for c in nb.cells)
     for i, c in enumerate(nb.cells):
         if i == 0 and _frontmatter(nb): continue
+        if injected and 'parameters' in c.get('metadata', {}).get('tags', []): continue   # papermill's values follow
+        if c.get('outputs'):   # an image shown twice (a plot, then again among the report's figures): once
+            keep = []
+            for o in c.outputs:
+                if 'text/markdown' in (o.get('data') or {}): o['data']['text/markdown'] = show_tokens(o['data']['text/markdown'])
+                png = (o.get('data') or {}).get('image/png')
+                if png and png in images: continue
+                if png: images.add(png)
+                keep.append(o)
+            c.outputs = keep
         if c.cell_type == 'raw': continue
         if c.cell_type == 'markdown':
-            c.source = _fix_links(c.source, src, uri)
+            c.source = show_tokens(_fix_links(c.source, src, uri))
             cells.append(c); continue
         d = _directives(c.source)
         if d.keys() & {'hide', 'exporti', 'default_exp'}: continue
@@ -302,7 +375,10 @@ def build(execute_nbs: bool) -> tuple[list, list]:
     for p in results():
         uri = 'results/' + p.relative_to(FIGURES).as_posix()
         gen.append((uri, process(p, None, uri)))
-        res.append({f'{p.parent.name}: {_title(nbformat.read(p, as_version=4), p.stem)}': uri})
+        _titles[uri] = f'{p.parent.name}: {_title(nbformat.read(p, as_version=4), p.stem)}'   # one title per page
+        res.append({_titles[uri]: uri})
+        for img in sorted(p.parent.glob('*.png')):   # the images its report (a markdown output) links to
+            gen.append(('results/' + img.relative_to(FIGURES).as_posix(), img))
     if res: nav.append({'Results': res})
     docs = ROOT/'docs'
     for d in sorted(x for x in docs.iterdir() if x.is_dir() and not x.name.startswith(('.', '_'))):
@@ -336,18 +412,57 @@ def on_config(config):
 
 @event_priority(100)   # before mkdocs-jupyter wraps the notebooks
 def on_files(files, config):
-    for uri, _ in _generated:
+    for uri, src in _generated:
         if files.get_file_from_path(uri): files.remove(files.get_file_from_path(uri))
-        files.append(File(uri, src_dir=str(PROC), dest_dir=config['site_dir'],
-                          use_directory_urls=config['use_directory_urls']))
+        if src.is_relative_to(PROC):
+            files.append(File(uri, src_dir=str(PROC), dest_dir=config['site_dir'], use_directory_urls=config['use_directory_urls']))
+        else:   # an image of figures/<run>/ at results/<run>/
+            files.append(File.generated(config, uri, abs_src_path=str(src)))
     return files
 
 
 def on_page_content(html, page, config, files):
-    "Navigation and page titles of notebooks as `_title` reads them (with the words that were in `code`)."
+    """Navigation and page titles of notebooks as `_title` reads them (with the words that were in `code`); the table of
+    contents of a notebook page from its headings as rendered (mkdocs-jupyter's own drops the words in `code`, so its
+    links pointed nowhere)."""
     if page.file.src_uri == 'index.ipynb': page.title = 'Home'
     elif page.file.src_uri in _titles: page.title = _titles[page.file.src_uri]
+    if page.file.src_uri.endswith('.ipynb'):
+        from mkdocs.structure.toc import get_toc
+        root: list = []
+        stack = [(0, root)]
+        for level, hid, inner in re.findall(r'<h([1-3]) id="([^"]+)"[^>]*>(.*?)</h\1>', html, flags=re.S):
+            name = re.sub(r'<[^>]+>', '', re.sub(r'<a class="anchor-link".*?</a>', '', inner)).strip()
+            tok = dict(level=int(level), id=hid, name=name, children=[])
+            while stack[-1][0] >= int(level): stack.pop()
+            stack[-1][1].append(tok); stack.append((int(level), tok['children']))
+        page.toc = get_toc(root)
     return html
+
+
+MATHJAX_URL = 'MATHJAX_LOCAL_COPY'   # mkdocs.yml's custom_mathjax_url: replaced by each page's relative path
+
+
+def on_post_page(output, page, config):
+    "Notebook pages load MathJax from the site's own copy (`assets/mathjax/`), by a path relative to the page."
+    rel = posixpath.relpath('assets/mathjax/MathJax.js', posixpath.dirname(page.file.dest_uri) or '.')
+    fonts = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: ["STIX-Web"], '
+             'preferredFont: "STIX-Web", webFont: "STIX-Web", imageFont: null}});</script>\n')   # the fonts the copy has
+    return output.replace(f'<script src="{MATHJAX_URL}">', f'{fonts}<script src="{rel}?config=TeX-AMS-MML_HTMLorMML-full,Safe">')
+
+
+def on_post_build(config):
+    """MathJax copied into the site (from the `jupyter_server_mathjax` package: no CDN); `404.html` made relative (it is
+    written with absolute `/...` links, which break when the site is opened from the file system)."""
+    import jupyter_server_mathjax
+    site = Path(config['site_dir'])
+    mj = Path(jupyter_server_mathjax.__file__).parent/'static'
+    dst = site/'assets'/'mathjax'
+    if dst.exists(): shutil.rmtree(dst)
+    shutil.copytree(mj, dst, ignore=lambda d, names: [n for n in names if n.startswith(('.', '__'))])
+    nf = site/'404.html'
+    if nf.is_file():
+        nf.write_text(re.sub(r'(href|src)="/(?!/)', r'\1="', nf.read_text()))
 
 
 def on_serve(server, config, builder):

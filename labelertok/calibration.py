@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_labeler_data
+from .paths import md_code
 from .runs import _atomic_write, read_json
 from .score import _SUMMARY_REMEDY, CALIBRATION_FILE, Scorer, _correct, _exact_two_way, load
 
@@ -166,7 +167,7 @@ def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> s
     "The report's calibration section from the run's `calibration.json` (`image`: link to the diagram, or None)."
     cal = json.loads((Path(run_dir) / CALIBRATION_FILE).read_text())
     T, Tf = cal["temperature_train"], cal["temperature_fitted"]
-    rows = [("all labelers", cal["test"])] + [(f"`{t}` ({v['user_id']})", v) for t, v in cal["per_labeler"].items()]
+    rows = [("all labelers", cal["test"])] + [(f"{md_code(t)} ({md_code(v['user_id'])})", v) for t, v in cal["per_labeler"].items()]
     lines = ["## Calibration", "",
              f"What a probability from `compare` means, measured on the test split: expected calibration error (ECE, "
              f"{cal['n_bins']} confidence bins) at the training temperature T={T:g} and at T={Tf:.4g}, fitted on the "

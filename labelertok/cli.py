@@ -406,25 +406,25 @@ def _add_use_commands(sub) -> None:
     g.add_argument("--images", nargs="+", metavar="DIR_OR_FILES", help="image files and/or folders")
     g.add_argument("--pairs", help="CSV with columns im1, im2 (and optionally label: 2 = im1 chosen, 1 = im2 chosen)")
     s.add_argument("--out", required=True, help="output CSV")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    s.add_argument("--batch-size", type=int, default=256, help="images encoded at a time (lower it if memory runs out)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     s = sub.add_parser("export", help="write a run as a self-contained folder (peft adapters, tokens, model card)")
     s.add_argument("source", metavar="RUN", help="a run folder (or an exported folder)")
-    s.add_argument("out_dir", metavar="OUT_DIR")
+    s.add_argument("out_dir", metavar="OUT_DIR", help="a new folder for the exported model")
     s.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload to this Hugging Face Hub repo (token from HF_TOKEN)")
 
     s = sub.add_parser("add-labeler", help="fit a new labeler from their answers; writes a new exported folder")
-    s.add_argument("source", metavar="RUN_OR_FOLDER")
+    s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
     s.add_argument("--answers", required=True, help="study folder, big_compare_label sheet, or one table (.xlsx/.csv) of answers")
     s.add_argument("--labeler", required=True, help="the new labeler's id (user_id in the answers)")
-    s.add_argument("--out", required=True, metavar="OUT_DIR")
+    s.add_argument("--out", required=True, metavar="OUT_DIR", help="a new folder: the exported model with the new labeler")
     s.add_argument("--images", default=None, help="images folder (default: next to the answers)")
     s.add_argument("--holdout", type=float, default=0.3, help="share of their comparisons held out to measure accuracy")
-    s.add_argument("--steps", type=int, default=150)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
+    s.add_argument("--steps", type=int, default=150, help="optimisation steps fitting the new token row (learned-token models)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the hold-out split and the fitting")
+    s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
 
     s = sub.add_parser("explain", help="a labeler's taste in words, the faces they rank highest and lowest, where they differ")
     s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
@@ -435,13 +435,13 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--out", default=None, metavar="DIR", help="write explanation.md, words.csv and face grids to this new folder")
     s.add_argument("-k", type=int, default=3, help="words per explanation")
     s.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the faces")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
 
     s = sub.add_parser("app", help="a local web app (127.0.0.1, offline) to compare faces, rank them and read tastes")
     s.add_argument("source", metavar="RUN_OR_FOLDER", help="a run folder (best epoch) or an exported folder")
     s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: the first free one from 7860)")
     s.add_argument("--images", default=None, metavar="DIR", help="faces for the gallery (default: the training data's images)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'mps'")
 
     s = sub.add_parser("quality", help="labeler quality: comparisons vs own ratings, transitivity, answer times, "
                                        "test-retest, a flag with reasons (labelertok.quality)")
@@ -452,36 +452,51 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--alpha", type=float, default=0.01, help="level of the one-sided binomial tests (default 0.01)")
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    "Help that ends each option with its default, unless it has none or its text already gives it."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        d = action.default
+        if (d is not None and d is not False and d != [] and d is not argparse.SUPPRESS and 'default' not in h
+                and (action.option_strings or action.nargs in ('?', '*'))):
+            h += ' (default: %(default)s)'
+        return h
+
+
 def build_parser() -> argparse.ArgumentParser:
     "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
-    p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports.')
+    from labelertok import __version__
+    p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports. '
+                                '`labelertok COMMAND --help` explains a command and each of its options.')
+    p.add_argument('--version', action='version', version=f'labelertok {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
 
     s = sub.add_parser('synth', help='write the synthetic world (study format + ground truth)')
-    s.add_argument('out_dir')
+    s.add_argument('out_dir', help='folder to write the world into (e.g. data/synthetic)')
     s.add_argument('--scale', type=float, default=1.0, help='1.0 = CPU demo size; larger grows towards the study')
-    s.add_argument('--seed', type=int, default=0)
-    s.add_argument('--image-size', type=int, default=96)
+    s.add_argument('--seed', type=int, default=0, help='random seed of the faces, labelers and answers')
+    s.add_argument('--image-size', type=int, default=96, help='side of the face images in pixels')
     s.add_argument('--overwrite', action='store_true', help='replace a non-empty OUT_DIR')
 
     s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
                                        "OpenAI's weights on the CPU; see 05b_pretrain)")
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
-    s.add_argument('--n-images', type=int, default=4000)
-    s.add_argument('--epochs', type=int, default=12)
-    s.add_argument('--seed', type=int, default=0)
+    s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
+    s.add_argument('--epochs', type=int, default=12, help='passes over those faces')
+    s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')
     s.add_argument('--threads', type=int, default=1, help='torch CPU threads (1 = reproducible and robust on a shared CPU)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint')
 
     s = sub.add_parser('info', help='print, as JSON, what a model configuration will train')
-    s.add_argument('--model', default='ViT-B-32')
+    s.add_argument('--model', default='ViT-B-32', help="open_clip model name ('tiny' = the CPU stand-in)")
     s.add_argument('--pretrained', default='none', help="open_clip tag, checkpoint path, or 'none' (random init)")
-    s.add_argument('--n-users', type=int, default=2)
-    s.add_argument('--token-mode', choices=['text', 'learned'], default='text')
-    s.add_argument('--lora-rank', type=int, default=4)
-    s.add_argument('--lora-alpha', type=float, default=1.0)
-    s.add_argument('--lora-targets', default='mlp')
-    s.add_argument('--towers', default='both', choices=['both', 'vision', 'text'])
+    s.add_argument('--n-users', type=int, default=2, help='labelers, one token each')
+    s.add_argument('--token-mode', choices=['text', 'learned'], default='text',
+                   help="'text': the token is spelled with existing pieces (the study); 'learned': a new embedding row")
+    s.add_argument('--lora-rank', type=int, default=4, help='rank of the LoRA adapters')
+    s.add_argument('--lora-alpha', type=float, default=1.0, help='LoRA scaling numerator (scale = alpha / rank)')
+    s.add_argument('--lora-targets', default='mlp', help="which linear layers get LoRA: 'mlp', 'attn' or 'all'")
+    s.add_argument('--towers', default='both', choices=['both', 'vision', 'text'], help='which towers get LoRA')
     s.add_argument('--visual-tokens', type=int, default=0, help='learned prompt vectors per labeler in the image tower')
 
     s = sub.add_parser('run', help='run an experiment preset (papermill) into runs/<name>/')
@@ -494,8 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--list', action='store_true', help='list the bundled presets and exit')
 
     s = sub.add_parser('report', help='write figures/<run name>/ (results.md + plots) from run folders')
-    s.add_argument('run_dirs', nargs='+')
-    s.add_argument('--fig-root', default='figures')
+    s.add_argument('run_dirs', nargs='+', metavar='RUN_DIR', help='run folders (runs/<name>)')
+    s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/<run name>/')
 
     s = sub.add_parser('compare', help='what the labeler token buys: every baseline, ceilings, leakage, a new labeler '
                                       '(papermill) -> runs/<preset>/ and figures/<preset>/results.md')
@@ -524,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_use_commands(sub)
     for s in sub.choices.values():
         s.add_argument('--debug', action='store_true', help='show the traceback of an error (default: one line)')
+        s.formatter_class = _HelpWithDefaults
     return p
 
 # %% ../nbs/09_cli.ipynb #87290c3f
@@ -584,8 +600,11 @@ def _cmd_run(a):
             print(f"{n:18s} {d.get('n_users', '?')} labelers, {d.get('epochs', '?')} epochs, model {d.get('model')} "
                   f"({d.get('pretrained')}), data {d.get('data_dir')}")
         return
-    out = run_experiment(a.preset, parse_overrides(a.parameter), out_dir=a.out_dir, overwrite=a.overwrite)
-    print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}")
+    over = parse_overrides(a.parameter)
+    out = run_experiment(a.preset, over, out_dir=a.out_dir, overwrite=a.overwrite)
+    from labelertok.paths import report_root
+    rep = report_root(out, over.get('fig_root', 'figures'))/Path(out).name/'results.md'   # beside a run outside the repository
+    print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}" + (f"\nreport: {rep}" if rep.is_file() else ''))
 
 def compare_notebook() -> Path:
     "The comparison experiment notebook `nbs/experiments/compare.ipynb`."
@@ -594,7 +613,8 @@ def compare_notebook() -> Path:
 def _cmd_compare(a):
     overrides = {'fig_root': a.fig_root, **parse_overrides(a.parameter)}
     out = run_experiment(a.preset, overrides, out_dir=a.out_dir, overwrite=a.overwrite, notebook=compare_notebook())
-    fig = Path(overrides['fig_root']).expanduser().resolve()/resolve_preset(a.preset).stem
+    from labelertok.paths import report_root
+    fig = report_root(out, overrides['fig_root'])/resolve_preset(a.preset).stem   # beside a run outside the repository
     print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}\nreport: {fig/'results.md'}")
 
 def _cmd_sweep(a):
@@ -609,8 +629,10 @@ def _cmd_sweep(a):
                         "command again to retry them (finished runs are skipped)")
 
 def _cmd_report(a):
+    from labelertok.paths import report_root
     from labelertok.report import write_report
-    for f in write_report(a.run_dirs, fig_root=a.fig_root): print(f)
+    for rd in a.run_dirs:   # a run outside the repository: its report beside it, not in the repository's figures/
+        for f in write_report([rd], fig_root=report_root(rd, a.fig_root)): print(f)
 
 USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app', 'quality': 'quality'}  # command -> the labelertok module that runs it
 

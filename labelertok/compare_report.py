@@ -15,6 +15,7 @@ from .baselines import STUDY_PROTOCOL, method_label
 from .compare import BOUNDS, Comparison
 from .intervals import INTERVAL_NOTE, ratio_interval
 from .leakage import leakage_table
+from .paths import md_code, write_if_changed
 from .probing import taste_map
 from .report import fmt_pct, fmt_pts, md_table
 
@@ -33,7 +34,8 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] =
     cell = lambda m, g: ("n/a" if m in ("ceiling",) + BOUNDS and not np.isfinite(summ[m].loc[g, "mean"])
                          else fmt_pct(*summ[m].loc[g, ["mean", "sd", "lo", "hi"]]))
     rows = [[m, method_label(m)] + [cell(m, g) for g in groups] for m in summ]
-    return wide, md_table(["method", "label"] + groups, rows)
+    head = [md_code(g) if g in cmp.tokens else g for g in groups]   # labeler tokens as code: visible in any renderer
+    return wide, md_table(["method", "label"] + head, rows)
 
 
 def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", reference: str = "ceiling",
@@ -234,7 +236,7 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
             ref, ref_name = "upper", "the upper bound"
         sim = g("taste_similarity_to_population")
         if np.isfinite(sim) and sim < differ_below and known and learnable and f"gain {short}" in r:
-            out.append(dict(check=f"{t} (taste similarity {sim:.2f}): {label} beats no token", ok=bool(g(f"gain {short} lo") > 0),
+            out.append(dict(check=f"{md_code(t)} (taste similarity {sim:.2f}): {label} beats no token", ok=bool(g(f"gain {short} lo") > 0),
                             value=f"gain {fmt_pts(g(f'gain {short}'), g(f'gain {short} sd'), g(f'gain {short} lo'), g(f'gain {short} hi'))} points"))
         if known and consistent:
             gap, lo, hi = (g(f"gap {short} chance {ref}{s}") for s in ("", " lo", " hi"))
@@ -243,13 +245,13 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
             if visibility is not None and t in visibility["labelers"].index:
                 v = visibility["labelers"].loc[t]
                 value += "; utility R² from " + ", ".join(f"{k}: {x:.2f}" for k, x in v.items())
-            out.append(dict(check=f"{t} ({what}): {label} closes most of the gap from chance "
+            out.append(dict(check=f"{md_code(t)} ({what}): {label} closes most of the gap from chance "
                                   "(interval's lower end ≥ 50%)", ok=bool(np.isfinite(lo) and lo >= 0.5), value=value))
         if known and random:
             for m in summ:
                 if m in ("ceiling",) + BOUNDS: continue
                 s = summ[m].loc[t]
-                out.append(dict(check=f"{t} ({what}): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
+                out.append(dict(check=f"{md_code(t)} ({what}): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
                                 value=fmt_pct(s["mean"], s["sd"], s["lo"], s["hi"])))
     return out
 
@@ -285,7 +287,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
               "are over each labeler's repeated image pairs; on the overall and attribute columns, averages over labelers."
               if all(b in cmp.correct for b in BOUNDS) else "") + " Chance is 50%.", "", table, ""]
     na = {t: r["note"] for t, r in (cmp.info.get("ceiling_labelers") or {}).items() if r.get("note")}
-    if na: md += ["Bounds n/a: " + "; ".join(f"{t}: {n}" for t, n in na.items()) + ".", ""]
+    if na: md += ["Bounds n/a: " + "; ".join(f"{md_code(t)}: {n}" for t, n in na.items()) + ".", ""]
     lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
     bayes, has_bounds = "ceiling" in cmp.correct, lab["lower"].notna().any()
     cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + (["Bayes ceiling"] if bayes else []) + \
@@ -294,7 +296,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     rows = []
     for t, r in lab.iterrows():
         g = lambda k: r.get(k, np.nan)
-        row = [t] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
+        row = [md_code(t)] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
         row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling"), np.nan, g("ceiling lo"), g("ceiling hi"))] if bayes else []
         row += ["n/a" if not np.isfinite(g(b)) else fmt_pct(g(b), np.nan, g(f"{b} lo"), g(f"{b} hi")) for b in ("lower", "upper")] if has_bounds else []
         row += [fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
@@ -309,7 +311,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     gcols = [f"gap {s} {b} {ref}" for s in ("text", "learned") for b in GAP_BASES.values() for ref in refs]
     if refs and any(c in lab for c in gcols):
         fg = lambda r, c: "—" if not np.isfinite(r.get(c, np.nan)) else f"{100 * r[c]:.0f}% [{100 * r[c + ' lo']:.0f}%, {100 * r[c + ' hi']:.0f}%]"
-        grows = [[t, ref_names[ref]] + [fg(r, f"gap {s} {b} {ref}") for s in ("text", "learned") for b in GAP_BASES.values()]
+        grows = [[md_code(t), ref_names[ref]] + [fg(r, f"gap {s} {b} {ref}") for s in ("text", "learned") for b in GAP_BASES.values()]
                  for t, r in lab.iterrows() for ref in refs]
         md += ["## Gap closed", "",
                "Share of the gap to the " + ("Bayes ceiling of each test answer" if bayes else
@@ -330,7 +332,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
         fv = visibility["features"]
         rows = [[f"`{k}`", f"{r['salience']:.1f}"] + [f"{r[p]:.2f}" for p in reps] for k, r in fv.iterrows()]
         lv = visibility["labelers"]
-        lrows = [[t, fmt_pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
+        lrows = [[md_code(t), fmt_pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
                  for t in lv.index]
         md += ["## What the backbone can see", "",
                "A ceiling assumes every latent feature is known; a model only has what its image features encode. "
@@ -364,8 +366,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
         rows = [[k] + [(fmt_pct(*get(m, k)[["mean", "sd", "lo", "hi"]].iloc[0]) if len(get(m, k)) else "—")
                        for m in ("labeler token (new row)", "linear probe")] for k in ks]
         md += ["## A new labeler from few answers", "",
-               f"{info['token']} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
-               f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {info['token']}'s token row fitted "
+               f"{md_code(info['token'])} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
+               f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {md_code(info['token'])}'s token row fitted "
                f"({info['token_steps']} full-batch AdamW steps, lr {info['token_lr']}) on k comparisons; scored on "
                f"{info['n_eval_samples']} answers to {info['n_eval_pairs']} other pairs, the same for every k and draw"
                + (f" (the {info['n_eval_dropped_from_base']} answers of the other labelers to these pairs were left out of the "
@@ -396,7 +398,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     t = cmp.info.get("timings", {})
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
     res = fig_dir / "results.md"
-    res.write_text("\n".join(md))
+    write_if_changed(res, "\n".join(md))   # a rerun that only took longer leaves it as it is
     return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot)
 
 

@@ -325,7 +325,7 @@ def write_fixture(out_dir, n_images: int = 6, items=None, labels=None, image_siz
 # %% ../nbs/01_data.ipynb #7a93f85e
 def select_users(df: pd.DataFrame, n_users: int, verbose: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep the `n_users` labelers with most labelled comparisons (tie-break: user_id ascending); add
-    `token` ('<user1>', ...) and `user_idx` (0-based). Returns `(df, users)` with users columns
+    `token` (`<user1>`, ...) and `user_idx` (0-based). Returns `(df, users)` with users columns
     `token, user_id, n_labels, n_samples`."""
     if int(n_users) < 1: raise ValueError(f"n_users must be at least 1, not {n_users}")
     counts = (df.groupby("user_id").agg(n_labels=("item_id", "nunique"), n_samples=("item_id", "size"))

@@ -314,7 +314,8 @@ def explore_tables(df: pd.DataFrame, out_dir=None, unit: str = "pair", verbose: 
                   test_retest=retest_consistency(df), retest_ceilings=retest_ceilings(df), halo=halo(df))
     if out_dir is not None:
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-        for k, t in tables.items(): t.to_csv(out / f"{k}.csv", index=False)
+        for k, t in tables.items():   # 10 significant digits: the last digits of a float differ between runs and CPUs
+            t.to_csv(out / f"{k}.csv", index=False, float_format="%.10g")
         figs = [plot_answers(df, out), plot_position_bias(df, out), plot_agreement(df, out, unit), plot_halo(df, out)]
         if verbose: print(f"explore: wrote {len(tables)} tables and {len(figs)} figures to {out}")
     return tables

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['PATH_PARAMS', 'repo_root', 'resolve_path', 'looks_like_checkpoint', 'resolve_pretrained', 'check_weights_file',
-           'preset_base', 'resolve_params', 'require_inputs', 'portable_paths', 'publish_notebook', 'interactive']
+           'preset_base', 'resolve_params', 'require_inputs', 'same_but_timings', 'write_if_changed', 'portable_paths',
+           'publish_notebook', 'md_code', 'report_root', 'interactive', 'next_run_dir']
 
 # %% ../nbs/00_paths.ipynb #72f259d0
 import json
@@ -143,6 +144,22 @@ def require_inputs(data_dir: str|Path, pretrained=None, root: str|Path|None=None
             "at an open_clip tag or an existing checkpoint file")
     raise FileNotFoundError(f"{what}: {hint}")
 
+# %% ../nbs/00_paths.ipynb #df741fa1
+_TIMINGS = re.compile(r'\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d)?'             # timestamps
+                      r'|\d[\d.,]*\s*(?:s|ms|min|minutes|seconds|h|it/s|s/it|images/s|img/s|samples/s)\b')   # durations, speeds
+
+def same_but_timings(a: str, b: str) -> bool:
+    "Whether the texts `a` and `b` differ at most in durations, speeds and timestamps."
+    return a == b or _TIMINGS.sub('#', a) == _TIMINGS.sub('#', b)
+
+def write_if_changed(path, text: str) -> bool:
+    "Write `text` to `path` unless the file already holds it up to run times (`same_but_timings`); returns whether it wrote."
+    path = Path(path)
+    if path.is_file() and same_but_timings(path.read_text(), text): return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
 # %% ../nbs/00_paths.ipynb #97188331
 def _path_map(root: Path) -> list[tuple[str, str]]:
     "(absolute prefix, replacement) pairs, longest first: the checkout, targets of its data/ symlinks, the Python env, home."
@@ -165,20 +182,75 @@ def portable_paths(text: str, root: str|Path) -> str:
     return text
 
 # %% ../nbs/00_paths.ipynb #54349fe3
+_RUN_METADATA = ('execution', 'papermill', 'collapsed', 'scrolled', 'jupyter')   # per cell: timings, view state
+_MACHINE_LINES = re.compile(r'^image cache: .*\n?', flags=re.M)   # whether this machine's cache was warm, not the run
+
+def _stable_outputs(outputs: list) -> list:
+    "Consecutive stream outputs of a cell merged (the kernel splits them by timing) and lines about this machine's state dropped."
+    out = []
+    for o in outputs:
+        if o.get('output_type') == 'stream':
+            text = _MACHINE_LINES.sub('', ''.join(o.get('text', '')))
+            if out and out[-1].get('output_type') == 'stream' and out[-1].get('name') == o.get('name'):
+                out[-1]['text'] = ''.join(out[-1]['text']) + text; continue
+            o = {**o, 'text': text}
+        out.append(o)
+    for o in out:
+        if o.get('output_type') == 'stream': o['text'] = o['text'].splitlines(keepends=True)
+    return [o for o in out if o.get('output_type') != 'stream' or o['text']]
+
+def _stable_notebook(nb: dict) -> dict:
+    """`nb` without what changes from one run to the next: timestamps and durations, random cell ids (ids from the
+    content), how the kernel happened to split printed text, lines about this machine's caches."""
+    import hashlib
+    pm = nb.get('metadata', {}).get('papermill')
+    if pm:
+        for k in ('start_time', 'end_time', 'duration'): pm.pop(k, None)
+    seen = set()
+    for i, c in enumerate(nb.get('cells', [])):
+        for k in _RUN_METADATA: c.get('metadata', {}).pop(k, None)
+        if 'outputs' in c: c['outputs'] = _stable_outputs(c['outputs'])
+        if 'id' in c or nb.get('nbformat_minor', 0) >= 5:
+            src = ''.join(c.get('source', ''))
+            cid = hashlib.sha1(f"{c.get('cell_type')}\n{src}".encode()).hexdigest()[:8]
+            if cid in seen: cid = hashlib.sha1(f"{i}\n{src}".encode()).hexdigest()[:8]
+            seen.add(cid); c['id'] = cid
+    return nb
+
 def publish_notebook(src, dest, root: str|Path|None=None) -> Path:
     """Copy the executed notebook `src` to `dest` with portable paths (`portable_paths`; `root`: the checkout holding
-    `dest`, found from it by default) and papermill's input path as the experiment notebook's own."""
+    `dest`, found from it by default), papermill's input path as the experiment notebook's own, cell ids from the
+    cells' content and no timestamps; `dest` is left as it is when only run times differ (`write_if_changed`)."""
     dest = Path(dest)
     try: root = Path(root).resolve() if root is not None else repo_root(dest.parent)
     except FileNotFoundError: root = dest.parent.resolve()
-    nb = json.loads(Path(src).read_text())
+    nb = _stable_notebook(json.loads(portable_paths(Path(src).read_text(), root)))   # ids from the portable text
     pm = nb.get('metadata', {}).get('papermill')
     if pm:
         pm['input_path'] = f"nbs/experiments/{Path(pm.get('input_path') or 'labeler_tokens.ipynb').name}"
         pm['output_path'] = dest.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(portable_paths(json.dumps(nb, indent=1, ensure_ascii=False), root) + '\n')
+    write_if_changed(dest, json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
     return dest
+
+# %% ../nbs/00_paths.ipynb #7eb9b843
+def md_code(name) -> str:
+    """`name` (a labeler token, a study id, any identifier) as a markdown code span that every renderer shows as written:
+    a fence longer than any run of backticks inside, `|` escaped (tables), newlines as spaces."""
+    s = ' '.join(str(name).splitlines()).replace('|', '\\|')
+    longest = max((len(r) for r in re.findall('`+', s)), default=0)
+    fence = '`' * (longest + 1)
+    pad = ' ' if s.startswith('`') or s.endswith('`') else ''
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+# %% ../nbs/00_paths.ipynb #bfd9fc87
+def report_root(out_dir, fig_root='figures') -> Path:
+    """The folder that receives the report of the run folder `out_dir`: `fig_root` (relative to the repository), or, when
+    `fig_root` is the repository's `figures/` and the run lives outside the repository, `figures/` beside the run."""
+    out, fig = Path(out_dir).expanduser().resolve(), resolve_path(fig_root)
+    try: root = repo_root()
+    except FileNotFoundError: return fig
+    if fig == root/'figures' and not out.is_relative_to(root): return out.parent/'figures'
+    return fig
 
 # %% ../nbs/00_paths.ipynb #a0719c6f
 def interactive() -> bool:
@@ -189,3 +261,15 @@ def interactive() -> bool:
         if kernel is None: return False
         return bool(kernel.get_parent("shell").get("content", {}).get("allow_stdin", False))
     except Exception: return False
+
+# %% ../nbs/00_paths.ipynb #e61d77d4
+def next_run_dir(out_dir, resume: bool = False, interactive_only: bool = True) -> Path:
+    """`out_dir`, or, when it already holds files, `resume` is off and the notebook runs in an interactive frontend,
+    the first free `<out_dir>_2`, `<out_dir>_3`, … (with one line saying so)."""
+    out = Path(out_dir)
+    if resume or not out.is_dir() or not any(out.iterdir()) or (interactive_only and not interactive()): return out
+    n = 2
+    while (out.parent/f"{out.name}_{n}").exists(): n += 1
+    new = out.parent/f"{out.name}_{n}"
+    print(f"{out} holds an earlier run: this run goes to {new} (set resume = True to continue the earlier one instead)")
+    return new

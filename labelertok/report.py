@@ -17,7 +17,7 @@ import pandas as pd
 
 from .backbone import short_pretrained
 # the study's published numbers (06b_study) and notebook publishing (00_paths); labelertok.report provides these names too
-from .paths import publish_notebook
+from .paths import md_code, publish_notebook, write_if_changed
 from .study import (STUDY_NOTES, STUDY_SIX_USERS, STUDY_SIX_USERS_PER_USER, STUDY_SOURCE, STUDY_TWO_USERS,
                               STUDY_TWO_USERS_FACTS)
 
@@ -128,8 +128,9 @@ def _ci(lo, hi) -> str: return '' if _isnan(lo) or _isnan(hi) else f' [{100 * fl
 def _bold(s: str) -> str: return f'**{s}**'
 
 def md_cell(x) -> str:
-    "`x` as one markdown table cell: a `|` escaped and a line break made a space (a labeler id may hold either)."
-    return ' '.join(str(x).replace('|', '\\|').splitlines())
+    """`x` as one markdown table cell: a `|` escaped and a line break made a space (a labeler id may hold either); a `|`
+    already escaped (a code span from `md_code`) is left as it is."""
+    return ' '.join(re.sub(r'(?<!\\)\|', r'\\|', str(x)).splitlines())
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     "A markdown table in the study's style (each cell through `md_cell`)."
@@ -176,7 +177,7 @@ def labeler_accuracy_table(run: Run, epoch: int|None=None) -> str:
     rows = []
     for u in users:
         t = _tok(u['token'])
-        rows.append([f"`<{t}>`", str(u.get('user_id', '?')),
+        rows.append([md_code(f'<{t}>'), md_code(u.get('user_id', '?')),
                      _pct(r.get(f'val_acc_{t}')) + _ci(r.get(f'val_acc_{t}_lo'), r.get(f'val_acc_{t}_hi'))])
     return md_table(['User Token', 'User ID', 'Accuracy'], rows)
 
@@ -244,9 +245,9 @@ def key_findings(run: Run, ceilings: pd.DataFrame|None=None) -> list[str]:
         if c not in h: continue
         es = _epochs(ht, c)
         if not es:
-            out.append(f"**User {i+1}** (`<{t}>`): no validation samples, so no validation accuracy (see the split's sizes)"); continue
+            out.append(f"**User {i+1}** ({md_code(f'<{t}>')}): no validation samples, so no validation accuracy (see the split's sizes)"); continue
         pr = run.row(es[0])
-        out.append(f"**Peak User {i+1} accuracy** (`<{t}>`): {_pct(pr[c])}{_ci(pr.get(c+'_lo'), pr.get(c+'_hi'))} ({_ep_str(es)})")
+        out.append(f"**Peak User {i+1} accuracy** ({md_code(f'<{t}>')}): {_pct(pr[c])}{_ci(pr.get(c+'_lo'), pr.get(c+'_hi'))} ({_ep_str(es)})")
     es = _epochs(ht, 'val_loss', 'min')
     out.append(f"**Best validation loss**: {_num(run.row(es[0]).val_loss)} ({_ep_str(es)})")
     if run.attributes:
@@ -256,7 +257,7 @@ def key_findings(run: Run, ceilings: pd.DataFrame|None=None) -> list[str]:
     if t:
         s = f"**Test (epoch {be} weights)**: accuracy {_pct(t.get('acc'))}{_ci(t.get('acc_lo'), t.get('acc_hi'))}, loss {_num(t.get('loss'))}"
         pu, pci = t.get('per_user') or {}, t.get('per_user_ci') or {}
-        if pu: s += '; per labeler ' + ', '.join(f"`<{_tok(k)}>` {_pct(v)}{_ci(*(pci.get(k) or (None, None)))}" for k, v in pu.items())
+        if pu: s += '; per labeler ' + ', '.join(f"{md_code(f'<{_tok(k)}>')} {_pct(v)}{_ci(*(pci.get(k) or (None, None)))}" for k, v in pu.items())
         pa = t.get('per_attribute') or {}
         if pa: s += '; per attribute ' + ', '.join(f"{k} {_pct(v)}" for k, v in pa.items())
         out.append(s)
@@ -272,7 +273,7 @@ def key_findings(run: Run, ceilings: pd.DataFrame|None=None) -> list[str]:
         out.append(f"**Before training** (epoch 0): validation accuracy {_pct(z.val_acc)}{_ci(z.get('val_acc_lo'), z.get('val_acc_hi'))}; {gain}")
     if ceilings is not None and ceilings.bayes_test.notna().any() and t:
         pu = {_tok(k): v for k, v in (t.get('per_user') or {}).items()}
-        gaps = [f"`<{c.token}>` {_pct(pu.get(c.token))} of {_pct(c.bayes_test)}" for c in ceilings.itertuples() if not _isnan(c.bayes_test)]
+        gaps = [f"{md_code(f'<{c.token}>')} {_pct(pu.get(c.token))} of {_pct(c.bayes_test)}" for c in ceilings.itertuples() if not _isnan(c.bayes_test)]
         out.append("**Against the Bayes ceiling** (test accuracy beside the ceiling on the same test samples): " + ', '.join(gaps))
     return out
 
@@ -481,7 +482,7 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
     t = run.summary.get('test') or {}
     pu, pci = {_tok(k): v for k, v in (t.get('per_user') or {}).items()}, {_tok(k): v for k, v in (t.get('per_user_ci') or {}).items()}
     nl = {_tok(u['token']): u.get('n_labels') for u in run.summary.get('users') or []}
-    rows = [[f'`<{c.token}>`', str(c.user_id), f"{nl.get(c.token, '–')}",
+    rows = [[md_code(f'<{c.token}>'), md_code(c.user_id), f"{nl.get(c.token, '–')}",
              _pct(r.get(f'val_acc_{c.token}')) + _ci(r.get(f'val_acc_{c.token}_lo'), r.get(f'val_acc_{c.token}_hi')),
              _pct(pu.get(c.token)) + _ci(*(pci.get(c.token) or (None, None))), _pct(c.bayes_test),
              (f"n/a ({c.retest_note})" if c.retest_note else '–') if _isnan(c.implied_ceiling) else
@@ -552,7 +553,7 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
             if (run.path/'calibration.png').is_file():
                 shutil.copyfile(run.path/'calibration.png', out/'calibration.png'); figs.append(out/'calibration.png')
         md += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs]
-        (out/'results.md').write_text('\n'.join(md) + '\n')
+        write_if_changed(out/'results.md', '\n'.join(md) + '\n')   # a rerun that only took longer leaves it as it is
         written += [out/'results.md'] + figs
         if notebook and (run.path/'run.ipynb').is_file():
             written.append(publish_notebook(run.path/'run.ipynb', out/f'{out.name}.ipynb', root=Path(fig_root).resolve().parent))

@@ -26,7 +26,7 @@ from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MAN
                               TOKEN_ROWS, export_manifest,
                               Scorer, _correct, _same_base, load)
 from .intervals import crossed_interval
-from .report import md_cell
+from .paths import md_code
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
@@ -61,10 +61,10 @@ def model_card(meta: dict) -> str:
         added = next((x for x in meta.get("added_labelers", []) if x["token"] == t), None)
         if added: acc = f"{_fmt_ci(added['acc'], [added['acc_lo'], added['acc_hi']])} (held-out answers, added later)"; n = added["n_held_out"]
         else: acc, n = _fmt_ci((test.get("per_user") or {}).get(t), (test.get("per_user_ci") or {}).get(t)), (test.get("per_user_n") or {}).get(t, "")
-        lines.append(f"| `{t}` | {md_cell(u.get('user_id'))} | {acc} | {n} |")
+        lines.append(f"| {md_code(t)} | {md_code(u.get('user_id'))} | {acc} | {n} |")
     for uid, t in (card.get("aliases") or {}).items():
         x = next((a for a in meta.get("added_labelers", []) if a["user_id"] == uid), {})
-        lines.append(f"| {f'`{t}`' if t else 'population prompt'} (alias) | {md_cell(uid)} | {_fmt_ci(x.get('acc'), [x.get('acc_lo'), x.get('acc_hi')])} "
+        lines.append(f"| {md_code(t) if t else 'population prompt'} (alias) | {md_code(uid)} | {_fmt_ci(x.get('acc'), [x.get('acc_lo'), x.get('acc_hi')])} "
                      f"(held-out answers) | {x.get('n_held_out', '')} |")
     if test:
         lines += ["", f"All labelers, test split of the run `{card.get('run')}`: accuracy {_fmt_ci(test.get('acc'), [test.get('acc_lo'), test.get('acc_hi')])} "
@@ -211,10 +211,13 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     `population_acc` the prompt without a token. `n_boot` ≤ 0: no interval. Returns the report (with `correct` and
     `held_out_pairs` per held-out answer; the card keeps the rest)."""
     from labelertok.fewshot import fit_token_row, score_with_features
+    import time
+    t0 = time.time()
     say = print if verbose else (lambda *a, **k: None)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
+    say(f"loading {source} ...", flush=True) if not isinstance(source, Scorer) else None
     sc = source if isinstance(source, Scorer) else load(source, device=device)
     if sc.model.visual_prompts is not None or sc.model.labeler_log_temperature is not None:
         raise ValueError("adding a labeler to a model with visual tokens or per-labeler temperatures is not supported: "
@@ -239,6 +242,8 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     paths = sorted(set(mine["im1"]) | set(mine["im2"]))
     row = {p: i for i, p in enumerate(paths)}
     for d in (fit, hold): d["i1"], d["i2"] = d["im1"].map(row).astype(np.int64), d["im2"].map(row).astype(np.int64)
+    say(f"{labeler}: {len(mine)} answers ({mine['pair_id'].nunique()} comparisons); fitting on {len(fit)}, holding out {len(hold)}; "
+        f"encoding {len(paths)} images on {sc.model.device} ...", flush=True)
     _, feats = sc.image_features(paths)
     T, tpl = sc.temperature, sc.card["templates"]
     m = sc.model
@@ -260,6 +265,7 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
             rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
         m2.eval()
         rep["init_acc"] = float(_correct(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
+        say(f"fitting the token row of {new}: {steps} steps ...", flush=True)
         losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
         m2.eval()
         for p in m2.parameters(): p.requires_grad_(False)
@@ -290,7 +296,8 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     if out is not None: save_export(sc2, out)
     say(f"added labeler {labeler} as {rep['token'] or 'population prompt'} from {len(fit)} answers: held-out accuracy "
         f"{rep['acc']:.4f} [{lo:.4f}, {hi:.4f}] on {len(hold)} answers ("
-        + (f"its initial row {rep['init_acc']:.4f}, " if "init_acc" in rep else "") + f"population prompt {rep['population_acc']:.4f}) -> {out}")
+        + (f"its initial row {rep['init_acc']:.4f}, " if "init_acc" in rep else "") + f"population prompt {rep['population_acc']:.4f}) -> {out} "
+        f"({time.time() - t0:.0f} s)")
     return rep
 
 # %% ../nbs/10a_share.ipynb #ef89d03f

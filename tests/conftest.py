@@ -101,3 +101,23 @@ def trained_folders(tmp_path_factory, tiny_world) -> dict:
     train(data, m, TrainConfig(epochs=2, batch_size=64, lr=2e-3, device='cpu', n_boot=100, progress=False), tmp/'run')
     share.export(tmp/'run', tmp/'export')
     return dict(run=tmp/'run', export=tmp/'export')
+
+
+def git_status(root: Path = ROOT) -> str | None:
+    "`git status --porcelain` of the checkout (untracked files included), or None outside a git checkout."
+    try: r = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=all'], cwd=root, capture_output=True,
+                            text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired): return None
+    return r.stdout if r.returncode == 0 else None
+
+
+@pytest.fixture(scope='session', autouse=True)
+def repository_stays_clean():
+    """The tests write only to temporary folders: after the session, `git status` of the checkout is what it was
+    before (a test that leaves a file in the repository, or rewrites a committed one, fails the session)."""
+    before = git_status()
+    yield
+    after = git_status()
+    if before is not None and after is not None and after != before:
+        new = sorted(set(after.splitlines()) - set(before.splitlines()))
+        pytest.fail(f'the tests changed the repository (git status): {new[:20]}', pytrace=False)

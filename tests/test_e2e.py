@@ -2,7 +2,7 @@
 import json, re, shutil, sys
 from pathlib import Path
 import nbformat, pandas as pd, pytest, yaml
-from conftest import EXPERIMENTS, NOTEBOOK, TINY_PARAMS, labelertok_cmd, run
+from conftest import EXPERIMENTS, NOTEBOOK, ROOT, TINY_PARAMS, labelertok_cmd, run
 
 ATTRS = ['attractive', 'smart', 'trustworthy']
 NOTEBOOK_PARAMS = ['data_dir', 'images_dir', 'n_users', 'epochs', 'batch_size', 'eval_batch_size', 'lr', 'weight_decay',
@@ -124,6 +124,20 @@ def test_cli_run(tmp_path, preset, env):
     # an existing run folder is never silently replaced
     r = run(labelertok_cmd() + ['run', str(preset), '--out-dir', str(out)], env, tmp_path)
     assert r.returncode == 2 and 'resume' in r.stderr and (out/'history.csv').exists()
+    # a run outside the repository gets its report beside it: the repository's figures/ gets no folder
+    r = run(labelertok_cmd() + ['report', str(out)], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out.parent/'figures'/'tiny'/'results.md').is_file() and not (ROOT/'figures'/'tiny').exists()
+
+
+def test_cpu_preset_for_your_data():
+    "`your_data_cpu`: the real model and weights, on a CPU, on the leak-free split, with learned tokens; checked as a run would be."
+    from labelertok.cli import check_parameters, preset_params
+    p = yaml.safe_load((EXPERIMENTS/'your_data_cpu.yaml').read_text())
+    assert set(p) <= notebook_parameters() and p['data_dir'] is None
+    assert (p['model'], p['pretrained'], p['device'], p['split'], p['token_mode']) == ('ViT-B-32', 'openai', 'cpu', 'pair', 'learned')
+    # every other value passes the run's checks (OpenAI's weights cannot be fetched here: checked with no weights)
+    assert check_parameters(preset_params('your_data_cpu', {'data_dir': str(ROOT/'data'), 'pretrained': None}))
 
 
 def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, env):

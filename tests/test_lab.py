@@ -29,7 +29,7 @@ def test_make_lab_serves_notebooks(tmp_path):
     stamp, data, ckpt = VENV/'.installed', tmp_path/'data', tmp_path/'stand_in.pt'
     data.mkdir(); (data/'big_compare_label.xlsx').touch(); ckpt.touch()   # `data`'s outputs: make only checks they exist
     port, token = free_port(), secrets.token_hex(16)
-    args = '--no-browser' + (' --allow-root' if hasattr(os, 'geteuid') and os.geteuid() == 0 else '')
+    args = '--no-browser'   # as root, the target adds --allow-root itself
     env = dict(os.environ, JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(tmp_path/'runtime'), JUPYTER_CONFIG_DIR=str(tmp_path/'config'))
     cmd = ['make', '--no-print-directory', '-o', str(stamp), 'lab', f'VENV={VENV}', f'DATA={data}', f'PRETRAINED={ckpt}',
            f'LAB_PORT={port}', f'LAB_ARGS={args}']
@@ -56,6 +56,8 @@ def test_make_lab_serves_notebooks(tmp_path):
         assert get(f'{base}/api/contents', 'not-the-token')[0] == 403       # a wrong token: refused
         printed = (tmp_path/'lab.log').read_text()
         assert f'http://127.0.0.1:{port}/lab' in printed and 'token' in printed   # how to open it
+        assert 'make lab: JupyterLab on this machine only' in printed             # what it does, before it does it
+        if hasattr(os, 'geteuid') and os.geteuid() == 0: assert '--allow-root' in printed
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         try: p.wait(timeout=10)

@@ -51,10 +51,13 @@ def test_sweep_conclusions_are_generated(name):
     assert text.strip() in (d/'results.md').read_text()
 
 
-def test_readme_compare_section_quotes_the_committed_run():
-    "The README's comparison table and answer are the committed tables' numbers, and its wall time is results.md's."
+GUIDE = ROOT/'docs'/'guide'/'experiments.md'   # where the comparison and the sweeps are described
+
+
+def test_guide_compare_section_quotes_the_committed_run():
+    "The guide's comparison table and answer are the committed tables' numbers, and its wall time is results.md's."
     from labelertok.compare_report import compare_answer, numbers_in_tables, stated_numbers
-    readme = (ROOT/'README.md').read_text()
+    readme = GUIDE.read_text()
     sec = readme.split('## What the labeler token buys')[1].split('\n## ')[0]
     assert compare_answer(COMPARE).strip() in sec
     table = '\n'.join(l for l in sec.splitlines() if l.startswith('| `'))
@@ -64,9 +67,9 @@ def test_readme_compare_section_quotes_the_committed_run():
     assert f"took {wall} minutes" in sec
 
 
-def test_readme_sweep_conclusions_are_the_generated_ones():
-    "The README quotes each sweep's generated conclusion word for word."
+def test_guide_sweep_conclusions_are_the_generated_ones():
+    "The guide quotes each sweep's generated conclusion word for word."
     from labelertok.sweep import sweep_conclusions
-    readme = (ROOT/'README.md').read_text()
+    readme = GUIDE.read_text()
     for d in sorted(p for p in (ROOT/'figures'/'sweeps').iterdir() if p.is_dir()):
         assert sweep_conclusions(pd.read_csv(d/'summary.csv')).strip() in readme, d.name

@@ -208,7 +208,7 @@ def _other_machine(world, dst):
     return dst
 
 
-def test_add_labeler_beats_chance(run, scorer, world, weights, tmp_path):
+def test_add_labeler_beats_chance(run, scorer, world, weights, tmp_path, capsys):
     study = _other_machine(world, tmp_path / "study")
     assert not (study / "ground_truth.json").exists()
     known = {u["user_id"] for u in scorer.card["labelers"]}
@@ -218,6 +218,8 @@ def test_add_labeler_beats_chance(run, scorer, world, weights, tmp_path):
     new = max((u for u in truth if u["user_id"] not in known and u["bayes_acc"] >= 0.7), key=lambda u: u["n_comparisons"])["user_id"]
     rc = _cli("add-labeler", run, "--answers", study / "big_compare_label.xlsx", "--labeler", new, "--out", tmp_path / "plus")
     assert rc == 0
+    said = capsys.readouterr().out   # what it does, while it does it: loading, encoding, fitting, the result
+    assert all(w in said for w in ("loading", "encoding", "fitting the token row of <user3>", "added labeler")), said
     meta = json.loads((tmp_path / "plus" / "labelertok_export.json").read_text())
     rep = meta["added_labelers"][-1]
     assert rep["token"] == "<user3>" and rep["n_held_out"] > 0 and rep["n_fit"] > rep["n_held_out"]
