@@ -48,7 +48,7 @@ def test_compare_study_without_ground_truth(tmp_path, study_world, env):
         cell = rows[b].split(' | ')[2]
         assert '[' in cell and cell[0].isdigit(), rows[b]
     assert 'test–retest' in md and 'crossed design' in md and 'Satterthwaite' in md
-    assert 'Bounds n/a: <user3>: only' in md       # too few repeats for the third labeler: said, not crashed
+    assert 'Bounds n/a: `<user3>`: only' in md       # too few repeats for the third labeler: said, not crashed
     assert '## Gap closed' in md and '| upper bound |' in md
     for section in ['## Personalisation gain per labeler', '## Leakage', '## A new labeler from few answers', '## Taste map']:
         assert section in md, section
