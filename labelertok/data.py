@@ -24,9 +24,9 @@ if TYPE_CHECKING: import torch  # imported where tensors are made: the tabular h
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DATA_STEM', 'LABEL_STEM', 'DATA_COLUMNS', 'LABEL_COLUMNS', 'STUDY_IMAGE_DIRS', 'TABLE_SUFFIXES',
            'SPLITS', 'CACHE_VERSION', 'IMAGE_MODES', 'find_table', 'read_table', 'decode_answers', 'image_name',
-           'image_roots', 'resolve_images', 'add_pair_ids', 'read_study', 'write_fixture', 'select_users',
-           'split_samples', 'default_cache_dir', 'to_rgb', 'resize_crop', 'check_images', 'preprocess_image',
-           'build_image_cache', 'LabelerData', 'load_labeler_data']
+           'image_roots', 'resolve_images', 'drop_unlinked_labels', 'add_pair_ids', 'read_study', 'write_fixture',
+           'select_users', 'split_samples', 'default_cache_dir', 'to_rgb', 'resize_crop', 'check_images',
+           'preprocess_image', 'build_image_cache', 'LabelerData', 'load_labeler_data']
 
 # %% ../nbs/01_data.ipynb #8f460aa3
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -187,6 +187,20 @@ def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
                       f"names, else the first root in order {[str(r) for _, r in roots]}")
     return out
 
+# %% ../nbs/01_data.ipynb #9882e0ac
+def drop_unlinked_labels(labels: pd.DataFrame, items: pd.DataFrame, label_name: str, data_name: str,
+                         verbose: bool = True) -> tuple[pd.DataFrame, int, int]:
+    """Drop the label rows that cannot be tied to an image: a blank `item_id` or `user_id`, or an `item_id` that is no
+    `_id` of `items`. Each kind is counted and said, naming the sheets. Returns (kept rows, n blank, n unknown)."""
+    blank = labels["item_id"].isna() | labels["user_id"].isna()
+    if blank.any(): _say(verbose, f"{label_name}: dropped {int(blank.sum())} row(s) with a blank item_id or user_id")
+    labels = labels[~blank]
+    unknown = ~labels["item_id"].isin(set(items["_id"]))
+    if unknown.any():
+        _say(verbose, f"{label_name}: dropped {int(unknown.sum())} row(s) whose item_id is not in {data_name}: "
+                      f"{_examples(labels.loc[unknown, 'item_id'].unique(), 3)}")
+    return labels[~unknown], int(blank.sum()), int(unknown.sum())
+
 # %% ../nbs/01_data.ipynb #1cd62cad
 def add_pair_ids(df: pd.DataFrame) -> pd.DataFrame:
     "Add `pair_id`: one int per unordered pair of images {im1, im2} (numbered in sorted order)."
@@ -237,15 +251,8 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
                          f"{_examples(items.loc[dup, '_id'].unique())}")
 
     # label sheet: blank ids, unknown items
-    blank = labels["item_id"].isna() | labels["user_id"].isna()
-    if blank.any(): _say(verbose, f"label sheet: dropped {int(blank.sum())} row(s) with a blank item_id or user_id")
-    labels = labels[~blank]
-    unknown_item = ~labels["item_id"].isin(set(items["_id"]))
-    if unknown_item.any():
-        _say(verbose, f"label sheet: dropped {int(unknown_item.sum())} row(s) whose item_id is not in the data sheet: "
-                      f"{_examples(labels.loc[unknown_item, 'item_id'].unique(), 3)}")
-    labels = labels[~unknown_item]
-    rep.update(labels_blank_id=int(blank.sum()), labels_unknown_item=int(unknown_item.sum()))
+    labels, n_blank, n_unknown = drop_unlinked_labels(labels, items, "label sheet", "the data sheet", verbose)
+    rep.update(labels_blank_id=n_blank, labels_unknown_item=n_unknown)
 
     # wide -> long, decode codes
     labels = labels.reset_index(drop=True).reset_index(names="row")

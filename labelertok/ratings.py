@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import (ATTRIBUTES, TABLE_SUFFIXES, _examples, _is_bool, _norm_id, _say, find_table, image_roots,
-                             read_table, resolve_images)
+from .data import (ATTRIBUTES, TABLE_SUFFIXES, _examples, _is_bool, _norm_id, _say, drop_unlinked_labels, find_table,
+                             image_roots, read_table, resolve_images)
 
 # %% auto #0
 __all__ = ['RATING_SETS', 'RATING_LEVELS', 'RATING_DATA_COLUMNS', 'RATING_LABEL_COLUMNS', 'RATING_LABEL_OPTIONAL', 'rating_files',
@@ -104,15 +104,8 @@ def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: b
         labels = _read_sheet(label_file, RATING_LABEL_COLUMNS, RATING_LABEL_OPTIONAL, ("item_id", "user_id", "_id"))
         rep[f"{s}_label_rows"] = len(labels)
         labels = labels.assign(row=labels.index.to_numpy() + 2)
-        blank = labels["item_id"].isna() | labels["user_id"].isna()
-        if blank.any(): _say(verbose, f"{label_file.name}: dropped {int(blank.sum())} row(s) with a blank item_id or user_id")
-        labels = labels[~blank]
-        unknown = ~labels["item_id"].isin(set(items["_id"]))
-        if unknown.any():
-            _say(verbose, f"{label_file.name}: dropped {int(unknown.sum())} row(s) whose item_id is not in {data_file.name}: "
-                          f"{_examples(labels.loc[unknown, 'item_id'].unique(), 3)}")
-        labels = labels[~unknown]
-        rep.update({f"{s}_labels_blank_id": int(blank.sum()), f"{s}_labels_unknown_item": int(unknown.sum())})
+        labels, n_blank, n_unknown = drop_unlinked_labels(labels, items, label_file.name, data_file.name, verbose)
+        rep.update({f"{s}_labels_blank_id": n_blank, f"{s}_labels_unknown_item": n_unknown})
         path = dict(zip(items["_id"], items["data_image_part"]))
         labels = labels.assign(path=labels["item_id"].map(path), set=s, file=label_file.name)
         all_paths.extend(labels["path"].unique())
