@@ -13,7 +13,7 @@ __all__ = ['PARAMS_MARKER', 'PARAM_TYPES', 'PATH_PARAMS', 'USE_COMMANDS', 'USER_
 import argparse, json, os, re, shutil, sys, threading, warnings
 from contextlib import contextmanager
 from pathlib import Path
-from .runs import RunFolderBusy   # light: the run-folder rules import nothing heavy
+from .runs import LOCK_FILE, RUN_MARKER, RunFolderBusy   # light: the run-folder rules import nothing heavy
 
 # %% ../nbs/09_cli.ipynb #914359e4
 def experiments_dir() -> Path:
@@ -129,6 +129,30 @@ def _open_clip_names() -> set[str]:
     if spec is None or not spec.submodule_search_locations: return set()
     return {p.stem for p in Path(list(spec.submodule_search_locations)[0], 'model_configs').glob('*.json')}
 
+def _pretrained_kind(pretrained) -> str|None:
+    "'file' for a weights file (or a path that looks like one), 'tag' for an open_clip pretrained tag, else None."
+    from labelertok.paths import looks_like_checkpoint
+    if not isinstance(pretrained, str) or pretrained.lower() in ('none', 'null', ''): return None
+    return 'file' if os.path.isfile(pretrained) or looks_like_checkpoint(pretrained) else 'tag'
+
+def _unknown_model(model) -> str:
+    from labelertok.config import MODEL_CONFIGS
+    return f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})"
+
+def _registry_problems(model, pretrained, names: set[str]) -> list[str]:
+    """What only open_clip's registry can tell (it imports open_clip and torch, so it runs last): the model exists
+    (when its config files could not be listed, `names` empty), and a pretrained tag is known and reachable."""
+    if not isinstance(model, str) or not (_pretrained_kind(pretrained) == 'tag' or not names): return []
+    import open_clip
+    from labelertok.config import MODEL_CONFIGS
+    from labelertok.backbone import _resolve_pretrained, weights_reachable
+    if not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None): return [_unknown_model(model)]
+    if not isinstance(pretrained, str): return []
+    try: _resolve_pretrained(model, pretrained)
+    except (ValueError, FileNotFoundError, TypeError) as e: return [f"pretrained={pretrained!r} ({str(e).replace('; ', ', ')})"]
+    why = weights_reachable(model, pretrained)   # offline and not cached: said now, not after minutes of retries
+    return [f"pretrained={pretrained!r} ({why})"] if why else []
+
 def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', token_mode: str='text', lora_rank: int=4,
                        lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2,
                        visual_tokens: int=0, tags: bool=True):
@@ -137,35 +161,20 @@ def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', tok
     torch. `tags`: also look an open_clip pretrained tag up in open_clip's registry (this imports open_clip, so it is
     done only when everything else is right). A ValueError names each bad one with its value and what is allowed."""
     from labelertok.config import MODEL_CONFIGS, ModelConfig
-    from labelertok.paths import check_weights_file, looks_like_checkpoint
+    from labelertok.paths import check_weights_file
     bad = _problems(ModelConfig, dict(model=model, pretrained=pretrained, token_mode=token_mode, lora_rank=lora_rank,
                                       lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers,
                                       visual_tokens=visual_tokens,
                                       tokens=tuple(f'<user{i + 1}>' for i in range(n_users)) if type(n_users) is int else ()))
     names = _open_clip_names()
-    if isinstance(model, str) and names and not (model in MODEL_CONFIGS or model in names):
-        bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
-    elif isinstance(model, str) and isinstance(pretrained, str) and pretrained.lower() not in ('none', 'null', ''):
-        if os.path.isfile(pretrained) or looks_like_checkpoint(pretrained):
-            try: check_weights_file(pretrained, 'pretrained')
-            except (ValueError, FileNotFoundError) as e:
-                bad.append(f"{e} (the synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data`)"
-                           if isinstance(e, FileNotFoundError) else str(e))
+    if isinstance(model, str) and names and not (model in MODEL_CONFIGS or model in names): bad.append(_unknown_model(model))
+    elif isinstance(model, str) and _pretrained_kind(pretrained) == 'file':
+        try: check_weights_file(pretrained, 'pretrained')
+        except (ValueError, FileNotFoundError) as e:
+            bad.append(f"{e} (the synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data`)"
+                       if isinstance(e, FileNotFoundError) else str(e))
     if type(n_users) is not int or n_users < 1: bad.append(f"n_users={n_users!r} (an int >= 1: the number of labelers)")
-    tag = isinstance(pretrained, str) and pretrained.lower() not in ('none', 'null', '') and not (
-        os.path.isfile(pretrained) or looks_like_checkpoint(pretrained))
-    if not bad and isinstance(model, str) and ((tags and tag) or not names):   # open_clip's registry: only for a tag
-        import open_clip
-        from labelertok.backbone import _resolve_pretrained
-        if not (model in MODEL_CONFIGS or open_clip.get_model_config(model) is not None):
-            bad.append(f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})")
-        elif isinstance(pretrained, str):
-            from labelertok.backbone import weights_reachable
-            try: _resolve_pretrained(model, pretrained)
-            except (ValueError, FileNotFoundError, TypeError) as e: bad.append(f"pretrained={pretrained!r} ({str(e).replace('; ', ', ')})")
-            else:
-                why = weights_reachable(model, pretrained)   # offline and not cached: said now, not after minutes of retries
-                if why: bad.append(f"pretrained={pretrained!r} ({why})")
+    if tags and not bad: bad += _registry_problems(model, pretrained, names)
     if bad: raise ValueError(f"{len(bad)} invalid model value(s): " + "; ".join(bad))
 
 def _problems(f, kw: dict) -> list[str]:
@@ -194,7 +203,7 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     """`params` checked against the notebook's parameters, before any kernel starts: one ValueError naming every
     bad value, its value and what is allowed (`check_types`, then the ranges). Returns `params` with number-looking
     strings made numbers."""
-    import dataclasses
+    import dataclasses, inspect
     params, defaults = check_types(params, notebook), parameter_defaults(notebook)
     from labelertok.data import SPLITS
     from labelertok.config import TrainConfig
@@ -218,7 +227,9 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     if probs: raise ValueError(f"{len(probs)} invalid parameter value(s): " + "; ".join(probs))
     # everything above is checked without torch (a bad value is refused at once); what needs open_clip's registry or
     # the accelerator is checked last, only for otherwise valid parameters
-    if 'model' in params: probs += _problems(check_model_params, model_kw)
+    if 'model' in params:   # the rest of the model's checks passed above without open_clip
+        pretrained = model_kw.get('pretrained', inspect.signature(check_model_params).parameters['pretrained'].default)
+        probs += _registry_problems(model_kw['model'], pretrained, _open_clip_names())
     if isinstance(device, str) and device not in ('auto', 'cpu'):
         from labelertok.config import resolve_device
         try: resolve_device(device)
@@ -271,7 +282,7 @@ class RunInterrupted(RunFailed):
 
 def _existing_run(out: Path) -> bool:
     "Whether `out` holds anything but the notebook of a failed attempt, its marker and lock (no run to protect)."
-    return out.is_dir() and any(p.name not in ('run.failed.ipynb', '.labelertok-run', '.lock') for p in out.iterdir())
+    return out.is_dir() and any(p.name not in ('run.failed.ipynb', RUN_MARKER, LOCK_FILE) for p in out.iterdir())
 
 def check_folders(params: dict):
     "The data and images folders of `params` exist (the commonest typo, refused at once)."
@@ -495,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'text': the token is spelled with existing pieces (the study); 'learned': a new embedding row")
     s.add_argument('--lora-rank', type=int, default=4, help='rank of the LoRA adapters')
     s.add_argument('--lora-alpha', type=float, default=1.0, help='LoRA scaling numerator (scale = alpha / rank)')
-    s.add_argument('--lora-targets', default='mlp', help="which linear layers get LoRA: 'mlp', 'attn' or 'all'")
+    s.add_argument('--lora-targets', default='mlp', help="which linear layers get LoRA: 'mlp', 'mlp+attn' or 'attn'")
     s.add_argument('--towers', default='both', choices=['both', 'vision', 'text'], help='which towers get LoRA')
     s.add_argument('--visual-tokens', type=int, default=0, help='learned prompt vectors per labeler in the image tower')
 
