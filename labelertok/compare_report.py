@@ -455,8 +455,8 @@ def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
     if f"gain {short}" in L:
         pos = [t for t in L.index if L.loc[t, f"gain {short} lo"] > 0]
         neg = [t for t in L.index if L.loc[t, f"gain {short} hi"] < 0]
-        rest = [t for t in L.index if t not in pos + neg]
-        g = lambda t: f"`{t}` {_pp(L.loc[t, f'gain {short}'])} {_iv(L.loc[t, f'gain {short} lo'], L.loc[t, f'gain {short} hi'], _pp)}"
+        rest = [t for t in L.index if t not in pos + neg and np.isfinite(L.loc[t, f"gain {short} lo"]) and np.isfinite(L.loc[t, f"gain {short} hi"])]
+        g = lambda t: f"{md_code(t)} {_pp(L.loc[t, f'gain {short}'])} {_iv(L.loc[t, f'gain {short} lo'], L.loc[t, f'gain {short} hi'], _pp)}"
         s.append(f"The gain of {method_label(method)} over no token (points) is above 0 for " + (", ".join(map(g, pos)) or "no labeler")
                  + (("; below 0 for " + ", ".join(map(g, neg))) if neg else "")
                  + ("; not measurable for " + ", ".join(map(g, rest)) if rest else "") + ".")
@@ -465,11 +465,12 @@ def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
     if col in L:
         ok = [t for t in L.index if np.isfinite(L.loc[t, col])]
         if ok:
+            share = lambda c2, t: f"{_p(L.loc[t, c2], 0)}% {_iv(L.loc[t, c2 + ' lo'], L.loc[t, c2 + ' hi'], lambda x: _p(x, 0))} for {md_code(t)}"
+            c2 = f"gap {short} no token {ref}"
+            from_no_token = [share(c2, t) for t in ok if c2 in L and np.isfinite(L.loc[t, c2])]
             s.append(f"Of the gap from chance to {'the Bayes ceiling' if ref == 'ceiling' else 'the upper bound'}, {method_label(method)} closes "
-                     + ", ".join(f"{_p(L.loc[t, col], 0)}% {_iv(L.loc[t, col + ' lo'], L.loc[t, col + ' hi'], lambda x: _p(x, 0))} for `{t}`" for t in ok)
-                     + "; from the no-token model to it, "
-                     + ", ".join(f"{_p(L.loc[t, c2], 0)}% {_iv(L.loc[t, c2 + ' lo'], L.loc[t, c2 + ' hi'], lambda x: _p(x, 0))} for `{t}`"
-                                 for t in ok for c2 in [f"gap {short} no token {ref}"] if c2 in L and np.isfinite(L.loc[t, c2])) + ".")
+                     + ", ".join(share(col, t) for t in ok)
+                     + ("; from the no-token model to it, " + ", ".join(from_no_token) if from_no_token else "") + ".")
     if has("linear_probe"):
         s.append(f"A linear probe on the frozen image features reaches {_p(acc('linear_probe')['mean'])}% "
                  f"{_iv(acc('linear_probe')['lo'], acc('linear_probe')['hi'])}.")

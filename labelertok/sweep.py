@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .paths import md_code
+
 # %% auto #0
 __all__ = ['RESERVED', 'parse_grid', 'grid_cells', 'cell_name', 'SweepRun', 'Sweep', 'sweep_name', 'plan_sweep', 'run_sweep',
            'SweepResults', 'collect_sweep', 'sweep_ceilings', 'summarise_sweep', 'plot_sweep', 'plot_wall',
@@ -316,7 +318,7 @@ def plot_wall(res: SweepResults, path) -> Path:
     return Path(path)
 
 # %% ../nbs/11_sweep.ipynb #c47f83f1
-def _verdict(m, lo, hi) -> str:
+def _verdict(lo, hi) -> str:
     if not (np.isfinite(lo) and np.isfinite(hi)): return "no interval"
     return "a gain" if lo > 0 else "a loss" if hi < 0 else "no measurable difference"
 
@@ -338,15 +340,15 @@ def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
         s = summary[summary.cell == c].set_index('group')
         if 'overall' not in s.index or not np.isfinite(s.loc['overall', 'gain']): continue
         o = s.loc['overall']
-        line = f"- `{c}`: overall {_gain(o.gain, o.gain_lo, o.gain_hi)} points, {_verdict(o.gain, o.gain_lo, o.gain_hi)}."
-        sig = []
+        line = f"- `{c}`: overall {_gain(o.gain, o.gain_lo, o.gain_hi)} points, {_verdict(o.gain_lo, o.gain_hi)}."
+        sig, n_cell = [], 0   # n_cell: this cell's labelers with an interval (only those can be "no measurable difference")
         for t in toks:
             if t not in s.index or not np.isfinite(s.loc[t, 'gain_lo']): continue
-            n_int += 1
-            v = _verdict(s.loc[t, 'gain'], s.loc[t, 'gain_lo'], s.loc[t, 'gain_hi'])
+            n_int += 1; n_cell += 1
+            v = _verdict(s.loc[t, 'gain_lo'], s.loc[t, 'gain_hi'])
             if v in ("a gain", "a loss"):
-                n_out += 1; sig.append(f"`{t}` {_gain(*s.loc[t, ['gain', 'gain_lo', 'gain_hi']])} ({v[2:]})")
-        rest = len([t for t in toks if t in s.index]) - len(sig)
+                n_out += 1; sig.append(f"{md_code(t)} {_gain(*s.loc[t, ['gain', 'gain_lo', 'gain_hi']])} ({v[2:]})")
+        rest = n_cell - len(sig)
         line += (" Per labeler: " + "; ".join(sig) + (f"; the other {rest}: no measurable difference." if rest else ".")
                  if sig else " Per labeler: no measurable difference for any of them.")
         out.append(line)
