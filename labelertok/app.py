@@ -125,7 +125,6 @@ def launch(source, port: Optional[int] = None, images=None, inline: Optional[boo
     """Serve `build_app(source)` on 127.0.0.1:`port` (default: the first free one from 7860); in a notebook it also shows
     inline. Returns the running app (`.local_url`; `.close()` stops it); `block=True` serves until Ctrl-C."""
     demo = source if hasattr(source, "launch") else build_app(source, images=images, device=device)
-    sc = getattr(demo, "labelertok_scorer", None)
     roots = sorted({str(Path(f).resolve().parent) for f in getattr(demo, "labelertok_images", [])})
     demo.launch(server_name="127.0.0.1", server_port=port or free_port(), inline=inline, share=False, quiet=quiet,
                 prevent_thread_lock=True, allowed_paths=roots, theme=_theme(), ssr_mode=False, footer_links=["api"])

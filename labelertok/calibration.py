@@ -104,7 +104,8 @@ def split_logits(scorer: Scorer, data, split: str) -> pd.DataFrame:
 def calibration(run_dir, n_bins: int = 10, device: str = "auto", data=None, plot: bool = True, verbose: bool = True,
                 n_sim: int = 400) -> dict:
     """Reliability and ECE per labeler on the test split at the training temperature and at one temperature fitted
-    on validation, each beside its noise floor (`ece_noise_floor`, `n_sim` simulations); the fitted temperature is
+    on validation, beside the noise floor of the training temperature's confidences (`ece_noise_floor`, `n_sim`
+    simulations); the fitted temperature is
     adopted (`use_fitted`) only when it lowers the validation ECE by more than the validation floor. Writes
     `calibration.json` (and `calibration.png`) into the run folder. Returns the JSON dict."""
     run_dir = Path(run_dir)
@@ -173,8 +174,9 @@ def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> s
              f"{cal['n_bins']} confidence bins) at the training temperature T={T:g} and at T={Tf:.4g}, fitted on the "
              f"validation split ({cal['val']['n']} answers; validation ECE {cal['val']['ece_before']:.4f} -> "
              f"{cal['val']['ece_after']:.4f}" + (f", noise floor {_floor(cal['val'])}" if "floor" in cal["val"] else "") + "). "
-             "Noise floor: the ECE a perfectly calibrated predictor with the same confidences scores on the same number "
-             "of answers (mean [95% range] of simulations); an ECE within its range says nothing about miscalibration.", "",
+             "Noise floor: the ECE a perfectly calibrated predictor with the confidences at the training temperature scores "
+             "on the same number of answers (mean [95% range] of simulations); an ECE at the training temperature within "
+             "its range says nothing about miscalibration.", "",
              "| labeler | test answers | accuracy | ECE at training T | ECE at fitted T | noise floor [95%] |", "|---|---|---|---|---|---|"]
     lines += [f"| {n} | {r['n']} | {r['acc']:.4f} | {r['ece_before']:.4f} | {r['ece_after']:.4f} | {_floor(r)} |" for n, r in rows]
     v = cal["val"]

@@ -121,6 +121,12 @@ def phrase_scores(sc: Scorer, images, vocab: pd.DataFrame) -> pd.DataFrame:
 MIN_VALIDITY = 0.5
 
 
+def _std(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    sd = x.std(0)
+    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
+
+
 def vocabulary_validity(sc: Scorer, vocab: pd.DataFrame, n: int = 200, seed: int = 1) -> pd.Series:
     """For a vocabulary whose phrases name synthetic features (`feature`, `sign`): the correlation of each phrase's reading
     by the base model with its feature, signed, on `n` fresh synthetic faces with known features."""
@@ -130,8 +136,7 @@ def vocabulary_validity(sc: Scorer, vocab: pd.DataFrame, n: int = 200, seed: int
     X = phrase_scores(sc, imgs, vocab).to_numpy(np.float64)
     mom = feature_moments()
     z = (feats[list(vocab.feature)].to_numpy(np.float64) - mom["mean"][list(vocab.feature)].to_numpy()) / mom["sd"][list(vocab.feature)].to_numpy()
-    st = lambda a: (a - a.mean(0)) / np.where(a.std(0) > 0, a.std(0), 1.0)
-    r = (st(X) * st(z)).mean(0) * vocab["sign"].to_numpy(np.float64)
+    r = (_std(X) * _std(z)).mean(0) * vocab["sign"].to_numpy(np.float64)
     return pd.Series(r, index=list(vocab.phrase), name="validity")
 
 
@@ -150,12 +155,6 @@ def default_vocabulary(sc: Scorer) -> pd.DataFrame:
     return store["vocabulary"]
 
 # %% ../nbs/12_explain.ipynb #3bffb42f
-def _std(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
-
-
 def _select(y: np.ndarray, X: np.ndarray, k: int) -> tuple[list[int], np.ndarray]:
     "Forward selection (orthogonal matching pursuit) of `k` columns of standardised `X` for standardised `y`: (columns, coefficients)."
     pick, res, b = [], y, np.zeros(0)
