@@ -58,11 +58,16 @@ def _pickle_globals(data: bytes) -> list[str]:
     import io, pickletools
     out, strings, f, n_read = [], [], io.BytesIO(data), 0
     while f.tell() < len(data):
+        memo, last = {}, None   # memoised strings: a module name used twice comes back by a memo GET (protocol >= 4)
         try:
             for op, arg, _ in pickletools.genops(f):
-                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"): strings.append(arg)
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"): strings.append(arg); last = arg; continue
+                if op.name == "MEMOIZE": memo[len(memo)] = last
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"): memo[int(arg)] = last
+                elif op.name in ("GET", "BINGET", "LONG_BINGET") and isinstance(memo.get(int(arg)), str): strings.append(memo[int(arg)])
                 elif op.name == "GLOBAL": out.append(arg.replace(" ", "."))
                 elif op.name == "STACK_GLOBAL" and len(strings) >= 2: out.append(f"{strings[-2]}.{strings[-1]}")
+                last = None
             n_read += 1
         except Exception:
             if not n_read: raise
