@@ -199,12 +199,12 @@ def lock_owner(folder) -> Optional[dict]:
     try: fd = os.open(path, os.O_RDONLY)
     except OSError: return None
     try:
-        try: owner = json.loads(os.read(fd, 4096).decode() or "{}")
-        except (ValueError, UnicodeDecodeError): owner = {}
+        lock = RunLock(folder)
+        owner = lock._read(fd)
         if fcntl is None:
             return owner if owner.get("host") == socket.gethostname() and _pid_alive(owner.get("pid")) else None
         try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError: return None if RunLock(folder)._held_by_parent(owner) else owner or {"pid": "?"}
+        except OSError: return None if lock._held_by_parent(owner) else owner or {"pid": "?"}
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally: os.close(fd)
