@@ -70,12 +70,12 @@ test-py: $(STAMP)
 
 test: check-export test-nbs test-py
 
-# The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells, those cells included —
-# the engine's learning checks (06_train: consistent labelers learned, the random clicker at chance), the scale-3
-# world (02_synthetic) and the bootstrap's coverage beside the crossed interval's (07a_intervals); then the demo
-# data (built if missing) and the known-answer check of `explain` on the 6-labeler demo against the world's true
+# The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells (in every folder of nbs/),
+# those cells included — the engine's learning checks (2_training/02_train: consistent labelers learned, the random
+# clicker at chance), the scale-3 world (0_study/04_synthetic) and the bootstrap's coverage beside the crossed
+# interval's (0_study/05_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler demo against the world's true
 # tastes (tests/test_explain.py). About 2 min on idle cores, plus 1 min to build the data the first time.
-SLOW_NBS := $(shell grep -l '"\#| slow' nbs/*.ipynb)
+SLOW_NBS := $(shell grep -rl --include='*.ipynb' '"\#| slow' nbs | sort)
 test-slow: $(STAMP) data
 	for nb in $(SLOW_NBS); do OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_explain.py -k known_answer

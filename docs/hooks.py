@@ -9,8 +9,8 @@ On every build it
   cell replaced by the rendered `show_doc` of each public name it defines, `#| exports` shown, directive lines
   removed), outputs kept;
 - writes one API reference page per module of `labelertok/` (mkdocstrings);
-- builds the navigation from what is there: the front page (`nbs/index.ipynb`), the module notebooks in file-name
-  order, `nbs/experiments/`, `nbs/how-to/`, the executed results (`figures/<run>/*.ipynb`, with their images), the
+- builds the navigation from what is there: the front page (`nbs/index.ipynb`), the module notebooks by part folder
+  (`nbs/0_study/`, `nbs/1_method/`, ..., in reading order), `nbs/experiments/`, `nbs/how-to/`, the executed results (`figures/<run>/*.ipynb`, with their images), the
   pages of `docs/` by folder, the API reference; every page gets a title of its own;
 - renders maths offline: MathJax from the `jupyter_server_mathjax` package is copied into `assets/mathjax/`, and every
   notebook page loads it by a relative path (no CDN); the table of contents of a notebook page links to its headings'
@@ -37,6 +37,7 @@ PROC = ROOT/'_proc'/'site'
 EXEC = ROOT/'_proc'/'exec'
 FIGURES = ROOT/'figures'
 SECTIONS = {'experiments': 'Experiments', 'how-to': 'How-to guides'}   # sub-folders of nbs/, in nav order
+PART = re.compile(r'^(\d+)_(\w+)$')   # a part folder of module notebooks: `0_study`, `1_method`, ... (reading order)
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+):?(.*)$')
 _titles: dict[str, str] = {}   # page URI -> its title as plain text (mkdocs-jupyter drops `code` from a notebook's h1)
 _generated: list[tuple[str, Path]] = []   # (page's source URI on the site, its file under _proc/site/)
@@ -48,10 +49,22 @@ def _skip(p: Path) -> bool:
     return any(part.startswith(('.', '_')) for part in p.relative_to(NBS).parts)
 
 
+def parts() -> list[str]:
+    "The part folders of `nbs/` that hold the module notebooks, in reading order."
+    return sorted((d.name for d in NBS.iterdir() if d.is_dir() and PART.match(d.name)), key=lambda n: int(n.split('_')[0]))
+
+
+def part_title(part: str) -> str:
+    "`1_method` -> '1. Method': the navigation's name of a part folder."
+    n, name = PART.match(part).groups()
+    return f"{n}. {name.replace('_', ' ').capitalize()}"
+
+
 def notebooks() -> dict[str, list[Path]]:
-    "The notebooks of `nbs/` by section ('' = the module notebooks), each in file-name order."
-    out = {'': sorted(p for p in NBS.glob('*.ipynb') if not _skip(p) and p.name != 'index.ipynb')}
-    for sub in sorted(d.name for d in NBS.iterdir() if d.is_dir() and not d.name.startswith(('.', '_'))):
+    "The notebooks of `nbs/` by section (the part folders of module notebooks first, in reading order), each in file-name order."
+    out = {}
+    for sub in parts() + sorted(d.name for d in NBS.iterdir() if d.is_dir() and not d.name.startswith(('.', '_'))
+                                and not PART.match(d.name)):
         found = sorted(p for p in (NBS/sub).rglob('*.ipynb') if not _skip(p))
         if found: out[sub] = found
     return out
@@ -366,8 +379,9 @@ def build(execute_nbs: bool) -> tuple[list, list]:
         gen.append((uri, dst))
         titles[p] = _titles[uri] = _title(nbformat.read(p, as_version=4), p.stem)
     nav.append({'Home': 'index.ipynb'})
-    nav.append({'Notebooks': [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section['']]})
-    for sub in list(SECTIONS) + sorted(set(by_section) - set(SECTIONS) - {''}):
+    nav.append({'Notebooks': [{part_title(part): [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section[part]]}
+                              for part in parts() if part in by_section]})
+    for sub in list(SECTIONS) + sorted(set(by_section) - set(SECTIONS) - set(parts())):
         if sub in by_section:
             nav.append({SECTIONS.get(sub, sub.replace('_', ' ').capitalize()):
                         [{titles[p]: p.relative_to(NBS).as_posix()} for p in by_section[sub]]})

@@ -46,7 +46,7 @@ def test_make_lab_serves_notebooks(tmp_path):
         assert status == 200, (tmp_path/'lab.log').read_text()[-3000:]
         assert {'nbs', 'README.md', 'Makefile'} <= {c['name'] for c in root['content']}   # opened at the repository root
         _, nbs = get(f'{base}/api/contents/nbs', token)
-        assert {'index.ipynb', '00_paths.ipynb', '06_train.ipynb', 'experiments'} <= {c['name'] for c in nbs['content']}
+        assert {'index.ipynb', '0_study', '2_training', 'experiments'} <= {c['name'] for c in nbs['content']}
         _, ex = get(f'{base}/api/contents/nbs/experiments', token)
         assert {'labeler_tokens.ipynb', 'compare.ipynb'} <= {c['name'] for c in ex['content']}
         _, ks = get(f'{base}/api/kernelspecs', token)   # the kernel the notebooks name runs this environment's Python
