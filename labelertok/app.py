@@ -143,5 +143,5 @@ def _cmd_app(a) -> None:
     launch(a.source, port=a.port, images=a.images, device=a.device, block=True)
 
 
-"The commands of this module, run by `labelertok` (`09_cli`) when it is asked for them."
+"The commands of this module, run by `labelertok` (`04_cli`) when it is asked for them."
 COMMANDS = {"app": _cmd_app}

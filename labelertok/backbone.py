@@ -24,7 +24,7 @@ from .paths import check_weights_file, looks_like_checkpoint
 __all__ = ['register_model_configs', 'short_pretrained', 'weights_reachable']
 
 # %% ../nbs/1_method/04_backbone.ipynb #540f59d5
-# MODEL_CONFIGS is a setting (05c_config): a model name is checked without loading open_clip
+# MODEL_CONFIGS is a setting (02_config): a model name is checked without loading open_clip
 from .config import MODEL_CONFIGS
 
 

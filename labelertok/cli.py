@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--overwrite', action='store_true', help='replace a non-empty OUT_DIR')
 
     s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
-                                       "OpenAI's weights on the CPU; see 05b_pretrain)")
+                                       "OpenAI's weights on the CPU; see 1_method/06_pretrain)")
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
     s.add_argument('--epochs', type=int, default=12, help='passes over those faces')

@@ -481,5 +481,5 @@ def _cmd_explain(a) -> None:
     print(f"wrote {len(files)} files to {a.out}")
 
 
-"The commands of this module, run by `labelertok` (`09_cli`) when it is asked for them."
+"The commands of this module, run by `labelertok` (`04_cli`) when it is asked for them."
 COMMANDS = {"explain": _cmd_explain}

@@ -25,11 +25,11 @@ from peft.tuners.trainable_tokens import TrainableTokensLayer
 from safetensors.torch import save_file
 from torch import nn
 
-# the base model (04a_backbone); these names are part of labelertok.model too
+# the base model (04_backbone); these names are part of labelertok.model too
 from .backbone import (MODEL_CONFIGS, _create_base, _fingerprint, _QuietRandomInit, _resolve_pretrained,
                                  looks_like_checkpoint, register_model_configs, short_pretrained)
 from .runs import DamagedFile, read_json, read_tensors
-from .config import LORA_TARGETS, TOWERS   # the model's settings (and ModelConfig, below) live in 05c_config
+from .config import LORA_TARGETS, TOWERS   # the model's settings (and ModelConfig, below) live in 02_config
 from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
@@ -49,7 +49,7 @@ def lora_target_regex(towers: str = "both", lora_targets: str = "mlp") -> str:
     return prefix + layer
 
 # %% ../nbs/1_method/05_model.ipynb #957bb978
-# defined with `TrainConfig` in 05c_config, where a setting is checked without loading torch or open_clip
+# defined with `TrainConfig` in 02_config, where a setting is checked without loading torch or open_clip
 from .config import ModelConfig
 
 # %% ../nbs/1_method/05_model.ipynb #dc156932
@@ -264,7 +264,7 @@ def _encode_text(self: LabelerCLIP, ids: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/1_method/05_model.ipynb #2389ce60
 @patch
 def encode_ensembles(self: LabelerCLIP, pairs: Sequence[tuple[str, str | None]], templates: Sequence[str] = TEMPLATES):
-    "Prompt-ensemble features [len(pairs), D] for (attribute, token) pairs (see `04_tokens`)."
+    "Prompt-ensemble features [len(pairs), D] for (attribute, token) pairs (see `01_tokens`)."
     return ensemble_text_features(self.encode_prompts, pairs, templates)
 
 # %% ../nbs/1_method/05_model.ipynb #ef6183b3

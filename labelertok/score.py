@@ -559,5 +559,5 @@ def _cmd_score(a) -> None:
     print(f"wrote {out} ({len(toks)} labeler(s) x {len(attrs)} attribute(s))")
 
 
-"The commands of this module, run by `labelertok` (`09_cli`) when it is asked for them."
+"The commands of this module, run by `labelertok` (`4_use/04_cli`) when it is asked for them."
 COMMANDS = {"score": _cmd_score}

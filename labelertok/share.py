@@ -315,5 +315,5 @@ def _cmd_add_labeler(a) -> None:
                 seed=a.seed, device=a.device)
 
 
-"The commands of this module, run by `labelertok` (`09_cli`) when it is asked for them."
+"The commands of this module, run by `labelertok` (`04_cli`) when it is asked for them."
 COMMANDS = {"export": _cmd_export, "add-labeler": _cmd_add_labeler}
