@@ -151,7 +151,7 @@ def engine_steps(data, model, config, out_dir: Path):
     `_step`), so that what is profiled is exactly what `train` runs."""
     acc, device = lt._accelerator(config, out_dir)
     try:
-        engine = lt._build_engine(data, model, config, out_dir, acc, device, lt._use_tokens(model, config), (), None,
+        engine = lt._build_engine(data, model, config, out_dir, acc, device, lt.uses_tokens(model, config), (), None,
                                   {"samples": "profile"}, {})
         engine.model.train()
         epoch = 0

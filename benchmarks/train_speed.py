@@ -43,7 +43,8 @@ from labelertok.data import load_labeler_data  # noqa: E402
 from labelertok.model import create_model  # noqa: E402
 from labelertok.synthetic import make_world  # noqa: E402
 from labelertok.tokens import make_prompt  # noqa: E402
-from labelertok.train import TrainConfig, bootstrap_ci, evaluate, pair_logits, pair_loss, resolve_device, train  # noqa: E402
+from labelertok.evaluation import bootstrap_ci  # noqa: E402
+from labelertok.train import TrainConfig, evaluate, pair_logits, pair_loss, resolve_device, train  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def _ref_forward(model, a, b, prompts, device):
     return fa, fb, ft
 
 
-def _autocast(device, amp):
+def amp_autocast(device, amp):
     return torch.autocast("cuda", dtype=torch.bfloat16) if (amp and device.type == "cuda") else torch.autocast("cpu", enabled=False)
 
 
@@ -154,7 +155,7 @@ def reference_train(model, data, config: TrainConfig, num_workers: int, max_step
     for epoch in range(1, config.epochs + 1):
         t0, n, tot_loss, tot_corr = time.perf_counter(), 0, 0.0, 0
         for a, b, prompts, labels in loader:
-            with _autocast(device, config.amp):
+            with amp_autocast(device, config.amp):
                 fa, fb, ft = _ref_forward(model, a, b, prompts, device)
                 loss, correct = pair_loss(pair_logits(fa, fb, ft, config.temperature), labels.to(device))
             opt.zero_grad(); loss.backward(); opt.step()
@@ -175,7 +176,7 @@ def reference_eval(model, data, config: TrainConfig, num_workers: int, split: st
     loader = reference_loader(data.split(split), model, config, config.eval_batch_size, False, num_workers, config.seed)
     t0, correct, losses, n = time.perf_counter(), [], [], 0
     for step, (a, b, prompts, labels) in enumerate(loader, 1):
-        with _autocast(device, config.amp):
+        with amp_autocast(device, config.amp):
             fa, fb, ft = _ref_forward(model, a, b, prompts, device)
             loss, c = pair_loss(pair_logits(fa, fb, ft, config.temperature), labels.to(device))
         losses.append(loss.item() * len(labels)); correct.append(c.cpu().numpy()); n += len(labels)

@@ -18,10 +18,11 @@ import open_clip
 import torch
 from torch import nn
 
-from .paths import check_weights_file, looks_like_checkpoint
+from .runs import check_weights_file, looks_like_checkpoint
 
 # %% auto #0
-__all__ = ['register_model_configs', 'short_pretrained', 'weights_reachable']
+__all__ = ['register_model_configs', 'short_pretrained', 'resolve_weights', 'weights_reachable', 'base_fingerprint',
+           'QuietRandomInit', 'create_base']
 
 # %% ../nbs/1_method/04_backbone.ipynb #540f59d5
 # MODEL_CONFIGS is a setting (02_config): a model name is checked without loading open_clip
@@ -47,7 +48,7 @@ def short_pretrained(pretrained):
     except ValueError: return str(pretrained)
 
 # %% ../nbs/1_method/04_backbone.ipynb #7d349908
-def _resolve_pretrained(model: str, pretrained: str | None) -> tuple[str | None, bool]:
+def resolve_weights(model: str, pretrained: str | None) -> tuple[str | None, bool]:
     "Validate `pretrained` (tag, file or None) early; returns (normalised value, quick_gelu needed)."
     if pretrained in (None, "", "none", "None"): return None, False
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
@@ -91,7 +92,7 @@ def weights_reachable(model: str, pretrained: str | None, timeout: float = 3.0) 
             "a checkpoint file as pretrained")
 
 # %% ../nbs/1_method/04_backbone.ipynb #3bca19a3
-def _fingerprint(clip: nn.Module, model: str, pretrained: str | None) -> dict:
+def base_fingerprint(clip: nn.Module, model: str, pretrained: str | None) -> dict:
     "Identify a base model by name, weights source, tensor names/shapes and a sample of every tensor's values."
     sd = clip.state_dict()
     shapes, values = hashlib.sha256(), hashlib.sha256()
@@ -102,25 +103,25 @@ def _fingerprint(clip: nn.Module, model: str, pretrained: str | None) -> dict:
                 shapes_sha256=shapes.hexdigest()[:16], values_sha256=values.hexdigest()[:16])
 
 
-class _QuietRandomInit(logging.Filter):
+class QuietRandomInit(logging.Filter):
     "Drop open_clip's 'initialized randomly' warning when random init is what was asked for."
     def filter(self, record): return "Model initialized randomly" not in record.getMessage()
 
 
-def _create_base(model: str, pretrained: str | None, device="cpu", seed: int = 0):
+def create_base(model: str, pretrained: str | None, device="cpu", seed: int = 0):
     "open_clip model (fp32) and its fingerprint; random init is seeded so that it can be rebuilt exactly."
     if model in MODEL_CONFIGS: register_model_configs()
     if open_clip.get_model_config(model) is None:
         raise ValueError(f"unknown model {model!r}; open_clip knows {len(open_clip.list_models())} configs, "
                          f"e.g. {open_clip.list_models()[:5]}, plus {list(MODEL_CONFIGS)}")
-    pretrained, quick_gelu = _resolve_pretrained(model, pretrained)
+    pretrained, quick_gelu = resolve_weights(model, pretrained)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(seed)
         warnings.filterwarnings("ignore", message=".*QuickGELU mismatch.*")
-        quiet = _QuietRandomInit()
+        quiet = QuietRandomInit()
         logging.getLogger().addFilter(quiet)
         try: clip = open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=quick_gelu)
         finally: logging.getLogger().removeFilter(quiet)
     clip.eval()
-    fp = _fingerprint(clip, model, pretrained)
+    fp = base_fingerprint(clip, model, pretrained)
     return clip.to(device), fp

@@ -21,7 +21,7 @@ from .evaluation import encode_image_rows
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'L2_GRID', 'model_image_size', 'method_label',
            'correct_from_p', 'position_prior', 'image_features', 'standardise', 'image_rows', 'fit_logreg',
-           'pair_differences', 'linear_probe', 'tune_l2', 'MLPDecoder', 'mlp_predict', 'fit_mlp_decoder']
+           'pair_differences', 'row_index', 'linear_probe', 'tune_l2', 'MLPDecoder', 'mlp_predict', 'fit_mlp_decoder']
 
 # %% ../nbs/3_results/03_baselines.ipynb #a3047eec
 def model_image_size(model: str) -> int:
@@ -129,10 +129,10 @@ def fit_logreg(X, y, l2: float = 1.0, max_iter: int = 50, tol: float = 1e-10) ->
 
 def pair_differences(features: torch.Tensor, df: pd.DataFrame) -> torch.Tensor:
     "f(im1) - f(im2) [len(df), D] from a feature table indexed by image row (`i1`, `i2`)."
-    return features[_rows(df, "i1")] - features[_rows(df, "i2")]
+    return features[row_index(df, "i1")] - features[row_index(df, "i2")]
 
 
-def _rows(df: pd.DataFrame, col: str) -> torch.Tensor:
+def row_index(df: pd.DataFrame, col: str) -> torch.Tensor:
     return torch.from_numpy(df[col].to_numpy(np.int64).copy())
 
 
@@ -190,7 +190,7 @@ def _mlp_inputs(features: torch.Tensor, df: pd.DataFrame, attributes: Sequence[s
     amap = {a: i for i, a in enumerate(attributes)}
     bad = sorted(set(df["attribute"]) - set(amap))
     if bad: raise ValueError(f"{len(bad)} unknown attribute(s): {bad[:5]}")
-    return (features[_rows(df, "i1")], features[_rows(df, "i2")], _rows(df, "user_idx"),
+    return (features[row_index(df, "i1")], features[row_index(df, "i2")], row_index(df, "user_idx"),
             torch.from_numpy(df["attribute"].map(amap).to_numpy(np.int64).copy()),
             torch.from_numpy((df["label"] == 0).to_numpy(np.float32).copy()))
 

@@ -14,8 +14,8 @@ import pandas as pd
 
 from .data import load_labeler_data
 from .paths import md_code
-from .runs import _atomic_write, read_json
-from .score import _SUMMARY_REMEDY, CALIBRATION_FILE, Scorer, _correct, _exact_two_way, load
+from .runs import atomic_write, read_json
+from .score import SUMMARY_REMEDY, CALIBRATION_FILE, Scorer, correct_two_way, exact_two_way, load
 
 # %% auto #0
 __all__ = ['reliability', 'ece_noise_floor', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
@@ -27,7 +27,7 @@ def reliability(p_first: np.ndarray, label: np.ndarray, n_bins: int = 10) -> dic
     the mean confidence, accuracy (ties count wrong, as in evaluation) and count; `ece` = count-weighted mean gap."""
     p = np.asarray(p_first, np.float64)
     conf = np.maximum(p, 1 - p)
-    correct = _correct(p, label)
+    correct = correct_two_way(p, label)
     edges = np.linspace(0.5, 1.0, n_bins + 1)
     b = np.clip(np.digitize(conf, edges[1:-1]), 0, n_bins - 1)
     bins = []
@@ -79,7 +79,7 @@ def fit_temperature(d: np.ndarray, label: np.ndarray, lo: float = 1e-3, hi: floa
 # %% ../nbs/3_results/02_calibration.ipynb #75924a3f
 def run_data(run_dir, cache_dir=None, verbose: bool = False):
     "The run's `LabelerData` (same data folder, labelers, split and image size as recorded in summary.json)."
-    s = read_json(Path(run_dir) / "summary.json", _SUMMARY_REMEDY)
+    s = read_json(Path(run_dir) / "summary.json", SUMMARY_REMEDY)
     d = dict(s.get("data") or {})
     if not d.get("data_dir"): raise ValueError(f"{run_dir}/summary.json does not record the data folder (data.data_dir)")
     kw = {k: d[k] for k in ("images_dir", "split", "seed", "val_frac", "test_frac") if d.get(k) is not None}
@@ -113,7 +113,7 @@ def calibration(run_dir, n_bins: int = 10, device: str = "auto", data=None, plot
     data = data if data is not None else run_data(run_dir)
     T = sc.temperature
     parts = {s: split_logits(sc, data, s) for s in ("val", "test")}
-    p_at = lambda df, t: _exact_two_way(df["s1"].to_numpy(), df["s2"].to_numpy(), t / T)
+    p_at = lambda df, t: exact_two_way(df["s1"].to_numpy(), df["s2"].to_numpy(), t / T)
     d_cos = lambda df: (df["s1"].to_numpy(np.float64) - df["s2"].to_numpy(np.float64)) * T
     Tf = fit_temperature(d_cos(parts["val"]), parts["val"]["label"].to_numpy())
     val_b, val_a = (reliability(p_at(parts["val"], t), parts["val"]["label"], n_bins) for t in (T, Tf))
@@ -133,7 +133,7 @@ def calibration(run_dir, n_bins: int = 10, device: str = "auto", data=None, plot
                  floor_hi=f["hi"], bins_before=b["bins"], bins_after=a["bins"])
         if name == "all": out["test"] = r
         else: out["per_labeler"][name] = dict(r, user_id=sc.labeler_name(name))
-    _atomic_write(run_dir / CALIBRATION_FILE, json.dumps(out, indent=1))
+    atomic_write(run_dir / CALIBRATION_FILE, json.dumps(out, indent=1))
     if plot: plot_reliability(out, run_dir / "calibration.png")
     if verbose:
         print(f"calibration: test ECE {out['test']['ece_before']:.4f} at T={T:g} -> {out['test']['ece_after']:.4f} at "

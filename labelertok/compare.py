@@ -28,8 +28,8 @@ from .tokens import TEMPLATES
 from .train import train
 
 # %% auto #0
-__all__ = ['BOUNDS', 'ceiling_per_labeler', 'ceiling_per_sample', 'bounds_per_sample', 'summarise', 'paired_gain',
-           'method_run_dir', 'token_displacements', 'prompt_vectors', 'Comparison', 'compare_methods',
+__all__ = ['BOUNDS', 'ceiling_per_labeler', 'ceiling_per_sample', 'bounds_per_sample', 'labeler_groups', 'summarise',
+           'paired_gain', 'method_run_dir', 'token_displacements', 'prompt_vectors', 'Comparison', 'compare_methods',
            'evaluate_study_protocol']
 
 # %% ../nbs/3_results/04_compare.ipynb #621d6f3f
@@ -66,7 +66,7 @@ def bounds_per_sample(data: LabelerData, df: pd.DataFrame, n_boot: int = 1000) -
     return df["token"].map(per["lower"]).to_numpy(float), df["token"].map(per["upper"]).to_numpy(float), per
 
 # %% ../nbs/3_results/04_compare.ipynb #8834a4fa
-def _groups(df: pd.DataFrame, tokens: Sequence[str]) -> dict[str, np.ndarray]:
+def labeler_groups(df: pd.DataFrame, tokens: Sequence[str]) -> dict[str, np.ndarray]:
     g = {"overall": np.ones(len(df), bool)}
     for t in tokens: g[t] = (df["token"] == t).to_numpy()
     for a in [a for a in ATTRIBUTES if a in set(df["attribute"])] + sorted(set(df["attribute"]) - set(ATTRIBUTES)):
@@ -84,7 +84,7 @@ def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> 
     if n_entries != len(df): raise ValueError(f"correctness arrays have {n_entries} entries but df has {len(df)} rows")
     cl = _clusters(df)
     rows = []
-    for name, m in _groups(df, tokens).items():
+    for name, m in labeler_groups(df, tokens).items():
         b = stat(m, None if cl is None else cl[m])
         rows.append(dict(group=name, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=b["n_seeds"]))
     return pd.DataFrame(rows).set_index("group")
@@ -168,7 +168,7 @@ class Comparison:
         for row, key in (("bound_lower", "lower"), ("bound_upper", "upper")):
             if row not in out or not rc: continue  # the bounds' intervals: those of the labelers' retest agreement
             lo, hi = (self.test["token"].map({t: r.get(f"{key}_{k}", np.nan) for t, r in rc.items()}).to_numpy(float) for k in ("lo", "hi"))
-            for name, m in _groups(self.test, self.tokens).items():
+            for name, m in labeler_groups(self.test, self.tokens).items():
                 ok = m & np.isfinite(lo)
                 out[row].loc[name, ["lo", "hi"]] = (lo[ok].mean(), hi[ok].mean()) if ok.any() else (np.nan, np.nan)
         return out

@@ -23,10 +23,11 @@ if TYPE_CHECKING: import torch  # imported where tensors are made: the tabular h
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DATA_STEM', 'LABEL_STEM', 'DATA_COLUMNS', 'LABEL_COLUMNS', 'STUDY_IMAGE_DIRS', 'TABLE_SUFFIXES',
-           'SPLITS', 'CACHE_VERSION', 'IMAGE_MODES', 'find_table', 'read_table', 'decode_answers', 'image_name',
-           'image_roots', 'resolve_images', 'drop_unlinked_labels', 'add_pair_ids', 'read_study', 'write_fixture',
-           'select_users', 'split_samples', 'default_cache_dir', 'to_rgb', 'resize_crop', 'check_images',
-           'preprocess_image', 'build_image_cache', 'LabelerData', 'load_labeler_data']
+           'SPLITS', 'CACHE_VERSION', 'IMAGE_MODES', 'print_if', 'examples_text', 'norm_id', 'find_table', 'read_table',
+           'is_bool_cell', 'decode_answers', 'image_name', 'image_roots', 'resolve_images', 'drop_unlinked_labels',
+           'add_pair_ids', 'read_study', 'write_fixture', 'select_users', 'split_samples', 'default_cache_dir',
+           'to_rgb', 'resize_crop', 'check_images', 'preprocess_image', 'build_image_cache', 'LabelerData',
+           'load_labeler_data']
 
 # %% ../nbs/0_study/01_data.ipynb #8f460aa3
 ATTRIBUTES = ("attractive", "smart", "trustworthy")
@@ -36,16 +37,16 @@ LABEL_COLUMNS = ("item_id", "user_id") + ATTRIBUTES
 STUDY_IMAGE_DIRS = ("ffhq/src", "ffhq2/src", "pics_small")  # searched under data_dir, after images_dir
 TABLE_SUFFIXES = (".xlsx", ".parquet", ".csv")
 
-def _say(verbose: bool, *args):
+def print_if(verbose: bool, *args):
     if verbose: print(*args)
 
-def _examples(xs, n: int = 5) -> str:
+def examples_text(xs, n: int = 5) -> str:
     "The first `n` items of `xs` as a short string, with '...' when there are more."
     xs = list(xs)
     s = ", ".join(repr(x) for x in xs[:n])
     return s + (f", ... ({len(xs)} in all)" if len(xs) > n else "")
 
-def _norm_id(v) -> str | None:
+def norm_id(v) -> str | None:
     "An id as a clean string: ints/floats from spreadsheets lose '.0'; blanks become None."
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return None
     if isinstance(v, (float, np.floating)) and float(v).is_integer(): v = int(v)
@@ -64,7 +65,7 @@ def find_table(data_dir, stem: str) -> Path:
                          "keep one (move or rename the others) so that it is clear which one is read")
     if found: return found[0]
     raise FileNotFoundError(f"no {stem}{{{','.join(TABLE_SUFFIXES)}}} in {str(data_dir)!r}; "
-                            f"found: {_examples(sorted(x.name for x in data_dir.iterdir()))}")
+                            f"found: {examples_text(sorted(x.name for x in data_dir.iterdir()))}")
 
 def read_table(path, required: tuple | None, id_columns: tuple = ()) -> pd.DataFrame:
     """Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped.
@@ -92,11 +93,11 @@ def read_table(path, required: tuple | None, id_columns: tuple = ()) -> pd.DataF
     if missing:
         raise ValueError(f"{path.name} lacks required column(s) {missing}; it has {list(df.columns)}")
     if required is not None: df = df[list(required)].copy()
-    for c in id_columns: df[c] = pd.Series([_norm_id(v) for v in df[c]], index=df.index, dtype=object)
+    for c in id_columns: df[c] = pd.Series([norm_id(v) for v in df[c]], index=df.index, dtype=object)
     return df
 
 # %% ../nbs/0_study/01_data.ipynb #46391062
-def _is_bool(v) -> bool:
+def is_bool_cell(v) -> bool:
     "A true/false cell (a bool, or the text TRUE/FALSE): never an answer code, although `True == 1` in Python."
     return isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
 
@@ -104,7 +105,7 @@ def decode_answers(values) -> tuple[np.ndarray, np.ndarray]:
     """Map study codes to labels: returns `(label, kind)` arrays; label 0 (=code 2, im1 chosen),
     1 (=code 1, im2 chosen) or -1; kind is 'answer', 'blank' (0/empty/NaN) or 'unknown' (including true/false)."""
     raw = pd.Series(values, dtype=object)
-    isbool = raw.map(_is_bool).to_numpy(dtype=bool)
+    isbool = raw.map(is_bool_cell).to_numpy(dtype=bool)
     s = raw.mask(isbool, "x").map(lambda v: v.strip() if isinstance(v, str) else v)
     num = pd.to_numeric(s.replace("", np.nan), errors="coerce").to_numpy(dtype=float)
     isblank = s.isna().to_numpy() | (s.map(lambda v: isinstance(v, str) and v == "")).to_numpy()
@@ -175,15 +176,15 @@ def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
         out[p] = str(f)
     if bad:
         raise ValueError(f"{len(bad)} image path(s) do not name a file inside the images root(s) "
-                         f"(refused): {_examples(bad)}")
+                         f"(refused): {examples_text(bad)}")
     if missing:
         names = {image_name(p) for p in out} | {image_name(p) for p in missing}
         gone = list(dict.fromkeys(image_name(p) for p in missing))
         raise FileNotFoundError(f"{len(gone)} of {len(names)} image files not found by name under "
-                                f"{[str(r) for _, r in roots]}: {_examples(gone)} (e.g. sheet path {missing[0]!r})"
+                                f"{[str(r) for _, r in roots]}: {examples_text(gone)} (e.g. sheet path {missing[0]!r})"
                                 + _unicode_hint(gone, [n for _, _, ns in index for n in ns]))
     if ambiguous:
-        _say(verbose, f"images: {ambiguous} file name(s) exist in several roots; used the folder the sheet "
+        print_if(verbose, f"images: {ambiguous} file name(s) exist in several roots; used the folder the sheet "
                       f"names, else the first root in order {[str(r) for _, r in roots]}")
     return out
 
@@ -193,12 +194,12 @@ def drop_unlinked_labels(labels: pd.DataFrame, items: pd.DataFrame, label_name: 
     """Drop the label rows that cannot be tied to an image: a blank `item_id` or `user_id`, or an `item_id` that is no
     `_id` of `items`. Each kind is counted and said, naming the sheets. Returns (kept rows, n blank, n unknown)."""
     blank = labels["item_id"].isna() | labels["user_id"].isna()
-    if blank.any(): _say(verbose, f"{label_name}: dropped {int(blank.sum())} row(s) with a blank item_id or user_id")
+    if blank.any(): print_if(verbose, f"{label_name}: dropped {int(blank.sum())} row(s) with a blank item_id or user_id")
     labels = labels[~blank]
     unknown = ~labels["item_id"].isin(set(items["_id"]))
     if unknown.any():
-        _say(verbose, f"{label_name}: dropped {int(unknown.sum())} row(s) whose item_id is not in {data_name}: "
-                      f"{_examples(labels.loc[unknown, 'item_id'].unique(), 3)}")
+        print_if(verbose, f"{label_name}: dropped {int(unknown.sum())} row(s) whose item_id is not in {data_name}: "
+                      f"{examples_text(labels.loc[unknown, 'item_id'].unique(), 3)}")
     return labels[~unknown], int(blank.sum()), int(unknown.sum())
 
 # %% ../nbs/0_study/01_data.ipynb #1cd62cad
@@ -212,10 +213,10 @@ def add_pair_ids(df: pd.DataFrame) -> pd.DataFrame:
 
 def _refuse_booleans(labels: pd.DataFrame, path: Path):
     "Refuse true/false cells in the answer columns, by column and sheet row (row 1 is the header)."
-    bad = {a: [int(i) + 2 for i in labels.index[labels[a].map(_is_bool).to_numpy(dtype=bool)]] for a in ATTRIBUTES}
+    bad = {a: [int(i) + 2 for i in labels.index[labels[a].map(is_bool_cell).to_numpy(dtype=bool)]] for a in ATTRIBUTES}
     bad = {a: rows for a, rows in bad.items() if rows}
     if bad:
-        where = "; ".join(f"column {a!r}, {len(r)} row(s): {_examples(r)}" for a, r in bad.items())
+        where = "; ".join(f"column {a!r}, {len(r)} row(s): {examples_text(r)}" for a, r in bad.items())
         raise ValueError(f"{path.name} has true/false values where answer codes belong ({where}); answers are 2 (im1 chosen), "
                          "1 (im2 chosen), 0 or blank (no answer): a spreadsheet may have turned the column into booleans, "
                          "format it as numbers and save again")
@@ -237,18 +238,18 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
     # data sheet: ids must be present and unambiguous
     blank = items["_id"].isna() | items["im1_path"].isna() | items["im2_path"].isna()
     if blank.any():
-        _say(verbose, f"data sheet: dropped {int(blank.sum())} row(s) with a blank _id or image path")
+        print_if(verbose, f"data sheet: dropped {int(blank.sum())} row(s) with a blank _id or image path")
         items = items[~blank]
     rep["items_blank"] = int(blank.sum())
     items = items.assign(im1_path=items["im1_path"].astype(str), im2_path=items["im2_path"].astype(str))
     n_before = len(items)
     items = items.drop_duplicates()
     rep["items_repeated"] = n_before - len(items)
-    if rep["items_repeated"]: _say(verbose, f"data sheet: collapsed {rep['items_repeated']} exact repeat(s) of an item row")
+    if rep["items_repeated"]: print_if(verbose, f"data sheet: collapsed {rep['items_repeated']} exact repeat(s) of an item row")
     dup = items["_id"].duplicated(keep=False)
     if dup.any():
         raise ValueError(f"data sheet lists {items.loc[dup, '_id'].nunique()} _id(s) with different images: "
-                         f"{_examples(items.loc[dup, '_id'].unique())}")
+                         f"{examples_text(items.loc[dup, '_id'].unique())}")
 
     # label sheet: blank ids, unknown items
     labels, n_blank, n_unknown = drop_unlinked_labels(labels, items, "label sheet", "the data sheet", verbose)
@@ -261,11 +262,11 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
     lab, kind = decode_answers(long["code"].tolist())
     n_blank, n_unknown = int((kind == "blank").sum()), int((kind == "unknown").sum())
     rep.update(answers_blank=n_blank, answers_unknown=n_unknown)
-    if n_blank: _say(verbose, f"answers: skipped {n_blank} blank/0 cell(s) (no answer)")
+    if n_blank: print_if(verbose, f"answers: skipped {n_blank} blank/0 cell(s) (no answer)")
     if n_unknown:
         vals = long.loc[kind == "unknown", "code"]
-        _say(verbose, f"answers: skipped {n_unknown} cell(s) with unknown codes (not 2/1/0/blank): "
-                      f"{_examples(vals.astype(str).value_counts().index.tolist())}")
+        print_if(verbose, f"answers: skipped {n_unknown} cell(s) with unknown codes (not 2/1/0/blank): "
+                      f"{examples_text(vals.astype(str).value_counts().index.tolist())}")
         rep["unknown_values"] = vals.astype(str).value_counts().head(10).to_dict()
     long = long.assign(label=lab)[kind == "answer"].drop(columns="code")
     if long.empty:
@@ -284,7 +285,7 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
         if duplicates != "all":
             long = long.drop_duplicates(key, keep=duplicates)
             msg += f"; kept the {duplicates} of each"
-        _say(verbose, msg)
+        print_if(verbose, msg)
 
     # images
     paths = resolve_images(pd.concat([items["im1_path"], items["im2_path"]]), roots, verbose=verbose)
@@ -297,7 +298,7 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
     df = add_pair_ids(df)
     rep.update(n_samples=len(df), n_users=int(df["user_id"].nunique()), n_images=len(set(df.im1) | set(df.im2)),
                n_comparisons=int(df.groupby(["item_id", "user_id"]).ngroups))
-    _say(verbose, f"study: {rep['n_samples']} answers = {rep['n_comparisons']} labelled comparisons by "
+    print_if(verbose, f"study: {rep['n_samples']} answers = {rep['n_comparisons']} labelled comparisons by "
                   f"{rep['n_users']} labelers over {rep['n_images']} images")
     df.attrs["report"] = rep
     return df
@@ -339,7 +340,7 @@ def select_users(df: pd.DataFrame, n_users: int, verbose: bool = True) -> tuple[
               .reset_index().sort_values(["n_labels", "user_id"], ascending=[False, True], kind="stable"))
     if len(counts) < n_users:
         raise ValueError(f"asked for {n_users} labelers but the data has only {len(counts)}: "
-                         f"{_examples(counts.user_id)}")
+                         f"{examples_text(counts.user_id)}")
     users = counts.head(n_users).reset_index(drop=True)
     users.insert(0, "token", [f"<user{i + 1}>" for i in range(len(users))])
     users = users[["token", "user_id", "n_labels", "n_samples"]]
@@ -401,10 +402,10 @@ def split_samples(df: pd.DataFrame, split: str = "pair", seed: int = 42, val_fra
         keep = s1 == s2
         out = out[keep].copy()
         out["split"] = s1[keep]
-        _say(verbose, f"split 'image': {len(ims)} images -> {nv} val / {nt} test / {len(ims) - nv - nt} train; "
+        print_if(verbose, f"split 'image': {len(ims)} images -> {nv} val / {nt} test / {len(ims) - nv - nt} train; "
                       f"dropped {int((~keep).sum())} of {n} samples whose two images fall in different splits")
     c = out["split"].value_counts()
-    _say(verbose, f"split {split!r} (seed {seed}): train {c.get('train', 0)} / val {c.get('val', 0)} / test {c.get('test', 0)}")
+    print_if(verbose, f"split {split!r} (seed {seed}): train {c.get('train', 0)} / val {c.get('val', 0)} / test {c.get('test', 0)}")
     _warn_empty_splits(out, split, {"val": val_frac, "test": test_frac})
     return out
 
@@ -477,7 +478,7 @@ def check_images(paths, verbose: bool = False):
         bad.sort()
         raise ValueError(f"{len(bad)} of {len(paths)} images could not be decoded: "
                          + "; ".join(f"{p} ({m[:80]})" for p, m in bad[:5]) + (" ..." if len(bad) > 5 else ""))
-    _say(verbose, f"images: {len(paths)} headers read, all decodable")
+    print_if(verbose, f"images: {len(paths)} headers read, all decodable")
 
 def preprocess_image(path, image_size: int) -> np.ndarray:
     "Decode `path` and `resize_crop` it: uint8 [3,S,S]."
@@ -504,7 +505,7 @@ def build_image_cache(paths, image_size: int, cache_dir=None, num_workers: int |
     paths = [str(p) for p in paths]
     if not paths: return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8)
     missing = [p for p in paths if not os.path.isfile(p)]
-    if missing: raise FileNotFoundError(f"{len(missing)} of {len(paths)} images do not exist: {_examples(missing)}")
+    if missing: raise FileNotFoundError(f"{len(missing)} of {len(paths)} images do not exist: {examples_text(missing)}")
     entries = _entries(paths)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -517,10 +518,10 @@ def build_image_cache(paths, image_size: int, cache_dir=None, num_workers: int |
                 stored, images = json.loads(f.metadata()["entries"]), f.get_tensor("images")
             pos = {tuple(e): i for i, e in enumerate(stored)}
             images = images[[pos[tuple(e)] for e in entries]]
-            _say(verbose, f"image cache: decoded 0, reused {len(paths)} ({image_size}px, {time.time() - t0:.1f}s) <- {target}")
+            print_if(verbose, f"image cache: decoded 0, reused {len(paths)} ({image_size}px, {time.time() - t0:.1f}s) <- {target}")
             return images
         except Exception as e:  # a truncated or foreign file: rebuild it
-            _say(verbose, f"image cache: ignoring unreadable {target.name} ({type(e).__name__})")
+            print_if(verbose, f"image cache: ignoring unreadable {target.name} ({type(e).__name__})")
     out = torch.empty(len(paths), 3, image_size, image_size, dtype=torch.uint8)
     todo = {tuple(e): i for i, e in enumerate(entries)}
     # reuse rows from earlier cache files made with the same settings
@@ -555,7 +556,7 @@ def build_image_cache(paths, image_size: int, cache_dir=None, num_workers: int |
     tmpf = target.with_suffix(f".tmp{os.getpid()}")
     save_file({"images": out}, str(tmpf), metadata={"version": CACHE_VERSION, "entries": json.dumps(entries)})
     os.replace(tmpf, target)
-    _say(verbose, f"image cache: decoded {len(idx)}, reused {n_reused} ({image_size}px, {time.time() - t0:.1f}s) -> {target}")
+    print_if(verbose, f"image cache: decoded {len(idx)}, reused {n_reused} ({image_size}px, {time.time() - t0:.1f}s) -> {target}")
     return out
 
 # %% ../nbs/0_study/01_data.ipynb #1a608053

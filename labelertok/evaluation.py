@@ -19,8 +19,10 @@ from .data import ATTRIBUTES, LabelerData
 from .tokens import ensemble_text_features, make_prompt
 
 # %% auto #0
-__all__ = ['pair_logits', 'pair_loss', 'bootstrap_ci', 'encode_pairs', 'pair_batch_loss', 'accuracy_table', 'encode_image_rows',
-           'evaluate']
+__all__ = ['pair_logits', 'pair_loss', 'bootstrap_ci', 'amp_autocast', 'to_device', 'gather_images', 'encode_pairs',
+           'pair_batch_loss', 'uses_tokens', 'check_sample_tokens', 'labeler_token_order', 'attribute_order',
+           'accuracy_table', 'encode_image_rows', 'has_visual_tokens', 'check_labeler_rows', 'sample_token_index',
+           'evaluate', 'public_result']
 
 # %% ../nbs/2_training/01_evaluation.ipynb #64d33165
 def pair_logits(img1: torch.Tensor, img2: torch.Tensor, text: torch.Tensor, temperature: float | torch.Tensor = 0.15) -> torch.Tensor:
@@ -60,23 +62,23 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _autocast(device: torch.device, amp: bool):
+def amp_autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if (amp and device.type == "cuda") else nullcontext()
 
 
-def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     "int64 copy of `a` on `device`; on CUDA through pinned memory, so the copy is truly asynchronous."
     t = torch.from_numpy(np.array(a, dtype=np.int64))  # a copy: pandas arrays may be read-only
     if device.type == "cuda": return t.pin_memory().to(device, non_blocking=True)
     return t if device.type == "cpu" else t.to(device)
 
 
-def _gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
+def gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
                    rows_on_device: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 images[rows] on `device` (index on the cache's device; pinned non-blocking copy when it is the CPU).
     `rows_on_device`: the same rows already on the cache's device (saves a copy)."""
     idx = rows_on_device if rows_on_device is not None and rows_on_device.device == images.device else \
-        _to_device(rows, images.device)
+        to_device(rows, images.device)
     x = images.index_select(0, idx)
     if x.device.type == "cpu" and device.type == "cuda": x = x.pin_memory()
     return x.to(device, non_blocking=True)
@@ -90,11 +92,11 @@ def encode_pairs(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray, pr
         raise ValueError(f"i1, i2 and prompts must have the same length, got {len(i1)}, {len(i2)}, {len(prompts)}")
     device, B = _model_device(model), len(i1)
     if not dedupe:
-        f1 = model.encode_images(_gather_images(images, i1, device))
-        f2 = model.encode_images(_gather_images(images, i2, device))
+        f1 = model.encode_images(gather_images(images, i1, device))
+        f2 = model.encode_images(gather_images(images, i2, device))
         return f1, f2, model.encode_prompts(list(prompts))
     rows, inv = np.unique(np.concatenate([i1, i2]), return_inverse=True)
-    feats = model.encode_images(_gather_images(images, rows, device))
+    feats = model.encode_images(gather_images(images, rows, device))
     f = feats.index_select(0, torch.from_numpy(inv.reshape(-1)).to(feats.device, non_blocking=True))
     uniq: dict[str, int] = {}
     pinv = [uniq.setdefault(p, len(uniq)) for p in prompts]
@@ -110,24 +112,24 @@ def pair_batch_loss(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray,
     return pair_loss(pair_logits(f1, f2, text, temperature), labels.to(f1.device, non_blocking=True))
 
 # %% ../nbs/2_training/01_evaluation.ipynb #442c55ab
-def _use_tokens(model, config: TrainConfig) -> bool:
+def uses_tokens(model, config: TrainConfig) -> bool:
     return bool(getattr(model, "tokens", None)) if config.use_tokens is None else bool(config.use_tokens)
 
 
-def _check_tokens(model, samples: pd.DataFrame, use_tokens: bool):
+def check_sample_tokens(model, samples: pd.DataFrame, use_tokens: bool):
     known = list(getattr(model, "tokens", None) or [])
     if use_tokens and known:
         bad = sorted(set(samples["token"]) - set(known))
         if bad: raise ValueError(f"{len(bad)} labeler token(s) in the data are not tokens of the model {known}: {bad[:5]}")
 
 
-def _token_order(data: LabelerData, samples: pd.DataFrame) -> list[str]:
+def labeler_token_order(data: LabelerData, samples: pd.DataFrame) -> list[str]:
     users = getattr(data, "users", None)
     order = list(users["token"]) if users is not None and "token" in users else []
     return order + sorted(set(samples["token"]) - set(order))
 
 
-def _attr_order(samples: pd.DataFrame) -> list[str]:
+def attribute_order(samples: pd.DataFrame) -> list[str]:
     present = set(samples["attribute"])
     return [a for a in ATTRIBUTES if a in present] + sorted(present - set(ATTRIBUTES))
 
@@ -166,10 +168,10 @@ def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size:
     `labelers` (token index per row) says who sees each image."""
     device = _model_device(model)
     out = []
-    with _autocast(device, amp):
+    with amp_autocast(device, amp):
         for i in range(0, len(rows), batch_size):
-            lab = None if labelers is None else _to_device(labelers[i:i + batch_size], device)
-            x = _gather_images(images, rows[i:i + batch_size], device)
+            lab = None if labelers is None else to_device(labelers[i:i + batch_size], device)
+            x = gather_images(images, rows[i:i + batch_size], device)
             out.append(model.encode_images(x, lab).float())
     return torch.cat(out) if out else torch.empty(0, device=device)
 
@@ -197,19 +199,19 @@ def _encode_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int,
     return torch.cat([g[:len(p)] for g, p in zip(got, parts)])
 
 # %% ../nbs/2_training/01_evaluation.ipynb #97086436
-def _visual(model) -> bool:
+def has_visual_tokens(model) -> bool:
     "Whether `model` has visual labeler tokens (its image features depend on the labeler)."
     return model.visual_prompts is not None
 
 
-def _check_labeler_rows(model, tokens: Sequence[str]):
+def check_labeler_rows(model, tokens: Sequence[str]):
     "Refuse labelers (`tokens`) without a row in the model's per-labeler tables, when it has any."
     if model.visual_prompts is None and model.labeler_log_temperature is None: return
     bad = sorted(set(tokens) - set(model.tokens))
     if bad: raise ValueError(f"labelers {bad[:5]} have no row in the model's per-labeler tables (visual tokens, temperatures)")
 
 
-def _sample_tokens(model, df: pd.DataFrame) -> Optional[np.ndarray]:
+def sample_token_index(model, df: pd.DataFrame) -> Optional[np.ndarray]:
     "Index of each sample's labeler token in `model.tokens` (None when the model has no tokens)."
     toks = list(getattr(model, "tokens", None) or [])
     if not toks: return None
@@ -225,7 +227,7 @@ def _prompt_features(model, df: pd.DataFrame, use_tokens: bool, config: TrainCon
     if template_seed is None:
         codes, uniq = pd.factorize(pd.MultiIndex.from_arrays(keys))
         pairs = [(a, t if use_tokens else None) for t, a in uniq]
-        with _autocast(_model_device(model), config.amp):
+        with amp_autocast(_model_device(model), config.amp):
             per_call = max(1, config.eval_batch_size // len(config.templates))
             text = torch.cat([ensemble_text_features(model.encode_prompts, pairs[i:i + per_call], config.templates).float()
                               for i in range(0, len(pairs), per_call)])
@@ -251,17 +253,17 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     t0 = time.perf_counter()
     df = data.samples[data.samples["split"] == split] if samples is None else samples
     if len(df) == 0: raise ValueError(f"no samples in split {split!r} (splits present: {sorted(set(data.samples['split']))})")
-    use_tokens = _use_tokens(model, config)
-    _check_tokens(model, df, use_tokens)
+    use_tokens = uses_tokens(model, config)
+    check_sample_tokens(model, df, use_tokens)
     device = _model_device(model)
     images = data.images if images is None else images
     was_training = model.training
     model.eval()
     try:
         i1, i2 = df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)
-        tok = _sample_tokens(model, df)
-        _check_labeler_rows(model, df["token"])
-        visual = _visual(model)
+        tok = sample_token_index(model, df)
+        check_labeler_rows(model, df["token"])
+        visual = has_visual_tokens(model)
         if visual:   # images seen through each labeler's visual tokens: one code per (image, labeler)
             n_tok = len(model.tokens)
             i1, i2 = i1 * n_tok + tok, i2 * n_tok + tok
@@ -285,13 +287,13 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     correct = correct.cpu().numpy()
     out = dict(split=split, loss=float(loss), **accuracy_table(
         correct, df["token"].to_numpy(), df["attribute"].to_numpy(), config.n_boot, config.seed,
-        _token_order(data, df), _attr_order(df)))
+        labeler_token_order(data, df), attribute_order(df)))
     out.update(correct=correct, p_first=p_first.cpu().numpy(), logits=logits.cpu().numpy(), index=df.index.to_numpy(),
                n_images=int(len(rows)), n_prompts=int(n_prompts), time_s=time.perf_counter() - t0)
     if tpl is not None: out["templates"] = tpl
     return out
 
 
-def _public(ev: dict) -> dict:
+def public_result(ev: dict) -> dict:
     "An `evaluate` result without its per-sample arrays (JSON-able)."
     return {k: v for k, v in ev.items() if k not in ("correct", "p_first", "logits", "index", "templates")}

@@ -16,9 +16,9 @@ import torch
 
 from .data import image_roots
 from .pretrain import CAPTION_WORDS, describe
-from .score import IMAGE_SUFFIXES, Scorer, _expand, load, load_images
+from .score import IMAGE_SUFFIXES, Scorer, expand_images, load, load_images
 from .synthetic import FEATURES
-from .runs import _atomic_write
+from .runs import atomic_write
 
 # %% auto #0
 __all__ = ['FACE_WORDS', 'FACE_PROMPT', 'FACE_CONTEXT', 'MIN_VALIDITY', 'COMMANDS', 'face_vocabulary', 'caption_vocabulary',
@@ -204,7 +204,7 @@ def taste_words(scores, phrases: pd.DataFrame, k: int = 3, n_boot: int = 200, se
 # %% ../nbs/4_use/02_explain.ipynb #b45c59df
 def reference_images(sc: Scorer, images=None) -> list[str]:
     "Image files to explain on: `images` (files or folders), else the images folder of the data the model was trained on."
-    if images is not None: return _expand(images)
+    if images is not None: return expand_images(images)
     d = sc.card.get("data") or {}
     if not d.get("data_dir"):
         raise ValueError(f"{sc.source} does not record its training data: pass images (a folder of faces) to explain on")
@@ -362,14 +362,14 @@ def write_explanations(exps: Sequence[Explanation], out_dir, title: str = "What 
     for e in exps:
         for part, w in (("taste", e.words), ("differs", e.differs)):
             rows.append(w.assign(labeler=e.token, user_id=e.name, attribute=e.attribute, part=part, labeler_reliable=e.reliable))
-    _atomic_write(out / "words.csv", pd.concat(rows, ignore_index=True).to_csv(index=False))
+    atomic_write(out / "words.csv", pd.concat(rows, ignore_index=True).to_csv(index=False))
     md = [f"# {title}", "", "One section per labeler and attribute: the phrases whose reading by the base CLIP best predicts the "
           "labeler's scores over the reference faces (forward selection; weight = standardised coefficient with a 95% bootstrap "
           "interval over the faces; stability = share of bootstrap resamples choosing the phrase with the same sign), where the "
           "labeler differs from the others, and the faces they rank highest and lowest.", "", extra,
           "## Summary", ""] + [f"- {e.summary}" for e in exps] + [""]
     md += [e.to_markdown(_png_name(e)) for e in exps]
-    _atomic_write(out / "explanation.md", "\n".join(md))
+    atomic_write(out / "explanation.md", "\n".join(md))
     return [out / "explanation.md", out / "words.csv"] + files
 
 # %% ../nbs/4_use/02_explain.ipynb #ec32c168
@@ -475,8 +475,8 @@ def _cmd_explain(a) -> None:
     extra = f"Model: `{Path(str(sc.source)).name}`; {exps[0].n_images} reference faces; {exps[0].vocabulary}.\n"
     files = write_explanations(exps, a.out, extra=extra)
     if truth is not None:
-        _atomic_write(Path(a.out) / "recovered_vs_true.csv", truth.to_csv(index=False))
-        _atomic_write(Path(a.out) / "recovered_vs_true.md", "# Recovered vs true features\n\n" + truth_markdown(truth, a.k))
+        atomic_write(Path(a.out) / "recovered_vs_true.csv", truth.to_csv(index=False))
+        atomic_write(Path(a.out) / "recovered_vs_true.md", "# Recovered vs true features\n\n" + truth_markdown(truth, a.k))
         files += [Path(a.out) / "recovered_vs_true.md", Path(a.out) / "recovered_vs_true.csv"]
     print(f"wrote {len(files)} files to {a.out}")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .baselines import (_rows, correct_from_p, image_features, image_rows, linear_probe, standardise, tune_l2)
+from .baselines import (row_index, correct_from_p, image_features, image_rows, linear_probe, standardise, tune_l2)
 from .compare import ceiling_per_sample
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
@@ -45,8 +45,8 @@ def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFr
     attrs = sorted(set(samples["attribute"]))
     a_idx = torch.from_numpy(samples["attribute"].map({a: i for i, a in enumerate(attrs)}).to_numpy(np.int64).copy()).to(dev)
     f = features.to(dev)
-    f1, f2 = f[_rows(samples, "i1").to(dev)], f[_rows(samples, "i2").to(dev)]
-    labels = _rows(samples, "label").to(dev)
+    f1, f2 = f[row_index(samples, "i1").to(dev)], f[row_index(samples, "i2").to(dev)]
+    labels = row_index(samples, "label").to(dev)
     gen = torch.Generator().manual_seed(seed)
     was = model.training
     model.eval()
@@ -71,7 +71,7 @@ def score_with_features(model: LabelerCLIP, features: torch.Tensor, samples: pd.
     text = model.encode_ensembles([(a, token) for a in attrs], templates).float().cpu()
     a_idx = torch.from_numpy(samples["attribute"].map({a: i for i, a in enumerate(attrs)}).to_numpy(np.int64).copy())
     f = features.float().cpu()
-    logits = pair_logits(f[_rows(samples, "i1")], f[_rows(samples, "i2")], text[a_idx], temperature)
+    logits = pair_logits(f[row_index(samples, "i1")], f[row_index(samples, "i2")], text[a_idx], temperature)
     return torch.softmax(logits, -1)[:, 0].numpy().astype(float)
 
 # %% ../nbs/3_results/06_fewshot.ipynb #dde65bff

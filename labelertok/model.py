@@ -25,17 +25,15 @@ from peft.tuners.trainable_tokens import TrainableTokensLayer
 from safetensors.torch import save_file
 from torch import nn
 
-# the base model (04_backbone); these names are part of labelertok.model too
-from .backbone import (MODEL_CONFIGS, _create_base, _fingerprint, _QuietRandomInit, _resolve_pretrained,
-                                 looks_like_checkpoint, register_model_configs, short_pretrained)
+from .backbone import create_base, resolve_weights   # the base model (04_backbone)
 from .runs import DamagedFile, read_json, read_tensors
 from .config import LORA_TARGETS, TOWERS   # the model's settings (and ModelConfig, below) live in 02_config
-from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_tokens, ensemble_text_features,
+from .tokens import (TEMPLATES, added_token_ids, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex', 'LabelerCLIP', 'create_model',
-           'load_model', 'model_info']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex', 'is_token_param', 'LabelerCLIP',
+           'create_model', 'adapter_state', 'load_model', 'model_info']
 
 # %% ../nbs/1_method/05_model.ipynb #1e97fac4
 def lora_target_regex(towers: str = "both", lora_targets: str = "mlp") -> str:
@@ -87,7 +85,7 @@ def _adapter_name(token: str) -> str: return token.strip("<>")
 
 # %% ../nbs/1_method/05_model.ipynb #6bf99f70
 def _is_lora_param(name: str) -> bool: return ".lora_A." in name or ".lora_B." in name
-def _is_token_param(name: str) -> bool: return ".trainable_tokens_delta." in name
+def is_token_param(name: str) -> bool: return ".trainable_tokens_delta." in name
 
 
 def _truncatable_text(clip: nn.Module) -> bool:
@@ -330,7 +328,7 @@ def create_model(
         lora_targets=lora_targets, towers=towers, init_word=init_word, seed=seed, visual_tokens=visual_tokens)
     tokens = check_tokens(c.tokens)
     regex = lora_target_regex(c.towers, c.lora_targets)
-    clip, fp = _create_base(c.model, c.pretrained, seed=c.seed)
+    clip, fp = create_base(c.model, c.pretrained, seed=c.seed)
     tokenizer = make_tokenizer(c.model, tokens, c.token_mode)
     learned = c.token_mode == "learned" and bool(tokens)
     if learned and not isinstance(tokenizer, open_clip.SimpleTokenizer):
@@ -373,8 +371,8 @@ _STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "
 _LABELER_TABLES = ("visual_prompts", "labeler_log_temperature")
 
 
-def _adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
-    out = {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or _is_token_param(n)}
+def adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
+    out = {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or is_token_param(n)}
     for n in _LABELER_TABLES:
         if getattr(m, n) is not None: out[n] = getattr(m, n).detach()
     return out
@@ -412,7 +410,7 @@ def _saved_config(folder: Path, meta: dict) -> ModelConfig:
 def save(self: LabelerCLIP, path) -> Path:
     "Save adapters (safetensors) and config/tokenizer/fingerprint (JSON) into folder `path`; returns the folder."
     folder = Path(path); folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.cpu().contiguous() for k, v in _adapter_state(self).items()}
+    tensors = {k: v.cpu().contiguous() for k, v in adapter_state(self).items()}
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
     meta = dict(format=FORMAT, version=FORMAT_VERSION, config=self.config, fingerprint=self.fingerprint,
                 added_tokens=self.token_ids, lora_layers=self.lora_layers, image_size=self.image_size,
@@ -439,7 +437,7 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
     tensors = read_tensors(folder / WEIGHTS_FILE, _REMEDY)
     if "labeler_log_temperature" in tensors and self.labeler_log_temperature is None:
         self.add_labeler_temperatures()   # a model trained with per-labeler temperatures: the table, then its values
-    own = _adapter_state(self)
+    own = adapter_state(self)
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or extra: raise ValueError(f"{folder}: {len(missing)} adapter tensors missing {missing[:3]}, "
                                           f"{len(extra)} unexpected {extra[:3]}")
@@ -485,7 +483,7 @@ def model_info(model: str | LabelerCLIP = "ViT-B-32", pretrained: str | None = "
     "JSON-able summary: LoRA layers, trainable/total parameters, token ids and pieces, text pooling."
     if isinstance(model, LabelerCLIP): m, pretrained = model, model.config["pretrained"]
     else:
-        pretrained, _ = _resolve_pretrained(model, pretrained)  # validated, never downloaded
+        pretrained, _ = resolve_weights(model, pretrained)  # validated, never downloaded
         m = create_model(model, None, tokens=user_tokens(n_users), token_mode=token_mode, **kw)
     owner, pool_attr, eos_attr = _text_owner(m.clip)
     c = m.config

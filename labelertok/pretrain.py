@@ -19,7 +19,7 @@ from open_clip.loss import ClipLoss
 
 from .data import resize_crop
 import open_clip
-from .backbone import _create_base
+from .backbone import create_base
 from .synthetic import FEATURES, draw_face, feature_moments, sample_features
 from .tokens import make_tokenizer
 
@@ -87,7 +87,7 @@ def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 
     if n_train < batch_size: raise ValueError(f"{n_train} training faces < batch_size {batch_size}: raise n_images")
     say = print if verbose else (lambda *a, **k: None)
     t0 = time.perf_counter()
-    clip, _ = _create_base(model, None, seed=seed)
+    clip, _ = create_base(model, None, seed=seed)
     size = clip.visual.image_size
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     images, feats = pretraining_faces(n_images, seed=seed, image_size=size)

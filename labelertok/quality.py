@@ -134,8 +134,8 @@ def _answer_times_of(data_dir, comparisons, ratings) -> pd.DataFrame:
     if comparisons is not None:
         raw = read_table(find_table(data_dir, LABEL_STEM), None)
         if "insert_time" in raw.columns and "user_id" in raw.columns:
-            from labelertok.data import _norm_id
-            parts.append(pd.DataFrame(dict(user_id=[_norm_id(v) for v in raw["user_id"]],
+            from labelertok.data import norm_id
+            parts.append(pd.DataFrame(dict(user_id=[norm_id(v) for v in raw["user_id"]],
                                            insert_time=pd.to_datetime(raw["insert_time"], errors="coerce", format="mixed"))))
     if not parts: return pd.DataFrame(dict(user_id=pd.Series([], dtype=object), insert_time=pd.Series([], dtype="datetime64[ns]")))
     return pd.concat(parts, ignore_index=True).dropna()

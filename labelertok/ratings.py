@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import (ATTRIBUTES, TABLE_SUFFIXES, _examples, _is_bool, _norm_id, _say, drop_unlinked_labels, find_table,
+from .data import (ATTRIBUTES, TABLE_SUFFIXES, examples_text, is_bool_cell, norm_id, print_if, drop_unlinked_labels, find_table,
                              image_roots, read_table, resolve_images)
 
 # %% auto #0
@@ -56,7 +56,7 @@ def decode_ratings(values) -> tuple[np.ndarray, np.ndarray]:
     """Ratings from sheet cells: returns `(rating, kind)`; rating is 1–4 or -1, kind is 'rating', 'blank' (empty/NaN),
     'out_of_range' (a number that is not 1, 2, 3 or 4: 0, 5, 2.5, ...) or 'unknown' (text, true/false)."""
     raw = pd.Series(list(values), dtype=object)
-    isbool = raw.map(_is_bool).to_numpy(dtype=bool)
+    isbool = raw.map(is_bool_cell).to_numpy(dtype=bool)
     s = raw.mask(isbool, "x").map(lambda v: v.strip() if isinstance(v, str) else v)
     isblank = (s.isna() | s.map(lambda v: isinstance(v, str) and v == "")).to_numpy(dtype=bool)
     num = pd.to_numeric(s.mask(isblank, np.nan), errors="coerce").to_numpy(dtype=float)
@@ -74,19 +74,19 @@ def _read_sheet(path: Path, required: tuple, optional: tuple, id_columns: tuple)
     df = df[list(required) + [c for c in optional if c in df.columns and c not in required]].astype(object)
     df = df.where(df.notna(), None)
     for c in id_columns:
-        if c in df.columns: df[c] = pd.Series([_norm_id(v) for v in df[c]], index=df.index, dtype=object)
+        if c in df.columns: df[c] = pd.Series([norm_id(v) for v in df[c]], index=df.index, dtype=object)
     return df
 
 def _read_images(name: str, path: Path, rep: dict, verbose: bool) -> pd.DataFrame:
     items = _read_sheet(path, RATING_DATA_COLUMNS, ("name",), ("_id",))
     blank = items["_id"].isna() | items["data_image_part"].map(lambda v: v is None or str(v).strip() == "")
-    if blank.any(): _say(verbose, f"{path.name}: dropped {int(blank.sum())} row(s) with a blank _id or data_image_part")
+    if blank.any(): print_if(verbose, f"{path.name}: dropped {int(blank.sum())} row(s) with a blank _id or data_image_part")
     items = items.loc[~blank, ["_id", "data_image_part"]].astype(str).drop_duplicates()
     rep[f"{name}_images_blank"] = int(blank.sum())
     dup = items["_id"].duplicated(keep=False)
     if dup.any():
         raise ValueError(f"{path.name} lists {items.loc[dup, '_id'].nunique()} _id(s) with different images: "
-                         f"{_examples(items.loc[dup, '_id'].unique())}; keep one row per image")
+                         f"{examples_text(items.loc[dup, '_id'].unique())}; keep one row per image")
     return items
 
 def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: bool = True) -> pd.DataFrame:
@@ -125,8 +125,8 @@ def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: b
         rep[f"ratings_{what}"] = len(bad)
         if len(bad) and what != "blank":
             rep[f"{what}_values"] = bad.astype(str).value_counts().head(10).to_dict()
-            _say(verbose, f"ratings: skipped {len(bad)} {label}: " + ", ".join(f"{v!r} x{n}" for v, n in rep[f"{what}_values"].items()))
-        elif len(bad): _say(verbose, f"ratings: skipped {len(bad)} {label}")
+            print_if(verbose, f"ratings: skipped {len(bad)} {label}: " + ", ".join(f"{v!r} x{n}" for v, n in rep[f"{what}_values"].items()))
+        elif len(bad): print_if(verbose, f"ratings: skipped {len(bad)} {label}")
     long = long.assign(rating=rating)[kind == "rating"].drop(columns="value")
     if long.empty:
         raise ValueError(f"no usable rating in {', '.join(sorted(set(labels['file'])))} ({len(labels)} row(s) with a known image; "
@@ -141,8 +141,8 @@ def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: b
     times = pd.to_datetime(t.map(lambda v: None if v is None else str(v).strip() or None), errors="coerce", format="mixed")
     rep["insert_time_unreadable"] = int((t.notna() & times.isna()).sum())
     if rep["insert_time_unreadable"]:
-        _say(verbose, f"insert_time: {rep['insert_time_unreadable']} cell(s) are not a date and time, e.g. "
-                      f"{_examples(t[t.notna() & times.isna()].astype(str).unique(), 3)}; read as unknown (NaT)")
+        print_if(verbose, f"insert_time: {rep['insert_time_unreadable']} cell(s) are not a date and time, e.g. "
+                      f"{examples_text(t[t.notna() & times.isna()].astype(str).unique(), 3)}; read as unknown (NaT)")
     long["insert_time"] = times
     long["lang"] = long["lang"].map(lambda v: None if v is None else str(v).strip().lower() or None)
 
@@ -156,7 +156,7 @@ def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: b
         if duplicates != "all":
             long = long.drop_duplicates(key, keep=duplicates)
             msg += f"; kept the {duplicates} of each"
-        _say(verbose, msg)
+        print_if(verbose, msg)
     long["attr_order"] = long["attribute"].map({a: i for i, a in enumerate(ATTRIBUTES)})
     df = long.sort_values(["user_id", "set", "row", "attr_order"], key=lambda c: c.map(RATING_SETS.index) if c.name == "set" else c,
                           kind="stable")
@@ -164,7 +164,7 @@ def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: b
     df = df.reset_index(drop=True).astype({"rating": np.int64, "row": np.int64})
     rep.update(n_ratings=len(df), n_users=int(df["user_id"].nunique()), n_images=int(df["image"].nunique()),
                n_rated_rows=int(df.groupby(["set", "row"]).ngroups))
-    _say(verbose, f"ratings: {rep['n_ratings']} answers in {rep['n_rated_rows']} rated rows by {rep['n_users']} labelers over "
+    print_if(verbose, f"ratings: {rep['n_ratings']} answers in {rep['n_rated_rows']} rated rows by {rep['n_users']} labelers over "
                   f"{rep['n_images']} images ({' + '.join(f'{s}_label' for s in files)})")
     df.attrs["report"] = rep
     return df

@@ -8,14 +8,17 @@ from __future__ import annotations
 # markers with this module before anything heavy is loaded
 
 import hashlib
+import io
 import json
 import os
+import pickletools
 import random
 import shutil
 import socket
 import threading
 import time
 import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,10 +27,12 @@ try: import fcntl
 except ImportError: fcntl = None  # Windows: the lock falls back to the owner's pid
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'HELD_LOCKS_ENV', 'HELD_LOCKS_PID_ENV', 'RUN_MARKER', 'DamagedFile', 'read_json', 'read_tensors',
-           'RunFolderBusy', 'RunLock', 'lock_for_kernel', 'lock_owner', 'made_by_labelertok', 'mark_run_folder',
-           'check_replaceable', 'data_fingerprint', 'images_fingerprint', 'run_fingerprint', 'write_state',
-           'read_state', 'readable_checkpoint', 'save_checkpoint', 'check_resume', 'check_same_run', 'open_run']
+__all__ = ['LOCK_FILE', 'HELD_LOCKS_ENV', 'HELD_LOCKS_PID_ENV', 'RUN_MARKER', 'DamagedFile', 'atomic_write', 'json_text',
+           'read_json', 'read_tensors', 'RunFolderBusy', 'pid_alive', 'RunLock', 'lock_for_kernel', 'lock_owner',
+           'made_by_labelertok', 'mark_run_folder', 'check_replaceable', 'data_fingerprint', 'images_fingerprint',
+           'run_fingerprint', 'param_names', 'trainable_tensors', 'load_trainable', 'optimizer_from_files',
+           'rng_from_files', 'write_state', 'read_state', 'readable_checkpoint', 'save_checkpoint', 'check_resume',
+           'check_same_run', 'open_run', 'looks_like_checkpoint', 'check_weights_file']
 
 # %% ../nbs/1_method/03_runs.ipynb #b72735da
 class DamagedFile(ValueError):
@@ -38,12 +43,12 @@ def _drop_stale_temps(path: Path):
     "Remove `.<name>.<pid>.tmp` files beside `path` whose writer (a process of this host) is gone, e.g. killed mid-write."
     for t in path.parent.glob(f".{path.name}.*.tmp"):
         pid = t.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             try: t.unlink()
             except OSError: pass
 
 
-def _atomic_write(path: Path, text: str):
+def atomic_write(path: Path, text: str):
     "Replace `path` by `text` in one rename; the temp file goes on every exit path (and stale ones of killed writers)."
     path = Path(path)
     _drop_stale_temps(path)
@@ -63,7 +68,7 @@ def _json_default(o):
     return repr(o)
 
 
-def _dumps(obj) -> str:
+def json_text(obj) -> str:
     return json.dumps(obj, indent=1, default=_json_default, allow_nan=True)
 
 
@@ -97,7 +102,7 @@ def _owner_record() -> dict:
     return dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try: os.kill(int(pid), 0)
     except ProcessLookupError: return False
     except (PermissionError, OSError, ValueError, TypeError): return True
@@ -145,7 +150,7 @@ class RunLock:
                 if not same: os.close(fd); continue  # the previous owner removed the file meanwhile: lock the new one
             old = self._read(fd)
             if fcntl is None and old.get("pid") not in (None, os.getpid()) and old.get("host") == socket.gethostname() \
-                    and _pid_alive(old["pid"]):
+                    and pid_alive(old["pid"]):
                 os.close(fd)
                 raise self._busy(old)
             break
@@ -202,7 +207,7 @@ def lock_owner(folder) -> Optional[dict]:
         lock = RunLock(folder)
         owner = lock._read(fd)
         if fcntl is None:
-            return owner if owner.get("host") == socket.gethostname() and _pid_alive(owner.get("pid")) else None
+            return owner if owner.get("host") == socket.gethostname() and pid_alive(owner.get("pid")) else None
         try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError: return None if lock._held_by_parent(owner) else owner or {"pid": "?"}
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -232,7 +237,7 @@ def mark_run_folder(folder, made_by: str = "labelertok run") -> Path:
     if other: raise FileExistsError(f"{folder} is not a new folder ({len(other)} entries, e.g. {other[:5]}): "
                                     "labelertok marks as its own only the folders it creates")
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(f, json.dumps(dict(made_by=made_by, **_owner_record())))
+    atomic_write(f, json.dumps(dict(made_by=made_by, **_owner_record())))
     return f
 
 
@@ -277,7 +282,7 @@ def run_fingerprint(data, model, data_info: Optional[dict] = None) -> dict:
                 base_weights=base)
 
 # %% ../nbs/1_method/03_runs.ipynb #ac7d9447
-def _param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
+def param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
     names = {id(p): n for n, p in model.named_parameters()}
     params = list(model.trainable_parameters())
     missing = [i for i, p in enumerate(params) if id(p) not in names]
@@ -285,12 +290,12 @@ def _param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
     return [(names[id(p)], p) for p in params]
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in _param_names(model)}
+def trainable_tensors(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in param_names(model)}
 
 
-def _load_trainable(model, state: dict[str, torch.Tensor]):
-    named = dict(_param_names(model))
+def load_trainable(model, state: dict[str, torch.Tensor]):
+    named = dict(param_names(model))
     if set(named) != set(state):
         diff = sorted(set(named) ^ set(state))
         raise ValueError(f"saved trainable parameters do not match the model's: {len(diff)} differ, e.g. {diff[:3]}")
@@ -310,7 +315,7 @@ def _optimizer_to_files(opt) -> tuple[dict, dict]:
     return tensors, meta
 
 
-def _optimizer_from_files(opt, tensors: dict, meta: dict):
+def optimizer_from_files(opt, tensors: dict, meta: dict):
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         i, k = key.split(".", 1)
@@ -330,7 +335,7 @@ def _rng_to_files() -> tuple[dict, dict]:
     return tensors, {"python": [v, list(st), g], "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
 
 
-def _rng_from_files(tensors: dict, meta: dict):
+def rng_from_files(tensors: dict, meta: dict):
     import numpy as np, torch
     v, st, g = meta["python"]
     random.setstate((v, tuple(st), g))
@@ -348,14 +353,14 @@ def write_state(out: Path, epoch: int, model, opt, best_state: dict, meta: dict)
     d = root / f"epoch_{epoch:04d}"
     if d.exists(): shutil.rmtree(d)
     d.mkdir(parents=True)
-    save_file(_trainable_state(model), str(d / "trainable.safetensors"))
+    save_file(trainable_tensors(model), str(d / "trainable.safetensors"))
     save_file(best_state, str(d / "best.safetensors"))
     otensors, ometa = _optimizer_to_files(opt)
     save_file(otensors, str(d / "optimizer.safetensors"))
     rtensors, rmeta = _rng_to_files()
     save_file(rtensors, str(d / "rng.safetensors"))
-    _atomic_write(d / "meta.json", _dumps({**meta, "optimizer": ometa, "rng": rmeta}))
-    _atomic_write(root / "latest.json", _dumps({"epoch": epoch, "dir": d.name}))
+    atomic_write(d / "meta.json", json_text({**meta, "optimizer": ometa, "rng": rmeta}))
+    atomic_write(root / "latest.json", json_text({"epoch": epoch, "dir": d.name}))
     for old in root.glob("epoch_*"):
         if old.is_dir() and old.name != d.name: shutil.rmtree(old, ignore_errors=True)
 
@@ -499,3 +504,69 @@ def open_run(out: Path, resume: bool) -> Optional[dict]:
                               "choose a new folder, or remove these entries")
     warnings.warn(f"resume: {out} holds no saved training state (no epoch was committed there): starting a new run")
     return None
+
+# %% ../nbs/1_method/03_runs.ipynb #b7710d34
+def looks_like_checkpoint(pretrained) -> bool:
+    "Whether a `pretrained` value names a file (a path, `~...`, or a checkpoint suffix) rather than an open_clip tag."
+    s = str(pretrained)
+    return "/" in s or os.sep in s or s.startswith("~") or Path(s).suffix in (".pt", ".pth", ".bin", ".safetensors")
+
+
+# %% ../nbs/1_method/03_runs.ipynb #b5120741
+_SAFE_PICKLE_MODULES = ("torch", "collections")   # what torch's safe load (weights_only) accepts in a weights file
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """The `module.name` globals the pickles at the start of `data` refer to (read with pickletools: nothing is run;
+    torch's older format is several pickles followed by raw tensor bytes, where reading stops)."""
+    out, strings, f, n_read = [], [], io.BytesIO(data), 0
+    while f.tell() < len(data):
+        memo, last = {}, None   # memoised strings: a module name used twice comes back by a memo GET (protocol >= 4)
+        try:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"): strings.append(arg); last = arg; continue
+                if op.name == "MEMOIZE": memo[len(memo)] = last
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"): memo[int(arg)] = last
+                elif op.name in ("GET", "BINGET", "LONG_BINGET") and isinstance(memo.get(int(arg)), str): strings.append(memo[int(arg)])
+                elif op.name == "GLOBAL": out.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2: out.append(f"{strings[-2]}.{strings[-1]}")
+                last = None
+            n_read += 1
+        except Exception:
+            if not n_read: raise
+            break
+    return out
+
+def check_weights_file(path, what: str = "pretrained"):
+    """Refuse, naming the file and the parameter `what`, a weights file that cannot be read safely: a missing file, a
+    `.safetensors` file whose header is not valid, or a torch file that pickles Python objects other than tensors
+    (which a safe load refuses and labelertok never runs). Reads the file's index only; torch is not imported."""
+    p = Path(path).expanduser()
+    if not p.is_file(): raise FileNotFoundError(f"{what}={str(path)!r}: no such file (relative to {os.getcwd()})")
+    fix = (f"save the weights alone (`torch.save(model.state_dict(), f)` or `safetensors.torch.save_file`) and point "
+           f"{what} at that file")
+    if p.suffix == ".safetensors":
+        with open(p, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            ok = 0 < n <= p.stat().st_size - 8 and n < 2**27
+            try: ok = ok and isinstance(json.loads(f.read(n)), dict)
+            except (ValueError, UnicodeDecodeError): ok = False
+        if not ok: raise ValueError(f"{what}={str(path)!r}: {p} is not a readable safetensors file (its header is damaged "
+                                    "or it is another format); write it again, or " + fix)
+        return
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+            if any(n.endswith("constants.pkl") or "/code/" in n for n in names): return   # TorchScript (OpenAI's files)
+            pkl = [n for n in names if n.endswith("data.pkl")]
+            if not pkl: raise ValueError(f"{what}={str(path)!r}: {p} is a zip archive but not a torch weights file (no data.pkl)")
+            data = z.read(pkl[0])
+    else:
+        data = p.read_bytes()[:2**26]
+    try: found = _pickle_globals(data)
+    except Exception as e:
+        raise ValueError(f"{what}={str(path)!r}: {p} is neither a torch weights file nor a safetensors file "
+                         f"({type(e).__name__}: {e})") from None
+    unsafe = sorted({g for g in found if g.split(".")[0] not in _SAFE_PICKLE_MODULES})
+    if unsafe: raise ValueError(f"{what}={str(path)!r}: {p} pickles Python objects other than tensors ({len(unsafe)} kinds, "
+                                f"e.g. {unsafe[:3]}), which a safe load refuses and labelertok will not run: " + fix)

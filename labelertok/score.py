@@ -24,13 +24,14 @@ from .backbone import looks_like_checkpoint
 from .model import META_FILE, LabelerCLIP, create_model, load_model
 from .tokens import TEMPLATES
 from .config import resolve_device
-from .evaluation import _autocast, bootstrap_ci
-from .runs import DamagedFile, RunFolderBusy, _atomic_write, lock_owner, read_json, readable_checkpoint
+from .evaluation import amp_autocast, bootstrap_ci
+from .runs import DamagedFile, RunFolderBusy, atomic_write, lock_owner, read_json, readable_checkpoint
 
 # %% auto #0
 __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'EXPORT_MANIFEST', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
-           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'RANK_COLUMNS', 'PAIR_COLUMNS', 'COMMANDS', 'folder_kind',
-           'export_manifest', 'check_export', 'load_images', 'Scorer', 'load', 'written_by_score']
+           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'SUMMARY_REMEDY', 'RANK_COLUMNS', 'PAIR_COLUMNS', 'COMMANDS',
+           'folder_kind', 'export_manifest', 'check_export', 'expand_images', 'load_images', 'exact_two_way', 'Scorer',
+           'same_base', 'load', 'correct_two_way', 'written_by_score']
 
 # %% ../nbs/2_training/03_score.ipynb #c9b2f0da
 EXPORT_META = "labelertok_export.json"
@@ -105,7 +106,7 @@ def _folder(path) -> tuple[str, Optional[dict]]:
                      f"{ADAPTER_CONFIG}, {ADAPTER_WEIGHTS}); it has {have}")
 
 # %% ../nbs/2_training/03_score.ipynb #3c95bea7
-def _expand(images) -> list:
+def expand_images(images) -> list:
     "A flat list of image inputs (paths as str, PIL images, uint8 [3,H,W] tensors) from what `score` accepts."
     from PIL import Image
     if isinstance(images, (str, Path)):
@@ -122,7 +123,7 @@ def _expand(images) -> list:
         raise ValueError(f"an image tensor must be [3, H, W] or [B, 3, H, W], got {tuple(images.shape)}")
     out = []
     for x in images:
-        if isinstance(x, (str, Path)) and Path(x).is_dir(): out += _expand(x)
+        if isinstance(x, (str, Path)) and Path(x).is_dir(): out += expand_images(x)
         elif isinstance(x, (str, Path)): out.append(str(x))
         elif torch.is_tensor(x) and x.ndim == 4: out += list(x)
         else: out.append(x)
@@ -169,7 +170,7 @@ def _raise_bad(missing: list, errors: list, n: int):
 def load_images(images, size: int, num_workers: int | None = None, n_given: int | None = None) -> tuple[list[str], torch.Tensor]:
     """(names, uint8 [N, 3, size, size]) of `images`; every missing or unreadable file is listed in one error, counted
     out of `n_given` images (default: the distinct ones here)."""
-    items = _expand(images)
+    items = expand_images(images)
     names = [x if isinstance(x, str) else f"<image {i}>" for i, x in enumerate(items)]
     missing = list(dict.fromkeys(x for x in items if isinstance(x, str) and not os.path.isfile(x)))
     gone = set(missing)
@@ -179,7 +180,7 @@ def load_images(images, size: int, num_workers: int | None = None, n_given: int 
     return names, torch.stack(out)
 
 # %% ../nbs/2_training/03_score.ipynb #62ff0e7f
-def _exact_two_way(sa: np.ndarray, sb: np.ndarray, temperature: float) -> np.ndarray:
+def exact_two_way(sa: np.ndarray, sb: np.ndarray, temperature: float) -> np.ndarray:
     """P(a chosen) = softmax over the logits (sa, sb) / `temperature`, computed so that P(a, b) + P(b, a) == 1
     exactly in floating point (the smaller probability is derived from the larger one)."""
     d = (np.asarray(sa, np.float64) - np.asarray(sb, np.float64)) / temperature
@@ -267,7 +268,7 @@ class Scorer:
         token = self._visual_token(token)
         dev, out = self.model.device, []
         bar = tqdm(total=len(images), desc="images", unit="img", disable=not self.progress or len(images) <= self.batch_size, leave=False)
-        with _autocast(dev, self.amp):
+        with amp_autocast(dev, self.amp):
             for i in range(0, len(images), self.batch_size):
                 x = images[i:i + self.batch_size].to(dev)
                 f = self.model.encode_images(x) if token is None else self.model.encode_images(x, [token] * len(x))
@@ -279,7 +280,7 @@ class Scorer:
     def image_features(self, images, token: Optional[str] = None) -> tuple[list[str], torch.Tensor]:
         """(names, features [N, D]) of `images`; files seen before by this scorer are not decoded or encoded again.
         With visual tokens the features depend on the labeler `token` (cached per labeler)."""
-        items = _expand(images)
+        items = expand_images(images)
         token = self._visual_token(token)
         keys = []
         for x in items:
@@ -304,7 +305,7 @@ class Scorer:
         "Prompt-ensemble features [D] (float32, CPU) of (attribute, token) over the run's templates."
         key = (attribute, token)
         if key not in self._text:
-            with _autocast(self.model.device, self.amp):
+            with amp_autocast(self.model.device, self.amp):
                 self._text[key] = self.model.encode_ensembles([key], self.card["templates"]).float().cpu()[0]
         return self._text[key]
 
@@ -325,7 +326,7 @@ class Scorer:
         """P(`a[i]` is chosen over `b[i]`) for each pair: the two-way softmax of the scores at `compare_temperature`
         (or `temperature`); P(a, b) + P(b, a) = 1 exactly."""
         attr, tok = self.resolve_attribute(attribute), self.resolve_labeler(labeler)
-        ia, ib = _expand(a), _expand(b)
+        ia, ib = expand_images(a), expand_images(b)
         if len(ia) != len(ib): raise ValueError(f"a and b must have the same length, got {len(ia)} and {len(ib)}")
         _, f = self.image_features(ia + ib, tok)
         return self._compare(f, len(ia), attr, tok, temperature)
@@ -335,7 +336,7 @@ class Scorer:
         s = self.logits(f, attribute, token)  # float32 logits, as in evaluation: a is counted right iff s[a] > s[b]
         cal = (self.card.get("calibration") or {}).get("use")
         T = float(temperature or (self.compare_temperature if cal else self.labeler_temperature(token)))
-        return _exact_two_way(s[:n], s[n:], T / self.labeler_temperature(token))
+        return exact_two_way(s[:n], s[n:], T / self.labeler_temperature(token))
 
     def rank(self, images, attribute: str, labeler=None) -> pd.DataFrame:
         "The images ordered by score (rank 1 = the one the labeler is most likely to pick)."
@@ -365,12 +366,12 @@ class Scorer:
                 f"attributes {self.attributes}, T={self.temperature:g}{cal}; from {self.source})")
 
 # %% ../nbs/2_training/03_score.ipynb #d8a67dd5
-_SUMMARY_REMEDY = "training rewrites it after each epoch: resume the run, or run it again, to write it anew"
+SUMMARY_REMEDY = "training rewrites it after each epoch: resume the run, or run it again, to write it anew"
 
 
 def _run_card(run: Path) -> dict:
     "What a scorer needs to know, from a run folder's summary.json (+ calibration.json when present)."
-    s = read_json(run / "summary.json", _SUMMARY_REMEDY)
+    s = read_json(run / "summary.json", SUMMARY_REMEDY)
     cfg = s.get("config") or {}
     test = s.get("test") or {}
     attrs = list((test.get("per_attribute") or {}).keys())
@@ -396,7 +397,7 @@ def _run_card(run: Path) -> dict:
     return card
 
 
-def _same_base(saved: dict, here: dict) -> list[str]:
+def same_base(saved: dict, here: dict) -> list[str]:
     "Fingerprint fields that differ (the weights' file path may differ between machines; its content may not)."
     return [k for k in ("model", "n_params", "shapes_sha256", "values_sha256") if saved.get(k) != here.get(k)]
 
@@ -413,7 +414,7 @@ def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tup
         raise FileNotFoundError(f"the base weights {pre!r} recorded in {folder.name} are not on this machine; "
                                 f"pass pretrained=<path to your copy> (its fingerprint is checked: {meta['fingerprint']})")
     model = create_model(**cfg, device=device)
-    bad = _same_base(meta["fingerprint"], model.fingerprint)
+    bad = same_base(meta["fingerprint"], model.fingerprint)
     if bad:
         raise ValueError(f"{folder} was exported for another base model: {meta['fingerprint']['model']} "
                          f"({meta['fingerprint'].get('pretrained')}), fingerprint {meta['fingerprint'].get('values_sha256')}; "
@@ -460,7 +461,7 @@ def load(path, device: str = "auto", batch_size: int = 256, amp: bool = True, pr
     return Scorer(model, card, source=path, batch_size=batch_size, amp=amp, progress=progress)
 
 # %% ../nbs/2_training/03_score.ipynb #ca623113
-def _correct(p: np.ndarray, label: np.ndarray) -> np.ndarray:
+def correct_two_way(p: np.ndarray, label: np.ndarray) -> np.ndarray:
     "Whether each two-way prediction P(first) is right for `label` (0 = first chosen); a tie (0.5) counts wrong, as in evaluation."
     y0 = np.asarray(label) == 0
     return np.where(p > 0.5, y0, np.where(p < 0.5, ~y0, False))
@@ -521,7 +522,7 @@ def _cmd_score(a) -> None:
                                                            f"{int((kind == 'unknown').sum())} other value(s)")
     sc = load(a.source, device=a.device, batch_size=a.batch_size, progress=True)
     toks, attrs = _choices(sc, a.labeler, a.attribute)
-    items = list(pairs["im1"]) + list(pairs["im2"]) if a.pairs else _expand(a.images)
+    items = list(pairs["im1"]) + list(pairs["im2"]) if a.pairs else expand_images(a.images)
     files = list(dict.fromkeys(items))
     _, pixels = load_images(files, sc.model.image_size)  # each file decoded once; bad ones listed together
     where = {f: i for i, f in enumerate(files)}
@@ -542,12 +543,12 @@ def _cmd_score(a) -> None:
                 parts.append(pairs.assign(labeler=sc.labeler_name(t), attribute=at, p_im1=p))
                 if lab is not None:
                     m = lab >= 0
-                    c = _correct(p[m], lab[m])
+                    c = correct_two_way(p[m], lab[m])
                     lo, hi = bootstrap_ci(c, 1000, 0)
                     print(f"{sc.labeler_name(t)} / {at}: accuracy {c.mean():.4f} [95% CI {lo:.4f}, {hi:.4f}] on {int(m.sum())} labelled pairs")
         if sc.compare_temperature != sc.temperature:
             print(f"p_im1 at the calibrated temperature {sc.compare_temperature:.4g} (training temperature {sc.temperature:g})")
-        _atomic_write(out, pd.concat(parts, ignore_index=True).to_csv(index=False))
+        atomic_write(out, pd.concat(parts, ignore_index=True).to_csv(index=False))
     else:
         parts = []
         for t in toks:
@@ -555,7 +556,7 @@ def _cmd_score(a) -> None:
             f = features(tok)
             parts += [sc._rank(items, f, at, tok).sort_values("image", kind="stable") for at in attrs]
         df = pd.concat(parts, ignore_index=True)[["image", "labeler", "attribute", "score", "rank"]]
-        _atomic_write(out, df.to_csv(index=False))
+        atomic_write(out, df.to_csv(index=False))
     print(f"wrote {out} ({len(toks)} labeler(s) x {len(attrs)} attribute(s))")
 
 

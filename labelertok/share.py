@@ -21,10 +21,10 @@ from safetensors.torch import save_file
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
                              read_table, resolve_images)
 from .backbone import looks_like_checkpoint
-from .model import _adapter_state, create_model
+from .model import adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MANIFEST, EXPORT_META, EXPORT_VERSION,
                               TOKEN_ROWS, export_manifest,
-                              Scorer, _correct, _same_base, load)
+                              Scorer, correct_two_way, same_base, load)
 from .intervals import crossed_interval
 from .paths import md_code
 
@@ -249,27 +249,27 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     m = sc.model
     use_tokens = sc.card.get("use_tokens", True)
     p_pop = score_with_features(m, feats, hold, None, T, tpl)
-    c_pop = _correct(p_pop, hold["label"].to_numpy())
+    c_pop = correct_two_way(p_pop, hold["label"].to_numpy())
     rep = dict(user_id=str(labeler), n_answers=len(mine), n_comparisons=int(mine["pair_id"].nunique()), n_fit=len(fit),
                n_held_out=len(hold), holdout=holdout, seed=seed, population_acc=float(c_pop.mean()))
     if m.token_mode == "learned" and m.tokens and use_tokens:
         new = f"<user{len(m.tokens) + 1}>"
         while new in m.tokens: new = f"<user{int(new[5:-1]) + 1}>"
         m2 = create_model(**{**m.config, "tokens": list(m.tokens) + [new]}, device=m.device)
-        if _same_base(m.fingerprint, m2.fingerprint) or any(m2.token_ids[t] != i for t, i in m.token_ids.items()):
+        if same_base(m.fingerprint, m2.fingerprint) or any(m2.token_ids[t] != i for t, i in m.token_ids.items()):
             raise RuntimeError("the model with the new token row does not match the loaded one")
-        own, new_state = _adapter_state(m), _adapter_state(m2)
+        own, new_state = adapter_state(m), adapter_state(m2)
         with torch.no_grad():
             for k, v in own.items(): new_state[k].copy_(v)
             rows = m2.token_parameters()
             rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
         m2.eval()
-        rep["init_acc"] = float(_correct(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
+        rep["init_acc"] = float(correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
         say(f"fitting the token row of {new}: {steps} steps ...", flush=True)
         losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
         m2.eval()
         for p in m2.parameters(): p.requires_grad_(False)
-        c = _correct(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy())
+        c = correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy())
         card = copy.deepcopy(sc.card)
         card["labelers"] = card["labelers"] + [dict(token=new, user_id=str(labeler))]
         rep.update(token=new, method="new token row", loss_first=losses[0], loss_last=losses[-1], steps=steps, lr=lr)
@@ -278,9 +278,9 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
         why = ("the model was trained without labeler tokens" if not (m.tokens and use_tokens) else
                "in text mode a token is literal BPE pieces shared by all labelers: there is no row of its own to fit")
         cands = [None] + (list(m.tokens) if use_tokens else [])
-        fit_acc = {t: float(_correct(score_with_features(m, feats, fit, t, T, tpl), fit["label"].to_numpy()).mean()) for t in cands}
+        fit_acc = {t: float(correct_two_way(score_with_features(m, feats, fit, t, T, tpl), fit["label"].to_numpy()).mean()) for t in cands}
         best = max(cands, key=lambda t: (fit_acc[t], t is None))
-        c = _correct(score_with_features(m, feats, hold, best, T, tpl), hold["label"].to_numpy())
+        c = correct_two_way(score_with_features(m, feats, hold, best, T, tpl), hold["label"].to_numpy())
         card = copy.deepcopy(sc.card)
         card.setdefault("aliases", {})[str(labeler)] = best
         rep.update(token=best, method="alias of the best-fitting prompt", reason=why,

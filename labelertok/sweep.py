@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .experiment import (USER_ERRORS, RunFailed, RunInterrupted, check_data, check_folders, check_out_dir,
+                                   check_parameters, experiments_dir, holds_run, parse_value, preset_params, run_experiment)
 from .paths import md_code
 
 # %% auto #0
@@ -26,7 +28,6 @@ RESERVED = ('seed', 'out_dir', 'resume', 'fig_root', 'preset')   # set by the sw
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
     "`['lora_rank=1,4', 'token_mode=text,learned']` → `{'lora_rank': [1, 4], 'token_mode': ['text', 'learned']}`."
-    from labelertok.cli import parse_value
     grid = {}
     for s in specs or []:
         key, sep, vals = str(s).partition('=')
@@ -93,7 +94,6 @@ def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = N
     """Every run of the sweep (cells × seeds), each one's parameters checked as `labelertok run` checks them; one
     ValueError lists the problems of all cells. Run folders: `<out_dir>/<cell>/seed<k>` (default out_dir
     `runs/sweeps/<name>`)."""
-    from labelertok import cli
     if type(seeds) is not int or seeds < 1: raise ValueError(f"--seeds {seeds!r}: an int >= 1")
     overrides = dict(overrides or {})
     for k in RESERVED[1:]:
@@ -103,7 +103,7 @@ def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = N
     name = name or sweep_name(grid)
     if not re.match(r'^[\w.+=-]+$', name): raise ValueError(f"sweep name {name!r}: letters, digits and . _ + = - only")
     out_dir = Path(out_dir or Path('runs')/'sweeps'/name).expanduser().resolve()
-    base = cli.preset_params(preset, overrides, notebook=notebook)   # unknown keys, YAML and types of the preset + -p
+    base = preset_params(preset, overrides, notebook=notebook)   # unknown keys, YAML and types of the preset + -p
     seed0 = int(overrides.get('seed', base.get('seed', 0)))
     sw = Sweep(name=name, preset=str(preset), grid=grid, seeds=[seed0 + i for i in range(seeds)], out_dir=out_dir,
                overrides=overrides)
@@ -112,10 +112,10 @@ def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = N
         for s in sw.seeds:
             out = out_dir/cell_name(cell)/f'seed{s}'
             try:
-                p = cli.preset_params(preset, {**overrides, **cell, 'seed': s}, out_dir=out, notebook=notebook)
+                p = preset_params(preset, {**overrides, **cell, 'seed': s}, out_dir=out, notebook=notebook)
                 p['fig_root'] = str(out/'report')   # each run's own report stays in its folder
-                cli.check_out_dir(out, p)
-                p = cli.check_parameters(p, notebook)
+                check_out_dir(out, p)
+                p = check_parameters(p, notebook)
             except ValueError as e:
                 msg = f"{cell_name(cell)}: {e}"
                 if msg not in problems: problems.append(msg)
@@ -123,22 +123,21 @@ def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = N
             sw.runs.append(SweepRun(cell, s, p, out))
     if problems:
         raise ValueError(f"{len(problems)} grid cell(s) refused, nothing was run: " + " | ".join(problems))
-    cli.check_folders(sw.runs[0].params)
+    check_folders(sw.runs[0].params)
     if check_data and sw.runs[0].params.get('data_dir'):
         for s in sw.seeds:   # the split depends on the seed
-            cli.check_data(next(r.params for r in sw.runs if r.seed == s))
+            check_data(next(r.params for r in sw.runs if r.seed == s))
     return sw
 
 # %% ../nbs/3_results/11_sweep.ipynb #7a4870bf
 def _run_one(sw: Sweep, r: SweepRun, notebook, echo: bool) -> tuple[str, float, str]:
-    "Run `r` with `labelertok.cli.run_experiment` (continuing it if it was stopped); returns (status, seconds, message)."
-    from labelertok import cli
+    "Run `r` with `labelertok.experiment.run_experiment` (continuing it if it was stopped); returns (status, seconds, message)."
     t0 = time.time()
     over = {**sw.overrides, **r.cell, 'seed': r.seed, 'fig_root': r.params['fig_root']}
-    if cli._existing_run(r.out): over['resume'] = True   # a stopped or failed run: continue from its saved state
-    try: cli.run_experiment(sw.preset, over, out_dir=r.out, notebook=notebook, echo=echo)
-    except cli.RunInterrupted: raise
-    except (cli.RunFailed, *cli.USER_ERRORS) as e: return 'failed', time.time() - t0, str(e)
+    if holds_run(r.out): over['resume'] = True   # a stopped or failed run: continue from its saved state
+    try: run_experiment(sw.preset, over, out_dir=r.out, notebook=notebook, echo=echo)
+    except RunInterrupted: raise
+    except (RunFailed, *USER_ERRORS) as e: return 'failed', time.time() - t0, str(e)
     sec = time.time() - t0
     (r.out/'sweep_run.json').write_text(json.dumps(dict(cell=r.cell, seed=r.seed, wall_s=round(sec, 1))))
     return 'done', sec, ''
@@ -229,7 +228,7 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
     """group (overall, each token, each attribute) → (ceiling, lo, hi) (synthetic world: Bayes) or, on real data, token →
     (lower, lower_lo, lower_hi, upper, upper_lo, upper_hi) (bounds from test–retest agreement), or None; and where they
     come from."""
-    from labelertok.compare import _groups
+    from labelertok.compare import labeler_groups
     p = res.sweep.runs[0].params
     d = Path(p['data_dir'])
     ans = res.answers
@@ -237,7 +236,7 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
         from labelertok.synthetic import answer_bayes_acc
         b = answer_bayes_acc(ans, d)
         return ({g: (float(np.nanmean(b[m])), None, None) if np.isfinite(b[m]).any() else None
-                 for g, m in _groups(ans, _tokens(ans)).items()},
+                 for g, m in labeler_groups(ans, _tokens(ans)).items()},
                 "Bayes accuracy of the test answers (ground_truth.json)")
     from labelertok.data import read_study
     from labelertok.explore import retest_ceilings
@@ -439,7 +438,6 @@ def sweep_command(sw: Sweep) -> str:
     return ' '.join(parts)
 
 def _experiments():
-    from labelertok.cli import experiments_dir
     try: return experiments_dir()
     except FileNotFoundError: return None
 

@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
-from .evaluation import (_attr_order, _check_labeler_rows, _check_tokens, _gather_images, _public, _sample_tokens,
-                                   _to_device, _token_order, _use_tokens, _visual, bootstrap_ci, encode_pairs, evaluate,
-                                   pair_batch_loss, pair_logits, pair_loss)
-from .model import _is_token_param
-from .runs import (RunLock, mark_run_folder, _atomic_write, _dumps, _load_trainable, _optimizer_from_files, _param_names,
-                             _rng_from_files, _trainable_state, check_same_run, open_run, run_fingerprint,
+from .evaluation import (attribute_order, check_labeler_rows, check_sample_tokens, gather_images, public_result, sample_token_index,
+                                   to_device, labeler_token_order, uses_tokens, has_visual_tokens, evaluate, pair_logits,
+                                   pair_loss)
+from .model import is_token_param
+from .runs import (RunLock, mark_run_folder, atomic_write, json_text, load_trainable, optimizer_from_files, param_names,
+                             rng_from_files, trainable_tensors, check_same_run, open_run, run_fingerprint,
                              save_checkpoint, write_state)
 from .tokens import make_prompt
 
@@ -95,8 +95,8 @@ def _is_better(value: float, best: Optional[float], metric: str) -> bool:
 def _param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
     """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas)
     without it — decoupled decay would shrink the row of every labeler absent from a batch towards its init word."""
-    decay = [p for n, p in named if not _is_token_param(n)]
-    rows = [p for n, p in named if _is_token_param(n)]
+    decay = [p for n, p in named if not is_token_param(n)]
+    rows = [p for n, p in named if is_token_param(n)]
     return [g for g in (dict(params=decay, weight_decay=weight_decay), dict(params=rows, weight_decay=0.0)) if g["params"]]
 
 
@@ -242,7 +242,7 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     part, weight = _shard(idx, engine.rank, engine.world)
     B = len(part)
     i1, i2 = engine.train_i1[part], engine.train_i2[part]
-    visual = _visual(engine.model)
+    visual = has_visual_tokens(engine.model)
     tok = np.empty(0, np.int64) if engine.train_tok is None else engine.train_tok[part]
     if visual:   # one code per (image, labeler): a labeler's visual tokens change only their view of an image
         n_tok = len(engine.model.tokens)
@@ -255,10 +255,10 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     pinv = np.argsort(order, kind="stable")[pinv.reshape(-1)]
     prompts = [engine.prompt_table[j] for j in ucodes[order]]
     # every per-step index in one host-to-device copy: image rows, image positions, prompt positions, samples, labelers
-    idx_all = _to_device(np.concatenate([rows, inv.reshape(-1), pinv, part, tok]), engine.device)
+    idx_all = to_device(np.concatenate([rows, inv.reshape(-1), pinv, part, tok]), engine.device)
     d_rows, d_inv, d_pinv, d_part, d_tok = idx_all.split([len(rows), 2 * B, B, B, len(tok)])
-    if visual: x = _gather_images(engine.images, rows // n_tok, engine.device, d_rows // n_tok)
-    else: x = _gather_images(engine.images, rows, engine.device, d_rows)
+    if visual: x = gather_images(engine.images, rows // n_tok, engine.device, d_rows // n_tok)
+    else: x = gather_images(engine.images, rows, engine.device, d_rows)
     mark("forward")
     with engine.accelerator.autocast(), _attention_kernels(engine.device):
         if visual: feats, text, temps = engine.forward(x, prompts, d_rows % n_tok)
@@ -334,9 +334,9 @@ def _log_epoch(engine: Engine, row: dict, images_per_s: Optional[float]):
 
 
 def _write_outputs(engine: Engine, state: TrainState):
-    _atomic_write(engine.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
+    atomic_write(engine.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
     engine.summary["timings"] = state.timings
-    _atomic_write(engine.out / "summary.json", _dumps(engine.summary))
+    atomic_write(engine.out / "summary.json", json_text(engine.summary))
 
 
 def save_state(engine: Engine, state: TrainState):
@@ -368,7 +368,7 @@ def _record_epoch(engine: Engine, state: TrainState, epoch: int, train_loss: flo
     state.history.append(row)
     state.epoch = epoch
     if epoch == 0 or _is_better(row[metric], state.best_value, metric):
-        state.best_epoch, state.best_value, state.best_state = epoch, row[metric], _trainable_state(engine.model)
+        state.best_epoch, state.best_value, state.best_state = epoch, row[metric], trainable_tensors(engine.model)
     if epoch == 0: state.timings["epochs"].append(dict(epoch=0, train_s=0.0, eval_s=t_epoch))
     else: state.timings["epochs"].append(dict(epoch=epoch, train_s=t_train, eval_s=t_epoch - t_train,
                                               train_samples_per_s=engine.n_train / max(t_train, 1e-9)))
@@ -430,7 +430,7 @@ def _labeler_tables(model, config: TrainConfig, data: LabelerData):
         if not has: model.add_labeler_temperatures(config.temperature)
     elif has:
         raise ValueError("the model has learned per-labeler temperatures: train it with labeler_temperature='learned'")
-    _check_labeler_rows(model, data.samples["token"])
+    check_labeler_rows(model, data.samples["token"])
 
 
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
@@ -447,11 +447,11 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
     launched = _launched()
     try:
         acc, device = _accelerator(config, out)
-        use_tokens = _use_tokens(model, config)
-        _check_tokens(model, data.samples, use_tokens)
+        use_tokens = uses_tokens(model, config)
+        check_sample_tokens(model, data.samples, use_tokens)
         _labeler_tables(model, config, data)
         fingerprint = run_fingerprint(data, model, data_info)
-        model_config = json.loads(_dumps(dict(getattr(model, "config", {}) or {})))
+        model_config = json.loads(json_text(dict(getattr(model, "config", {}) or {})))
 
         def prepare():  # everything that can refuse the run, before anything is written
             nonlocal lock
@@ -505,7 +505,7 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
     table = [make_prompt(a, t if use_tokens else None, tpl) for t, a in kuniq for tpl in config.templates]
     first_row: dict[str, int] = {}
     canon = np.asarray([first_row.setdefault(p, j) for j, p in enumerate(table)], dtype=np.int64)
-    named = _param_names(model)
+    named = param_names(model)
     if not named: raise ValueError("the model has no trainable parameters (see LabelerCLIP.set_trainable)")
     opt = _make_optimizer(named, config, device)
     forward = acc.prepare_model(PairEncoder(model, config.compile), device_placement=False)
@@ -519,8 +519,8 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
                   device=device, images=images, train_i1=tr["i1"].to_numpy(np.int64), train_i2=tr["i2"].to_numpy(np.int64),
                   train_labels=torch.tensor(tr["label"].to_numpy(np.int64)).to(device),
                   prompt_table=table, prompt_base=np.asarray(kcodes, dtype=np.int64) * T, prompt_canon=canon,
-                  groups=tr["pair_id"].to_numpy() if config.group_pairs else None, train_tok=_sample_tokens(model, tr),
-                  tokens_order=_token_order(data, samples), attrs_order=_attr_order(samples), summary=summary,
+                  groups=tr["pair_id"].to_numpy() if config.group_pairs else None, train_tok=sample_token_index(model, tr),
+                  tokens_order=labeler_token_order(data, samples), attrs_order=attribute_order(samples), summary=summary,
                   meta_base=meta_base, callbacks=tuple(callbacks))
 
 
@@ -529,9 +529,9 @@ def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
     config = engine.config
     if saved is not None:
         m = saved["meta"]
-        _load_trainable(engine.model, saved["trainable"])
-        _optimizer_from_files(engine.optimizer, saved["optimizer"], m["optimizer"])
-        _rng_from_files(saved["rng"], m["rng"])
+        load_trainable(engine.model, saved["trainable"])
+        optimizer_from_files(engine.optimizer, saved["optimizer"], m["optimizer"])
+        rng_from_files(saved["rng"], m["rng"])
         state = TrainState(epoch=m["epoch"], history=m["history"], best_epoch=m["best_epoch"], best_value=m["best_value"],
                            best_state=saved["best"], timings=m["timings"])
         state.timings.setdefault("resumed_at_epoch", []).append(m["epoch"] + 1)
@@ -554,13 +554,13 @@ def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
 def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
     "Test with the best weights (the model keeps them), write test_predictions.csv and the final summary."
     config, data, timings = engine.config, engine.data, state.timings
-    _load_trainable(engine.model, state.best_state)
+    load_trainable(engine.model, state.best_state)
     ev_te = evaluate(engine.model, data, "test", config, images=engine.images)
     timings.update(test_eval_s=ev_te["time_s"], total_s=timings.get("total_s", 0.0) + time.perf_counter() - t_start,
                    train_s=sum(e["train_s"] for e in timings["epochs"]), eval_s=sum(e["eval_s"] for e in timings["epochs"]))
     engine.summary.update(status="complete", best_epoch=state.best_epoch,
                           best_val_acc=state.history[state.best_epoch]["val_acc"],
-                          completed_epochs=len(state.history) - 1, test=_public(ev_te))
+                          completed_epochs=len(state.history) - 1, test=public_result(ev_te))
     temps = engine.model.labeler_temperatures()
     if temps is not None:   # the best epoch's (the model holds its weights now)
         engine.summary["labeler_temperatures"] = {t: float(v) for t, v in zip(engine.model.tokens, temps.detach().cpu())}
@@ -570,7 +570,7 @@ def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
                                   token=te["token"].to_numpy(), attribute=te["attribute"].to_numpy(),
                                   label=te["label"].to_numpy(), p_first=ev_te["p_first"],
                                   correct=ev_te["correct"].astype(int)))
-        _atomic_write(engine.out / "test_predictions.csv", preds.to_csv(index=False))
+        atomic_write(engine.out / "test_predictions.csv", preds.to_csv(index=False))
         _write_outputs(engine, state)
         if config.progress:
             print(f"best epoch {state.best_epoch} ({config.select_metric} {state.best_value:.4f}); test acc "

@@ -132,7 +132,7 @@ def test_cli_run(tmp_path, preset, env):
 
 def test_cpu_preset_for_your_data():
     "`your_data_cpu`: the real model and weights, on a CPU, on the leak-free split, with learned tokens; checked as a run would be."
-    from labelertok.cli import check_parameters, preset_params
+    from labelertok.experiment import check_parameters, preset_params
     p = yaml.safe_load((EXPERIMENTS/'your_data_cpu.yaml').read_text())
     assert set(p) <= notebook_parameters() and p['data_dir'] is None
     assert (p['model'], p['pretrained'], p['device'], p['split'], p['token_mode']) == ('ViT-B-32', 'openai', 'cpu', 'pair', 'learned')

@@ -204,7 +204,7 @@ def test_no_temporary_folders_left(capsys, monkeypatch, tmp_path, tiny_yaml):
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
     for c in nb.cells: c.metadata.pop('tags', None)
     untagged = tmp_path/'untagged.ipynb'; nbformat.write(nb, str(untagged))
-    from labelertok.cli import run_experiment
+    from labelertok.experiment import run_experiment
     monkeypatch.setattr(pm, 'execute_notebook', FakeKernel('ok'))
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), 'labelertok_nb_*')))
     run_experiment(tiny_yaml, out_dir=tmp_path/'o', notebook=untagged, echo=False)
@@ -373,8 +373,8 @@ def test_untrained_and_unsafe_weights_refused_before_a_kernel(capsys, monkeypatc
         line = one_line(err)
         assert rc == 2 and says in line and f"pretrained='{tmp_path/f}'" in line and 'weights_only' not in line
     assert not kernel.calls and not (tmp_path/'o').exists()
-    from labelertok.backbone import _resolve_pretrained          # the same check where an export names its weights
-    with pytest.raises(ValueError, match='pickles Python objects'): _resolve_pretrained('tiny', str(tmp_path/'w.pt'))
+    from labelertok.backbone import resolve_weights          # the same check where an export names its weights
+    with pytest.raises(ValueError, match='pickles Python objects'): resolve_weights('tiny', str(tmp_path/'w.pt'))
 
 
 def test_resume_with_other_settings_refused_before_a_kernel(capsys, monkeypatch, tiny_yaml, finished_run):
@@ -413,10 +413,10 @@ def test_bad_parameter_refused_at_once_without_torch(tmp_path, tiny_yaml, env):
 
 def test_stale_temp_files_and_a_stopped_checkpoint_save_recovered(tmp_path):
     import subprocess, sys, warnings
-    from labelertok.runs import _atomic_write, readable_checkpoint, save_checkpoint
+    from labelertok.runs import atomic_write, readable_checkpoint, save_checkpoint
     dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
     stale = tmp_path/f'.summary.json.{dead.stdout.strip()}.tmp'; stale.write_text('half')   # a writer killed mid-write
-    _atomic_write(tmp_path/'summary.json', '{}')
+    atomic_write(tmp_path/'summary.json', '{}')
     assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ['summary.json']
     ck = tmp_path/'checkpoints'; (ck/'.best.old').mkdir(parents=True); (ck/'.best.old'/'w').write_text('epoch 3')
     with warnings.catch_warnings(record=True) as w:                          # killed between the two renames
@@ -454,7 +454,7 @@ def test_unicode_names_tables_and_unreachable_weights_explained(tmp_path, monkey
     import huggingface_hub
     monkeypatch.setenv('HF_HUB_OFFLINE', '1'); monkeypatch.setattr(huggingface_hub, 'try_to_load_from_cache', lambda *a, **k: None)
     backbone.weights_reachable.cache_clear()
-    from labelertok.cli import check_parameters
+    from labelertok.experiment import check_parameters
     p = {**TINY_PARAMS, 'model': 'ViT-B-32', 'pretrained': 'openai'}
     with pytest.raises(ValueError, match=r"pretrained='openai' \(the ViT-B-32 weights 'openai' are not in the local cache"):
         check_parameters(p, NOTEBOOK)

@@ -74,7 +74,7 @@ def _compare_split(sc, df):
 def test_compare_reproduces_test_accuracy(run, scorer, test_split):
     summary = json.loads((run / "summary.json").read_text())
     p = _compare_split(scorer, test_split)
-    correct = S._correct(p, test_split["label"].to_numpy())
+    correct = S.correct_two_way(p, test_split["label"].to_numpy())
     assert correct.mean() == summary["test"]["acc"]
     preds = pd.read_csv(run / "test_predictions.csv")
     assert (correct.astype(int) == preds["correct"].to_numpy()).all()
@@ -114,8 +114,8 @@ def test_export_load_identical(run, scorer, world, weights, tmp_path):
     keys = list(load_file(str(out / "adapter_model.safetensors")))
     assert keys and all(k.startswith("base_model.model.") and (".lora_A.weight" in k or ".lora_B.weight" in k) for k in keys)
     from peft import PeftModel  # the adapter files load with peft itself onto a plain open_clip model
-    from labelertok.model import _create_base
-    pm = PeftModel.from_pretrained(_create_base("tiny", None if weights is None else str(weights))[0], str(out))
+    from labelertok.model import create_base
+    pm = PeftModel.from_pretrained(create_base("tiny", None if weights is None else str(weights))[0], str(out))
     lora = {n.replace("base_model.model.", "").replace(".default.", ".lora."): p for n, p in pm.named_parameters() if "lora_" in n}
     own = {n: p for n, p in scorer.model.clip.named_parameters() if "lora_" in n}
     assert set(lora) == set(own) and all(torch.equal(lora[n], own[n]) for n in own)

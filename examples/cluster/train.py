@@ -14,7 +14,7 @@ from dataclasses import fields
 import torch
 from accelerate import PartialState
 
-from labelertok.cli import parse_overrides, preset_params
+from labelertok.experiment import parse_overrides, preset_params
 from labelertok.data import load_labeler_data
 from labelertok.model import ModelConfig, create_model
 from labelertok.tokens import user_tokens
