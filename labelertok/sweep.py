@@ -90,10 +90,10 @@ def sweep_name(grid: dict) -> str:
     return '+'.join(grid)
 
 def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = None, out_dir=None,
-               name: Optional[str] = None, notebook=None, check_data: bool = True) -> Sweep:
+               name: Optional[str] = None, notebook=None, read_data: bool = True) -> Sweep:
     """Every run of the sweep (cells × seeds), each one's parameters checked as `labelertok run` checks them; one
     ValueError lists the problems of all cells. Run folders: `<out_dir>/<cell>/seed<k>` (default out_dir
-    `runs/sweeps/<name>`)."""
+    `runs/sweeps/<name>`). `read_data`: also read the data as each seed's runs will (`experiment.check_data`)."""
     if type(seeds) is not int or seeds < 1: raise ValueError(f"--seeds {seeds!r}: an int >= 1")
     overrides = dict(overrides or {})
     for k in RESERVED[1:]:
@@ -124,7 +124,7 @@ def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = N
     if problems:
         raise ValueError(f"{len(problems)} grid cell(s) refused, nothing was run: " + " | ".join(problems))
     check_folders(sw.runs[0].params)
-    if check_data and sw.runs[0].params.get('data_dir'):
+    if read_data and sw.runs[0].params.get('data_dir'):
         for s in sw.seeds:   # the split depends on the seed
             check_data(next(r.params for r in sw.runs if r.seed == s))
     return sw
