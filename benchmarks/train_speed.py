@@ -43,7 +43,7 @@ from labelertok.data import load_labeler_data  # noqa: E402
 from labelertok.model import create_model  # noqa: E402
 from labelertok.synthetic import make_world  # noqa: E402
 from labelertok.tokens import make_prompt  # noqa: E402
-from labelertok.evaluation import bootstrap_ci  # noqa: E402
+from labelertok.intervals import cluster_bootstrap  # noqa: E402
 from labelertok.train import TrainConfig, evaluate, pair_logits, pair_loss, resolve_device, train  # noqa: E402
 
 
@@ -183,8 +183,10 @@ def reference_eval(model, data, config: TrainConfig, num_workers: int, split: st
         if max_steps and step >= max_steps: break
     _sync(device)
     c = np.concatenate(correct)
+    pid = data.split(split)["pair_id"].to_numpy()[:n]   # the loader keeps the split's order: answers to one pair together
+    ci = cluster_bootstrap(c, pid, config.n_boot, config.seed)
     return dict(seconds=time.perf_counter() - t0, samples=n, loss=sum(losses) / n, acc=float(c.mean()),
-                ci=bootstrap_ci(c, config.n_boot, config.seed))
+                ci=(ci["lo"], ci["hi"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,13 +16,14 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import ATTRIBUTES, LabelerData
+from .intervals import cluster_bootstrap
 from .tokens import ensemble_text_features, make_prompt
 
 # %% auto #0
-__all__ = ['pair_logits', 'pair_loss', 'bootstrap_ci', 'amp_autocast', 'to_device', 'gather_images', 'encode_pairs',
-           'pair_batch_loss', 'uses_tokens', 'check_sample_tokens', 'labeler_token_order', 'attribute_order',
-           'accuracy_table', 'encode_image_rows', 'has_visual_tokens', 'check_labeler_rows', 'sample_token_index',
-           'evaluate', 'public_result']
+__all__ = ['pair_logits', 'pair_loss', 'amp_autocast', 'to_device', 'gather_images', 'encode_pairs', 'pair_batch_loss',
+           'uses_tokens', 'check_sample_tokens', 'labeler_token_order', 'attribute_order', 'accuracy_table',
+           'encode_image_rows', 'has_visual_tokens', 'check_labeler_rows', 'sample_token_index', 'evaluate',
+           'public_result']
 
 # %% ../nbs/2_training/01_evaluation.ipynb #64d33165
 def pair_logits(img1: torch.Tensor, img2: torch.Tensor, text: torch.Tensor, temperature: float | torch.Tensor = 0.15) -> torch.Tensor:
@@ -40,22 +41,6 @@ def pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     chosen = logits.gather(1, labels[:, None])[:, 0]
     other = logits.gather(1, (1 - labels)[:, None])[:, 0]
     return loss, chosen > other
-
-# %% ../nbs/2_training/01_evaluation.ipynb #aff81789
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    "Percentile bootstrap (1-`alpha`) CI of the mean of `correct`; (nan, nan) when empty or `n_boot` is 0."
-    x = np.asarray(correct, dtype=np.float64).ravel()
-    n = x.size
-    if n == 0 or n_boot <= 0: return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    if np.all((x == 0) | (x == 1)):
-        means = rng.binomial(n, x.mean(), size=n_boot) / n
-    else:
-        chunk = max(1, 2_000_000 // n)
-        means = np.concatenate([x[rng.integers(0, n, size=(min(chunk, n_boot - i), n))].mean(1)
-                                for i in range(0, n_boot, chunk)])
-    lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return (float(lo), float(hi))
 
 # %% ../nbs/2_training/01_evaluation.ipynb #8bbd2e56
 def _model_device(model) -> torch.device:
@@ -136,15 +121,20 @@ def attribute_order(samples: pd.DataFrame) -> list[str]:
 # %% ../nbs/2_training/01_evaluation.ipynb #0c3e16ce
 def accuracy_table(correct: np.ndarray, tokens: Sequence[str], attributes: Sequence[str], n_boot: int = 1000,
                    seed: int = 0, token_order: Optional[Sequence[str]] = None,
-                   attr_order: Optional[Sequence[str]] = None) -> dict:
-    "Accuracy with CI overall, per token, per attribute and per token × attribute (JSON-able; CIs as [lo, hi])."
+                   attr_order: Optional[Sequence[str]] = None, clusters: Optional[Sequence] = None) -> dict:
+    """Accuracy with CI overall, per token, per attribute and per token × attribute (JSON-able; CIs as [lo, hi]): the
+    percentile intervals of `intervals.cluster_bootstrap`, resampling `clusters` (each sample's `pair_id`; None: each
+    sample its own cluster)."""
     c = np.asarray(correct, dtype=np.float64)
+    cl = None if clusters is None else np.asarray(clusters)
     tokens, attributes = np.asarray(tokens, dtype=object), np.asarray(attributes, dtype=object)
     token_order = list(token_order) if token_order is not None else sorted(set(tokens))
     attr_order = list(attr_order) if attr_order is not None else sorted(set(attributes))
     mean = lambda m: float(c[m].mean()) if m.any() else float("nan")
-    ci = lambda m: list(bootstrap_ci(c[m], n_boot, seed))
-    lo, hi = bootstrap_ci(c, n_boot, seed)
+    def ci(m):
+        r = cluster_bootstrap(c[m], None if cl is None else cl[m], n_boot, seed)
+        return [r["lo"], r["hi"]]
+    lo, hi = ci(np.ones(len(c), bool))
     out = dict(acc=float(c.mean()) if c.size else float("nan"), acc_lo=lo, acc_hi=hi, n=int(c.size),
                per_user={}, per_user_ci={}, per_user_n={}, per_attribute={}, per_attribute_ci={},
                per_user_attribute={}, per_user_attribute_ci={})
@@ -287,7 +277,7 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     correct = correct.cpu().numpy()
     out = dict(split=split, loss=float(loss), **accuracy_table(
         correct, df["token"].to_numpy(), df["attribute"].to_numpy(), config.n_boot, config.seed,
-        labeler_token_order(data, df), attribute_order(df)))
+        labeler_token_order(data, df), attribute_order(df), df["pair_id"].to_numpy() if "pair_id" in df else None))
     out.update(correct=correct, p_first=p_first.cpu().numpy(), logits=logits.cpu().numpy(), index=df.index.to_numpy(),
                n_images=int(len(rows)), n_prompts=int(n_prompts), time_s=time.perf_counter() - t0)
     if tpl is not None: out["templates"] = tpl

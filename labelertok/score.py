@@ -24,7 +24,8 @@ from .backbone import looks_like_checkpoint
 from .model import META_FILE, LabelerCLIP, create_model, load_model
 from .tokens import TEMPLATES
 from .config import resolve_device
-from .evaluation import amp_autocast, bootstrap_ci
+from .evaluation import amp_autocast
+from .intervals import cluster_bootstrap
 from .runs import DamagedFile, RunFolderBusy, atomic_write, lock_owner, read_json, readable_checkpoint
 
 # %% auto #0
@@ -520,6 +521,7 @@ def _cmd_score(a) -> None:
             lab, kind = decode_answers(pairs["label"].tolist())
             if (kind == "unknown").any(): raise ValueError(f"{pp.name}: label must be 2 (im1 chosen) or 1 (im2 chosen); "
                                                            f"{int((kind == 'unknown').sum())} other value(s)")
+        pair_ids = pd.factorize(pairs[["im1", "im2"]].apply(lambda r: tuple(sorted(r)), axis=1))[0]   # unordered pairs
     sc = load(a.source, device=a.device, batch_size=a.batch_size, progress=True)
     toks, attrs = _choices(sc, a.labeler, a.attribute)
     items = list(pairs["im1"]) + list(pairs["im2"]) if a.pairs else expand_images(a.images)
@@ -544,7 +546,8 @@ def _cmd_score(a) -> None:
                 if lab is not None:
                     m = lab >= 0
                     c = correct_two_way(p[m], lab[m])
-                    lo, hi = bootstrap_ci(c, 1000, 0)
+                    ci = cluster_bootstrap(c, pair_ids[m], 1000, 0)   # a pair listed twice: resampled together
+                    lo, hi = ci["lo"], ci["hi"]
                     print(f"{sc.labeler_name(t)} / {at}: accuracy {c.mean():.4f} [95% CI {lo:.4f}, {hi:.4f}] on {int(m.sum())} labelled pairs")
         if sc.compare_temperature != sc.temperature:
             print(f"p_im1 at the calibrated temperature {sc.compare_temperature:.4g} (training temperature {sc.temperature:g})")
