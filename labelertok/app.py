@@ -28,13 +28,13 @@ def compare_table(sc: Scorer, a, b) -> pd.DataFrame:
             for t in toks]
     return pd.DataFrame(rows, columns=["labeler"] + sc.attributes)
 
-
+# %% ../nbs/4_use/03_app.ipynb #c4646341
 def ranked_faces(sc: Scorer, images: list, labeler, attribute: str, n: int = 12) -> list[tuple[str, str]]:
     "The `n` faces `labeler` ranks highest for `attribute`, as (file, caption 'rank. score')."
     r = sc.rank(images, attribute, labeler).head(n)
     return [(im, f"{k}. {s:+.2f}") for im, k, s in zip(r.image, r["rank"], r.score)]
 
-
+# %% ../nbs/4_use/03_app.ipynb #ff9daf8d
 def taste_markdown(sc: Scorer, images: list, labeler, attribute: str) -> str:
     "The labeler's taste in words (markdown, tokens as code spans) from `explain`."
     e = explain(sc, labeler, attribute, images=images, n_boot=100)
@@ -52,7 +52,7 @@ def _theme():
     import gradio as gr
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
-
+# %% ../nbs/4_use/03_app.ipynb #5ec6d72e
 def build_app(source, images=None, n_gallery: int = 12, device: str = "cpu"):
     """The explorer (a `gradio.Blocks`) for a run folder, an exported folder or a `Scorer`; `images`: the faces to pick
     from and rank (default: the training data's). API names: compare, rank, side_by_side."""
@@ -74,7 +74,8 @@ def build_app(source, images=None, n_gallery: int = 12, device: str = "cpu"):
         return ranked_faces(sc, files, tok(labeler), attribute, n_gallery), taste_markdown(sc, files, tok(labeler), attribute)
 
     def do_side(la, lb, attribute):
-        ga, wa = do_rank(la, attribute); gb, wb = do_rank(lb, attribute)
+        ga, wa = do_rank(la, attribute)
+        gb, wb = do_rank(lb, attribute)
         return ga, wa, gb, wb
 
     with gr.Blocks(title="labelertok explorer", analytics_enabled=False) as demo:
@@ -103,23 +104,29 @@ def build_app(source, images=None, n_gallery: int = 12, device: str = "cpu"):
                 at2 = gr.Dropdown(attrs, value=a0, label="attribute")
             gb0, wb0 = do_rank(names[-1], a0)
             with gr.Row():
-                with gr.Column(): wa_ = gr.Markdown(w0); ga_ = gr.Gallery(value=g0, columns=4, label="left labeler's top faces")
-                with gr.Column(): wb_ = gr.Markdown(wb0); gb_ = gr.Gallery(value=gb0, columns=4, label="right labeler's top faces")
+                with gr.Column():
+                    wa_ = gr.Markdown(w0)
+                    ga_ = gr.Gallery(value=g0, columns=4, label="left labeler's top faces")
+                with gr.Column():
+                    wb_ = gr.Markdown(wb0)
+                    gb_ = gr.Gallery(value=gb0, columns=4, label="right labeler's top faces")
             show = gr.Button("Show")
             show.click(do_side, [la, lb, at2], [ga_, wa_, gb_, wb_], api_name="side_by_side")
     demo.labelertok_scorer, demo.labelertok_images = sc, files
     return demo
 
-
+# %% ../nbs/4_use/03_app.ipynb #490badf5
 def free_port(start: int = 7860, tries: int = 100) -> int:
     "The first port from `start` that is free on 127.0.0.1."
     for p in range(start, start + tries):
         with socket.socket() as s:
-            try: s.bind(("127.0.0.1", p)); return p
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
             except OSError: continue
     raise OSError(f"no free port on 127.0.0.1 in {start}..{start + tries - 1}")
 
-
+# %% ../nbs/4_use/03_app.ipynb #402f0abe
 def launch(source, port: Optional[int] = None, images=None, inline: Optional[bool] = None, block: bool = False,
            device: str = "cpu", quiet: bool = True):
     """Serve `build_app(source)` on 127.0.0.1:`port` (default: the first free one from 7860); in a notebook it also shows

@@ -17,6 +17,7 @@ from torch import nn
 from .data import ATTRIBUTES
 from .model import LabelerCLIP
 from .evaluation import encode_image_rows
+from .backbone import MODEL_CONFIGS, register_model_configs
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'L2_GRID', 'model_image_size', 'method_label',
@@ -27,7 +28,6 @@ __all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'L2_GRID', '
 def model_image_size(model: str) -> int:
     "Input image size of an open_clip model config (or `tiny`), read from its config: nothing is built or downloaded."
     import open_clip
-    from labelertok.backbone import MODEL_CONFIGS, register_model_configs
     if model in MODEL_CONFIGS: register_model_configs()
     cfg = open_clip.get_model_config(model)
     if cfg is None: raise ValueError(f"unknown model {model!r}")

@@ -16,6 +16,8 @@ from .data import load_labeler_data
 from .paths import md_code
 from .runs import atomic_write, read_json
 from .score import SUMMARY_REMEDY, CALIBRATION_FILE, Scorer, correct_two_way, exact_two_way, load
+from .config import TrainConfig
+from .evaluation import evaluate
 
 # %% auto #0
 __all__ = ['reliability', 'ece_noise_floor', 'fit_temperature', 'run_data', 'split_logits', 'calibration', 'plot_reliability',
@@ -62,7 +64,7 @@ def _nll(d: np.ndarray, y0: np.ndarray, T: float) -> float:
     z = np.where(y0, d, -d) / T
     return float(np.mean(np.logaddexp(0.0, -z)))
 
-
+# %% ../nbs/3_results/02_calibration.ipynb #529b89c0
 def fit_temperature(d: np.ndarray, label: np.ndarray, lo: float = 1e-3, hi: float = 10.0) -> float:
     "The temperature minimising the log loss of cosine differences `d` (first minus second) on `label`."
     d, y0 = np.asarray(d, np.float64), np.asarray(label) == 0
@@ -90,8 +92,6 @@ def run_data(run_dir, cache_dir=None, verbose: bool = False):
 # %% ../nbs/3_results/02_calibration.ipynb #f5986a3e
 def split_logits(scorer: Scorer, data, split: str) -> pd.DataFrame:
     "Per sample of `split`: token, attribute, label, and the float32 logits s1, s2 of its two images (as evaluation)."
-    from labelertok.config import TrainConfig
-    from labelertok.evaluation import evaluate
     c = scorer.card
     cfg = TrainConfig(progress=False, n_boot=0, templates=c["templates"], temperature=scorer.temperature,
                       use_tokens=c.get("use_tokens", True), amp=scorer.amp, eval_batch_size=scorer.batch_size)
@@ -143,7 +143,8 @@ def calibration(run_dir, n_bins: int = 10, device: str = "auto", data=None, plot
 # %% ../nbs/3_results/02_calibration.ipynb #59ea0749
 def plot_reliability(cal: dict, path) -> Path:
     "Reliability diagram: one panel per labeler (and all), before/after the fitted temperature."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib
+    import matplotlib.pyplot as plt
     panels = [("all labelers", cal["test"])] + [(f"{t}\n{v['user_id']}", v) for t, v in cal["per_labeler"].items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False)
     for ax, (title, r) in zip(axes[0], panels):
@@ -156,14 +157,16 @@ def plot_reliability(cal: dict, path) -> Path:
         ax.set_title(f"{title} (n={r['n']})", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("accuracy")
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return Path(path)
 
 # %% ../nbs/3_results/02_calibration.ipynb #039e5bcc
 def _floor(r: dict) -> str:
     return "–" if "floor" not in r else f"{r['floor']:.4f} [{r['floor_lo']:.4f}, {r['floor_hi']:.4f}]"
 
-
+# %% ../nbs/3_results/02_calibration.ipynb #4f59c573
 def calibration_markdown(run_dir, image: Optional[str] = "calibration.png") -> str:
     "The report's calibration section from the run's `calibration.json` (`image`: link to the diagram, or None)."
     cal = json.loads((Path(run_dir) / CALIBRATION_FILE).read_text())

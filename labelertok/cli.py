@@ -74,7 +74,7 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--fast-seconds", type=float, default=3.0, help="an answer quicker than this counts as fast (default 3)")
     s.add_argument("--alpha", type=float, default=0.01, help="level of the one-sided binomial tests (default 0.01)")
 
-
+# %% ../nbs/4_use/04_cli.ipynb #51ed2ddc
 class _HelpWithDefaults(argparse.HelpFormatter):
     "Help that ends each option with its default, unless it has none or its text already gives it."
     def _get_help_string(self, action):
@@ -85,7 +85,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
             h += ' (default: %(default)s)'
         return h
 
-
+# %% ../nbs/4_use/04_cli.ipynb #3e011a0d
 def build_parser() -> argparse.ArgumentParser:
     "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports. '
@@ -169,12 +169,14 @@ def _cmd_synth(a):
     from labelertok.synthetic import make_world
     make_world(a.out_dir, scale=a.scale, seed=a.seed, image_size=a.image_size, overwrite=a.overwrite)  # prints its summary
 
+# %% ../nbs/4_use/04_cli.ipynb #07236342
 def _cmd_pretrain(a):
     import torch
     from labelertok.pretrain import pretrain_clip
     if a.threads: torch.set_num_threads(a.threads)
     pretrain_clip(a.out, n_images=a.n_images, epochs=a.epochs, seed=a.seed, overwrite=a.overwrite)
 
+# %% ../nbs/4_use/04_cli.ipynb #7a4096c4
 def _cmd_info(a):
     from labelertok.model import model_info
     pre = None if str(a.pretrained).lower() in ('none', 'null', '') else a.pretrained
@@ -183,6 +185,7 @@ def _cmd_info(a):
                       visual_tokens=a.visual_tokens)
     print(json.dumps(info, indent=2, default=str))
 
+# %% ../nbs/4_use/04_cli.ipynb #71f24e47
 def _cmd_run(a):
     if a.list or not a.preset:
         for n in list_presets():
@@ -195,12 +198,14 @@ def _cmd_run(a):
     rep = report_root(out, over.get('fig_root', 'figures'))/Path(out).name/'results.md'   # beside a run outside the repository
     print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}" + (f"\nreport: {rep}" if rep.is_file() else ''))
 
+# %% ../nbs/4_use/04_cli.ipynb #d410dc1b
 def _cmd_compare(a):
     overrides = {'fig_root': a.fig_root, **parse_overrides(a.parameter)}
     out = run_experiment(a.preset, overrides, out_dir=a.out_dir, overwrite=a.overwrite, notebook=compare_notebook())
     fig = report_root(out, overrides['fig_root'])/resolve_preset(a.preset).stem   # beside a run outside the repository
     print(f"run folder: {out}\nexecuted notebook: {out/'run.ipynb'}\nreport: {fig/'results.md'}")
 
+# %% ../nbs/4_use/04_cli.ipynb #24744ed8
 def _cmd_sweep(a):
     from labelertok.sweep import parse_grid, plan_sweep, run_sweep, sweep_report
     sw = plan_sweep(a.preset, parse_grid(a.grid), seeds=a.seeds, overrides=parse_overrides(a.parameter),
@@ -212,11 +217,13 @@ def _cmd_sweep(a):
         raise RunFailed(f"{int((log.status == 'failed').sum())} of {len(log)} runs failed (see {f}); run the same "
                         "command again to retry them (finished runs are skipped)")
 
+# %% ../nbs/4_use/04_cli.ipynb #ac2bd227
 def _cmd_report(a):
     from labelertok.report import write_report
     for rd in a.run_dirs:   # a run outside the repository: its report beside it, not in the repository's figures/
         for f in write_report([rd], fig_root=report_root(rd, a.fig_root)): print(f)
 
+# %% ../nbs/4_use/04_cli.ipynb #ed604623
 USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app', 'quality': 'quality'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
@@ -225,6 +232,7 @@ def _use(name: str):
         return importlib.import_module(f'labelertok.{USE_COMMANDS[name]}').COMMANDS[name](a)
     return run
 
+# %% ../nbs/4_use/04_cli.ipynb #f4b79a00
 def main(argv: list[str]|None=None) -> int:
     """Entry point of the `labelertok` console script; returns the exit status (0 ok, 1 run failed, 2 bad input,
     130 stopped by Ctrl-C). Errors are one line; `--debug` shows the traceback instead."""
@@ -234,15 +242,20 @@ def main(argv: list[str]|None=None) -> int:
         {'synth': _cmd_synth, 'pretrain': _cmd_pretrain, 'info': _cmd_info, 'run': _cmd_run, 'report': _cmd_report,
          'compare': _cmd_compare, 'sweep': _cmd_sweep, **{n: _use(n) for n in USE_COMMANDS}}[a.cmd](a)
     except RunInterrupted as e:
-        print(f"labelertok {a.cmd}: {e}", file=sys.stderr); return 130
+        print(f"labelertok {a.cmd}: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(f"labelertok {a.cmd}: stopped (Ctrl-C)", file=sys.stderr); return 130
+        print(f"labelertok {a.cmd}: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     except RunFailed as e:
-        print(f"labelertok {a.cmd} failed: {e}", file=sys.stderr); return 1
+        print(f"labelertok {a.cmd} failed: {e}", file=sys.stderr)
+        return 1
     except USER_ERRORS as e:
         if a.debug: raise
-        print(f"labelertok {a.cmd}: {e}", file=sys.stderr); return 2
+        print(f"labelertok {a.cmd}: {e}", file=sys.stderr)
+        return 2
     except Exception as e:
         if a.debug: raise
-        print(f"labelertok {a.cmd} failed: {type(e).__name__}: {e} (run it again with --debug to see where)", file=sys.stderr); return 1
+        print(f"labelertok {a.cmd} failed: {type(e).__name__}: {e} (run it again with --debug to see where)", file=sys.stderr)
+        return 1
     return 0

@@ -26,6 +26,7 @@ from .synthetic import answer_bayes_acc, has_ground_truth
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES
 from .train import train
+from .explore import retest_ceilings
 
 # %% auto #0
 __all__ = ['BOUNDS', 'ceiling_per_labeler', 'ceiling_per_sample', 'bounds_per_sample', 'labeler_groups', 'summarise',
@@ -39,7 +40,6 @@ BOUNDS = ("bound_lower", "bound_upper")  # the rows of the bracket on the ceilin
 def ceiling_per_labeler(data: LabelerData, n_boot: int = 1000) -> pd.DataFrame:
     """Bounds on each labeler's Bayes accuracy from test–retest agreement (`explore.retest_ceilings` of `data`'s
     labelers), indexed by token: `lower`, `upper` (with `_lo`/`_hi`), `consistency`, `n_pairs`, `note`."""
-    from labelertok.explore import retest_ceilings
     rc = retest_ceilings(data.samples, n_boot=n_boot).set_index("user_id")
     out = rc.reindex(data.users["user_id"].astype(str))
     out.index = list(data.users["token"])

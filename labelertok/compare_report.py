@@ -37,7 +37,7 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] =
     head = [md_code(g) if g in cmp.tokens else g for g in groups]   # labeler tokens as code: visible in any renderer
     return wide, md_table(["method", "label"] + head, rows)
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #f6a9d51a
 def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", reference: str = "ceiling",
                min_gap: float = 0.05) -> dict:
     """Share of the gap from `base` ("chance" = 50%, or a method id such as "no_token", paired by seed and sample) to
@@ -68,7 +68,7 @@ def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", r
     r = ratio_interval(A - B, Y, cl, shift, se, df)
     return dict(mean=r["mean"], lo=r["lo"], hi=r["hi"])
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #5ee409c6
 GAP_BASES = {"chance": "chance", "no_token": "no token"}
 
 
@@ -108,7 +108,7 @@ def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = 
             if c in gt: out[c] = gt[c].reindex(cmp.tokens)
     return out
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #65df5b3d
 def _plt():
     import matplotlib
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
@@ -117,14 +117,15 @@ def _plt():
     import matplotlib.pyplot as plt
     return plt
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #32b7ebbb
 def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[dict] = None) -> Path:
     """Grouped bars: test accuracy per labeler for every method (95% CI whiskers), the ceiling as a marker, chance line.
     `summ`: `cmp.summary(n_boot)` when already computed."""
     plt = _plt()
     summ = cmp.summary(n_boot) if summ is None else summ
     meths = [m for m in summ if m not in ("ceiling",) + BOUNDS and not m.endswith(STUDY_PROTOCOL)]
-    x = np.arange(len(cmp.tokens)); w = 0.8 / max(len(meths), 1)
+    x = np.arange(len(cmp.tokens))
+    w = 0.8 / max(len(meths), 1)
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(cmp.tokens)), 4.8))
     for i, m in enumerate(meths):
         s = summ[m].loc[cmp.tokens]
@@ -136,15 +137,20 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
         lo, up = (summ[b].loc[cmp.tokens, "mean"].to_numpy(float) for b in BOUNDS)
         ax.vlines(x + 0.42, lo, up, colors="0.3", lw=3, zorder=5, label="bounds from retest agreement")
     ax.axhline(0.5, color="grey", lw=1, ls="--")
-    ax.set_xticks(x, cmp.tokens); ax.set_ylabel("test accuracy"); ax.set_ylim(0.3, 1.0)
+    ax.set_xticks(x, cmp.tokens)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.3, 1.0)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.set_title("Accuracy per labeler (mean over seeds; 95% CI over seeds and image pairs); black bar: Bayes ceiling, "
                  "grey: bounds, dashed: chance", fontsize=9)
-    fig.tight_layout(); path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #65748509
 def plot_fewshot(result: dict, path) -> Path:
     "Accuracy on the held-out labeler's other answers vs k: new token row vs linear probe (95% CI bands)."
     plt = _plt()
@@ -159,14 +165,22 @@ def plot_fewshot(result: dict, path) -> Path:
     if len(z): ax.axhline(float(z["mean"].iloc[0]), color="C0", ls=":", lw=1, label="k = 0 (the new row's initialisation)")
     if info.get("ceiling") is not None: ax.axhline(info["ceiling"], color="k", ls="--", lw=1, label="Bayes ceiling")
     ax.axhline(0.5, color="grey", lw=1, ls="--", label="chance")
-    ax.set_xscale("log"); ks = sorted(s[s.k > 0].k.unique()); ax.set_xticks(ks, [str(k) for k in ks]); ax.minorticks_off()
-    ax.set_xlabel(f"comparisons from the new labeler {info['token']} (k)"); ax.set_ylabel("accuracy on their other answers")
+    ax.set_xscale("log")
+    ks = sorted(s[s.k > 0].k.unique())
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel(f"comparisons from the new labeler {info['token']} (k)")
+    ax.set_ylabel("accuracy on their other answers")
     ax.set_title(f"A new labeler from few answers ({info['reps']} draws per k, {info['n_eval_samples']} eval samples)", fontsize=9)
-    ax.legend(fontsize=7); fig.tight_layout()
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=110); plt.close(fig)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #0e19bfd7
 def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stats: Optional[dict] = None,
                    extra: Optional[dict[str, pd.DataFrame]] = None) -> Path:
     "Token-displacement cosine similarity and labeler agreement side by side (plus `extra` maps), and their scatter."
@@ -179,27 +193,35 @@ def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stat
     for ax, (M, title, cmap) in zip(axs, panels):
         A = M.to_numpy(float)
         im = ax.imshow(A, cmap=cmap, vmin=-1 if cmap == "coolwarm" else None, vmax=1 if cmap == "coolwarm" else None)
-        ax.set_xticks(range(len(M)), M.columns, rotation=45, fontsize=8); ax.set_yticks(range(len(M)), M.index, fontsize=8)
+        ax.set_xticks(range(len(M)), M.columns, rotation=45, fontsize=8)
+        ax.set_yticks(range(len(M)), M.index, fontsize=8)
         for i in range(A.shape[0]):
             for j in range(A.shape[1]):
                 if np.isfinite(A[i, j]): ax.text(j, i, f"{A[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
-        ax.set_title(title, fontsize=9); fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
     names = [n for n in similarity.index if n in agreement.index]
     iu = np.triu_indices(len(names), 1)
-    x = similarity.loc[names, names].to_numpy()[iu]; y = agreement.loc[names, names].to_numpy()[iu]
+    x = similarity.loc[names, names].to_numpy()[iu]
+    y = agreement.loc[names, names].to_numpy()[iu]
     ax = axs[-1]
     ax.scatter(x, y, label="token rows")
     for (i, j), xi, yi in zip(zip(*iu), x, y):
         if np.isfinite(xi) and np.isfinite(yi): ax.annotate(f"{names[i].strip('<>user')}-{names[j].strip('<>user')}", (xi, yi), fontsize=7)
     for k, (title, M) in enumerate((extra or {}).items()):
         ax.scatter(M.loc[names, names].to_numpy()[iu], y, marker="x", label=title.split("\n")[0], color=f"C{k + 1}")
-    ax.set_xlabel("similarity"); ax.set_ylabel("agreement"); ax.legend(fontsize=7)
+    ax.set_xlabel("similarity")
+    ax.set_ylabel("agreement")
+    ax.legend(fontsize=7)
     ax.set_title(f"token rows vs agreement: r = {stats['pearson']:.2f}\n({stats['n_pairs']} labeler pairs)", fontsize=9)
-    fig.tight_layout(); path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #b57f83d7
 CHECK_METHOD = "tokens_learned"
 
 
@@ -255,7 +277,7 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
                                 value=fmt_pct(s["mean"], s["sd"], s["lo"], s["hi"])))
     return out
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #94fea155
 def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Optional[dict] = None,
                          ground_truth: Optional[pd.DataFrame] = None, leak: Optional[pd.DataFrame] = None,
                          fewshot: Optional[dict] = None, taste: Optional[dict] = None, runtime_s: Optional[float] = None,
@@ -263,7 +285,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     """Write `fig_dir/results.md` (the method table, per-labeler gains and checks, what the backbone sees, leakage,
     few-shot, taste map) and the plots; returns the written files (results.md first). `taste` = dict(similarity,
     agreement[, stats]); `visibility` = `backbone_visibility(...)`."""
-    fig_dir = Path(fig_dir); fig_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = Path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
     files = []
     n_seeds = len(cmp.seeds)
     md = [f"# What the labeler token buys{': ' + title if title else ''}", ""]
@@ -359,7 +382,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
                md_table(["split", "method", "n train/val/test", "val acc", "test acc", "inflation val (pts)",
                           "inflation test (pts)"], rows), ""]
     if fewshot is not None:
-        f = plot_fewshot(fewshot, fig_dir / "fewshot.png"); files.append(f)
+        f = plot_fewshot(fewshot, fig_dir / "fewshot.png")
+        files.append(f)
         s, info = fewshot["summary"], fewshot["info"]
         ks = sorted(s.k.unique())
         get = lambda m, k: s[(s.method == m) & (s.k == k)]
@@ -382,7 +406,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     if taste is not None:
         stats = taste.get("stats") or taste_map(taste["similarity"], taste["agreement"])
         extra = dict(taste.get("extra") or {})
-        f = plot_taste_map(taste["similarity"], taste["agreement"], fig_dir / "taste_map.png", stats, extra); files.append(f)
+        f = plot_taste_map(taste["similarity"], taste["agreement"], fig_dir / "taste_map.png", stats, extra)
+        files.append(f)
         rows = [["token rows of the learned mode (displacement from init)", f"{stats['pearson']:.2f}", f"{stats['spearman']:.2f}",
                  ", ".join(f"{x:.2f}" for x in taste.get("per_seed", []))]]
         for title, M in extra.items():
@@ -393,7 +418,8 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
                "Do labelers who agree get nearby tokens? Correlation, over the pairs of labelers, between a similarity "
                "(cosine, averaged over seeds) and the labelers' agreement on shared pairs:", "",
                md_table(["similarity", "Pearson r", "Spearman", "Pearson r per seed"], rows), "", f"![taste map]({f.name})", ""]
-    f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot, summ); files.append(f)
+    f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot, summ)
+    files.append(f)
     md += ["## Figures", "", f"![per labeler]({f.name})", ""]
     t = cmp.info.get("timings", {})
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
@@ -401,18 +427,22 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     write_if_changed(res, "\n".join(md))   # a rerun that only took longer leaves it as it is
     return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot)
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #b3d3b875
 def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame, leak: Optional[pd.DataFrame] = None,
                          fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000) -> list[Path]:
     """The numbers behind `results.md` as CSVs beside it (what a notebook's sentences are computed from):
     `methods.csv` (method, group, mean, sd, lo, hi, n_seeds), `per_labeler.csv` (`per_labeler_results`),
     `leakage.csv` (`leakage_table`), `fewshot.csv` (summary with the held-out labeler's info) and `taste.csv`."""
-    fig_dir = Path(fig_dir); out = []
+    fig_dir = Path(fig_dir)
+    out = []
     m = pd.concat([s.assign(method=k).reset_index() for k, s in summ.items()], ignore_index=True)
-    m[["method", "group", "mean", "sd", "lo", "hi", "n", "n_seeds"]].to_csv(fig_dir / "methods.csv", index=False); out.append(fig_dir / "methods.csv")
-    lab.rename_axis("token").to_csv(fig_dir / "per_labeler.csv"); out.append(fig_dir / "per_labeler.csv")
+    m[["method", "group", "mean", "sd", "lo", "hi", "n", "n_seeds"]].to_csv(fig_dir / "methods.csv", index=False)
+    out.append(fig_dir / "methods.csv")
+    lab.rename_axis("token").to_csv(fig_dir / "per_labeler.csv")
+    out.append(fig_dir / "per_labeler.csv")
     if leak is not None and len(leak):
-        leakage_table(leak, n_boot=n_boot).to_csv(fig_dir / "leakage.csv", index=False); out.append(fig_dir / "leakage.csv")
+        leakage_table(leak, n_boot=n_boot).to_csv(fig_dir / "leakage.csv", index=False)
+        out.append(fig_dir / "leakage.csv")
     if fewshot is not None:
         info = fewshot["info"]
         fewshot["summary"].assign(token=info["token"], ceiling=info.get("ceiling"), pool=info.get("pool"),
@@ -424,19 +454,23 @@ def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame
         rows = [dict(similarity="token rows", pearson=stats["pearson"], spearman=stats["spearman"])]
         rows += [dict(similarity=t.split("\n")[0], pearson=taste_map(M, taste["agreement"])["pearson"],
                       spearman=taste_map(M, taste["agreement"])["spearman"]) for t, M in (taste.get("extra") or {}).items()]
-        pd.DataFrame(rows).to_csv(fig_dir / "taste.csv", index=False); out.append(fig_dir / "taste.csv")
+        pd.DataFrame(rows).to_csv(fig_dir / "taste.csv", index=False)
+        out.append(fig_dir / "taste.csv")
     return out
-
 
 # %% ../nbs/3_results/09_compare_report.ipynb #90dcef9a
 import re
 
 
 def _p(x, d: int = 1) -> str: return f"{100 * x:.{d}f}"
+
+# %% ../nbs/3_results/09_compare_report.ipynb #272029b9
 def _pp(x) -> str: return f"{100 * x:+.1f}"
+
+# %% ../nbs/3_results/09_compare_report.ipynb #ca5fa6d1
 def _iv(lo, hi, f=_p) -> str: return f"[{f(lo)}, {f(hi)}]"
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #7c85617c
 def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
     """The answer of a comparison in a few sentences, generated from the CSVs in `fig_dir` (`write_compare_tables`):
     accuracies with intervals, which labelers gain from the token (interval above 0) and which do not measurably,
@@ -487,7 +521,8 @@ def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
         F = pd.read_csv(fig_dir / "fewshot.csv")
         tok = F[F.method == "labeler token (new row)"]
         if len(tok):
-            k = int(tok.k.max()); a, z = tok[tok.k == k].iloc[0], tok[tok.k == 0]
+            k = int(tok.k.max())
+            a, z = tok[tok.k == k].iloc[0], tok[tok.k == 0]
             pr = F[(F.method == "linear probe") & (F.k == k)]
             per = F.n_pool_samples.iloc[0] / F.pool.iloc[0] if np.isfinite(F.n_pool_samples.iloc[0]) else np.nan
             s.append(f"A new labeler (`{F.token.iloc[0]}`), from k = {k} comparisons"
@@ -503,13 +538,13 @@ def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
                      + (f" (true tastes: {T.loc['true taste (ground truth)', 'pearson']:.2f})" if "true taste (ground truth)" in T.index else "") + ".")
     return " ".join(s)
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #d3efd39c
 def stated_numbers(text: str) -> list[str]:
     "The numbers a text states (decimals and integers with an optional sign), as written, without labeler ids, k, the seed count and the 95% level."
     text = re.sub(r"<user\d+>|k = \d+|\d+ seeds|95% intervals", "", text)
     return re.findall(r"[+-]?\d+(?:\.\d+)?", text)
 
-
+# %% ../nbs/3_results/09_compare_report.ipynb #e35234b3
 def numbers_in_tables(fig_dir) -> set[str]:
     """Every number in the CSVs of `fig_dir`, written as the reports write them: a proportion in percent (0 and 1
     decimals), in points with a sign, an r with 2 decimals, and integers."""

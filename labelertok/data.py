@@ -40,12 +40,14 @@ TABLE_SUFFIXES = (".xlsx", ".parquet", ".csv")
 def print_if(verbose: bool, *args):
     if verbose: print(*args)
 
+# %% ../nbs/0_study/01_data.ipynb #1dccc9fe
 def examples_text(xs, n: int = 5) -> str:
     "The first `n` items of `xs` as a short string, with '...' when there are more."
     xs = list(xs)
     s = ", ".join(repr(x) for x in xs[:n])
     return s + (f", ... ({len(xs)} in all)" if len(xs) > n else "")
 
+# %% ../nbs/0_study/01_data.ipynb #b5c923a0
 def norm_id(v) -> str | None:
     "An id as a clean string: ints/floats from spreadsheets lose '.0'; blanks become None."
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return None
@@ -54,6 +56,7 @@ def norm_id(v) -> str | None:
     if s.endswith(".0") and s[:-2].isdigit(): s = s[:-2]
     return s or None
 
+# %% ../nbs/0_study/01_data.ipynb #ea58db4f
 def find_table(data_dir, stem: str) -> Path:
     """The file `<data_dir>/<stem>.xlsx` (or `.parquet`, `.csv`); a clear error when none exists, and when
     several exist (two versions of one sheet: which one is current is the user's call, not ours)."""
@@ -67,6 +70,7 @@ def find_table(data_dir, stem: str) -> Path:
     raise FileNotFoundError(f"no {stem}{{{','.join(TABLE_SUFFIXES)}}} in {str(data_dir)!r}; "
                             f"found: {examples_text(sorted(x.name for x in data_dir.iterdir()))}")
 
+# %% ../nbs/0_study/01_data.ipynb #a6f3ee5b
 def read_table(path, required: tuple | None, id_columns: tuple = ()) -> pd.DataFrame:
     """Read an .xlsx/.csv/.parquet table, check `required` columns, ids as strings; extra columns are dropped.
     `required=None` keeps every column, each read as text."""
@@ -101,6 +105,7 @@ def is_bool_cell(v) -> bool:
     "A true/false cell (a bool, or the text TRUE/FALSE): never an answer code, although `True == 1` in Python."
     return isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
 
+# %% ../nbs/0_study/01_data.ipynb #1f79541c
 def decode_answers(values) -> tuple[np.ndarray, np.ndarray]:
     """Map study codes to labels: returns `(label, kind)` arrays; label 0 (=code 2, im1 chosen),
     1 (=code 1, im2 chosen) or -1; kind is 'answer', 'blank' (0/empty/NaN) or 'unknown' (including true/false)."""
@@ -120,6 +125,7 @@ def image_name(path) -> str:
     "The file name of a path written on any machine (POSIX or Windows separators)."
     return PureWindowsPath(str(path).strip()).name  # PureWindowsPath splits on both '/' and '\\'
 
+# %% ../nbs/0_study/01_data.ipynb #65bed674
 def image_roots(data_dir, images_dir=None) -> list[tuple[str | None, Path]]:
     "Existing image roots in search order as (study-folder hint, path); error if none exists."
     data_dir = Path(data_dir)
@@ -132,6 +138,7 @@ def image_roots(data_dir, images_dir=None) -> list[tuple[str | None, Path]]:
         raise FileNotFoundError("no images folder: looked for " + ", ".join(repr(str(p)) for _, p in cands))
     return roots
 
+# %% ../nbs/0_study/01_data.ipynb #c77f8c6c
 def _hint(path: str) -> str | None:
     "Which study folder (if any) a sheet path names, e.g. 'ffhq2/src'."
     p = "/" + str(path).replace("\\", "/").lower()
@@ -139,6 +146,7 @@ def _hint(path: str) -> str | None:
         if f"/{h}/" in p: return h
     return None
 
+# %% ../nbs/0_study/01_data.ipynb #aec51671
 def _unicode_hint(missing: list[str], on_disk: list[str]) -> str:
     "A hint when missing names differ from files on disk only in Unicode normalisation (NFC vs NFD), else ''."
     import unicodedata
@@ -152,6 +160,7 @@ def _unicode_hint(missing: list[str], on_disk: list[str]) -> str:
             "macOS and some copy tools write the decomposed form): rename the files or the sheet's paths to one form, "
             "e.g. `convmv -r -f utf8 -t utf8 --nfc --notest <images folder>`")
 
+# %% ../nbs/0_study/01_data.ipynb #bc2cc502
 def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
     """Map each sheet path in `paths` to an absolute file under one of `roots` (from `image_roots`),
     by file name. One error lists missing files; names escaping a root are refused."""
@@ -162,17 +171,21 @@ def resolve_images(paths, roots, verbose: bool = True) -> dict[str, str]:
     for p in dict.fromkeys(str(x) for x in paths):
         name = image_name(p)
         if name in ("", ".", ".."):
-            bad.append(p); continue
+            bad.append(p)
+            continue
         hint = _hint(p)
         order = sorted(index, key=lambda r: r[0] != hint) if hint else index
         hits = [(root, names) for h, root, names in order if name in names]
-        if not hits: missing.append(p); continue
+        if not hits:
+            missing.append(p)
+            continue
         ambiguous += len(hits) > 1
         root = hits[0][0]
         f = root / name
         real, rroot = os.path.realpath(f), os.path.realpath(root)
         if os.path.commonpath([real, rroot]) != rroot:
-            bad.append(p); continue
+            bad.append(p)
+            continue
         out[p] = str(f)
     if bad:
         raise ValueError(f"{len(bad)} image path(s) do not name a file inside the images root(s) "
@@ -211,6 +224,7 @@ def add_pair_ids(df: pd.DataFrame) -> pd.DataFrame:
     df["pair_id"] = pd.factorize(key, sort=True)[0].astype(np.int64)
     return df
 
+# %% ../nbs/0_study/01_data.ipynb #4cd159a6
 def _refuse_booleans(labels: pd.DataFrame, path: Path):
     "Refuse true/false cells in the answer columns, by column and sheet row (row 1 is the header)."
     bad = {a: [int(i) + 2 for i in labels.index[labels[a].map(is_bool_cell).to_numpy(dtype=bool)]] for a in ATTRIBUTES}
@@ -221,6 +235,7 @@ def _refuse_booleans(labels: pd.DataFrame, path: Path):
                          "1 (im2 chosen), 0 or blank (no answer): a spreadsheet may have turned the column into booleans, "
                          "format it as numbers and save again")
 
+# %% ../nbs/0_study/01_data.ipynb #bb94e260
 def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: bool = True) -> pd.DataFrame:
     """Read the study's two sheets under `data_dir` into the tidy table: one row per (item, labeler,
     attribute) with `item_id, user_id, attribute, im1, im2` (absolute paths), `label` (0 = im1 chosen,
@@ -309,7 +324,8 @@ def write_fixture(out_dir, n_images: int = 6, items=None, labels=None, image_siz
     """Write a tiny study folder (random-pixel PNGs `00000.png`... + the two sheets) for tests and examples.
     `items` is a list of `(_id, im1_path, im2_path)`, `labels` of `(item_id, user_id, attractive, smart,
     trustworthy)`; `extra_column` adds a column of that name to both sheets (which readers must ignore)."""
-    out = Path(out_dir); (out / subdir).mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    (out / subdir).mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(0)
     for i in range(n_images):
         arr = rng.randint(0, 256, (image_size, image_size + 4, 3), dtype=np.uint8)
@@ -321,7 +337,9 @@ def write_fixture(out_dir, n_images: int = 6, items=None, labels=None, image_siz
         labels = [(f"it{k}", u, 2, 1, 2) for k in range(n_images) for u in ("u_a", "u_b")]
     d = pd.DataFrame(items, columns=list(DATA_COLUMNS))
     l = pd.DataFrame(labels, columns=list(LABEL_COLUMNS))
-    if extra_column: d.insert(1, extra_column, "extra"); l.insert(0, extra_column, "extra")
+    if extra_column:
+        d.insert(1, extra_column, "extra")
+        l.insert(0, extra_column, "extra")
     for df, stem in ((d, DATA_STEM), (l, LABEL_STEM)):
         p = out / f"{stem}.{fmt}"
         if fmt == "xlsx": df.to_excel(p, index=False)
@@ -364,6 +382,7 @@ def _pair_key(df: pd.DataFrame) -> np.ndarray:
     if "pair_id" in df.columns: return df["pair_id"].to_numpy()
     return add_pair_ids(df[["im1", "im2"]])["pair_id"].to_numpy()
 
+# %% ../nbs/0_study/01_data.ipynb #ad052da2
 def split_samples(df: pd.DataFrame, split: str = "pair", seed: int = 42, val_frac: float = 0.15,
                   test_frac: float = 0.15, verbose: bool = True) -> pd.DataFrame:
     """Add a `split` column ('train'/'val'/'test'). `split='sample'` reproduces the study (seeded
@@ -380,7 +399,9 @@ def split_samples(df: pd.DataFrame, split: str = "pair", seed: int = 42, val_fra
     if split == "sample":
         lab = np.empty(n, dtype=object)
         perm = rng.permutation(n)
-        lab[perm[:n_val]] = "val"; lab[perm[n_val:n_val + n_test]] = "test"; lab[perm[n_val + n_test:]] = "train"
+        lab[perm[:n_val]] = "val"
+        lab[perm[n_val:n_val + n_test]] = "test"
+        lab[perm[n_val + n_test:]] = "train"
         out["split"] = lab
     elif split == "pair":
         key = _pair_key(df)
@@ -397,7 +418,8 @@ def split_samples(df: pd.DataFrame, split: str = "pair", seed: int = 42, val_fra
         perm = rng.permutation(len(ims))
         nv, nt = int(round(share[0] * len(ims))), int(round(share[1] * len(ims)))
         im_split = pd.Series("train", index=ims, dtype=object)
-        im_split.iloc[perm[:nv]] = "val"; im_split.iloc[perm[nv:nv + nt]] = "test"
+        im_split.iloc[perm[:nv]] = "val"
+        im_split.iloc[perm[nv:nv + nt]] = "test"
         s1, s2 = df["im1"].astype(str).map(im_split).to_numpy(), df["im2"].astype(str).map(im_split).to_numpy()
         keep = s1 == s2
         out = out[keep].copy()
@@ -409,6 +431,7 @@ def split_samples(df: pd.DataFrame, split: str = "pair", seed: int = 42, val_fra
     _warn_empty_splits(out, split, {"val": val_frac, "test": test_frac})
     return out
 
+# %% ../nbs/0_study/01_data.ipynb #d4021847
 def _warn_empty_splits(df: pd.DataFrame, split: str, fracs: dict):
     "Warn, naming them, about labelers left with no validation or no test sample (their accuracy there is undefined)."
     if "user_id" not in df.columns: return
@@ -432,6 +455,7 @@ def default_cache_dir() -> Path:
     "`$LABELERTOK_CACHE` or `~/.cache/labelertok`."
     return Path(os.environ.get("LABELERTOK_CACHE") or Path.home() / ".cache" / "labelertok")
 
+# %% ../nbs/0_study/01_data.ipynb #7a2d9696
 _WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 _CONVERT = ("1", "L", "P", "CMYK", "YCbCr", "RGBX")
@@ -455,12 +479,14 @@ def to_rgb(im: Image.Image) -> Image.Image:
     raise ValueError(f"image mode {m!r} is not supported (RGB, greyscale 8/16-bit, palette, RGBA/LA, CMYK, YCbCr are): "
                      "save the image as an 8-bit RGB PNG or JPEG")
 
+# %% ../nbs/0_study/01_data.ipynb #81487f9e
 def resize_crop(im: Image.Image, image_size: int) -> np.ndarray:
     "`to_rgb`, shorter side resized to `image_size` (bicubic), centre-cropped: uint8 [3,S,S] (what the image cache stores)."
     from torchvision.transforms import CenterCrop, InterpolationMode, Resize
     im = CenterCrop(image_size)(Resize(image_size, interpolation=InterpolationMode.BICUBIC)(to_rgb(im)))
     return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
 
+# %% ../nbs/0_study/01_data.ipynb #1930df96
 IMAGE_MODES = ("RGB",) + _WIDE_GREY + _ALPHA + _CONVERT  # what `to_rgb` decodes
 
 def check_images(paths, verbose: bool = False):
@@ -480,10 +506,12 @@ def check_images(paths, verbose: bool = False):
                          + "; ".join(f"{p} ({m[:80]})" for p, m in bad[:5]) + (" ..." if len(bad) > 5 else ""))
     print_if(verbose, f"images: {len(paths)} headers read, all decodable")
 
+# %% ../nbs/0_study/01_data.ipynb #dadd42d5
 def preprocess_image(path, image_size: int) -> np.ndarray:
     "Decode `path` and `resize_crop` it: uint8 [3,S,S]."
     with Image.open(path) as im: return resize_crop(im, image_size)
 
+# %% ../nbs/0_study/01_data.ipynb #0bf1be4a
 def _entries(paths) -> list[list]:
     """[path, size, sha1 of the content] of each file: the cache key. Content, not the modification time: a file
     replaced by another of the same size and time (`cp -p`, rsync, tar) is decoded again, never served stale."""
@@ -491,10 +519,12 @@ def _entries(paths) -> list[list]:
         with open(p, "rb") as f: return [os.path.abspath(p), os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha1").hexdigest()]
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: return list(ex.map(one, paths))
 
+# %% ../nbs/0_study/01_data.ipynb #0bcf7c2e
 def _cache_key(image_size: int, entries) -> str:
     blob = json.dumps([CACHE_VERSION, int(image_size), sorted(entries)]).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
+# %% ../nbs/0_study/01_data.ipynb #1cae31c3
 def build_image_cache(paths, image_size: int, cache_dir=None, num_workers: int | None = None,
                       verbose: bool = True) -> torch.Tensor:
     """Decode each image in `paths` once (RGB, shorter side → `image_size` bicubic, centre crop) into a
@@ -582,6 +612,7 @@ class LabelerData:
         return (f"LabelerData({len(self.samples)} samples: train {c.get('train', 0)} / val {c.get('val', 0)} / "
                 f"test {c.get('test', 0)}; {len(self.users)} labelers {self.tokens}; images {tuple(self.images.shape)})")
 
+# %% ../nbs/0_study/01_data.ipynb #e4c9c338
 def load_labeler_data(data_dir, n_users: int = 2, split: str = "pair", seed: int = 42, image_size: int = 224,
                       images_dir=None, cache_dir=None, val_frac: float = 0.15, test_frac: float = 0.15,
                       verbose: bool = True) -> LabelerData:

@@ -33,6 +33,7 @@ def experiments_dir() -> Path:
                                 "source checkout; install it editable (`pip install -e .`) from a clone.")
     return d
 
+# %% ../nbs/3_results/10_experiment.ipynb #f7c8ef28
 PARAMS_MARKER = '# papermill parameters'
 
 def tag_parameters(path) -> Path:
@@ -48,10 +49,12 @@ def tag_parameters(path) -> Path:
     nbformat.write(nb, str(f))
     return f
 
+# %% ../nbs/3_results/10_experiment.ipynb #6f6ba4fc
 def experiment_notebook(notebook: str|Path|None=None) -> Path:
     "`notebook`, or the default experiment `nbs/experiments/labeler_tokens.ipynb`."
     return Path(notebook) if notebook else experiments_dir()/'labeler_tokens.ipynb'
 
+# %% ../nbs/3_results/10_experiment.ipynb #16023618
 def parameter_defaults(notebook: str|Path|None=None) -> dict:
     """Name → default value of each assignment in the notebook's `parameters` cell (the cell tagged `parameters`,
     else the one starting with `PARAMS_MARKER`); the types of these defaults are the types `check_parameters` allows."""
@@ -68,10 +71,12 @@ def parameter_defaults(notebook: str|Path|None=None) -> dict:
             except ValueError: out[node.targets[0].id] = None   # not a literal: any value is passed through
     return out
 
+# %% ../nbs/3_results/10_experiment.ipynb #e7423480
 def notebook_parameters(notebook: str|Path|None=None) -> list[str]:
     "Names assigned in the notebook's `parameters` cell (what papermill can set)."
     return list(parameter_defaults(notebook))
 
+# %% ../nbs/3_results/10_experiment.ipynb #6ec0c86a
 def list_presets(notebook: str|Path|None=None) -> list[str]:
     "Names of the YAML presets in `experiments_dir()` made for `notebook` (all their keys are its parameters)."
     names, out = set(notebook_parameters(notebook)), []
@@ -80,6 +85,7 @@ def list_presets(notebook: str|Path|None=None) -> list[str]:
         if isinstance(d, dict) and set(d) <= names: out.append(f.stem)
     return out
 
+# %% ../nbs/3_results/10_experiment.ipynb #4c9a7274
 def resolve_preset(preset: str|Path) -> Path:
     "Path of the YAML file for `preset`: an existing `.yaml`/`.yml` path, or the name of a bundled preset."
     p = Path(preset)
@@ -103,6 +109,7 @@ def parse_value(s: str):
     if isinstance(v, str) and _NUM.match(v.strip()): return float(v) if re.search(r'[.eE]', v) else int(v)
     return v
 
+# %% ../nbs/3_results/10_experiment.ipynb #56c0b496
 def parse_overrides(pairs) -> dict:
     "`[[key, value], ...]` from repeated `-p key value` → a dict of typed values."
     out = {}
@@ -127,20 +134,24 @@ def _type_ok(v, t) -> bool:
     if t is int: return type(v) is int
     return isinstance(v, t)
 
+# %% ../nbs/3_results/10_experiment.ipynb #151f2887
 def _open_clip_names() -> set[str]:
     "open_clip's model names, read from its config files (open_clip itself is not imported: it loads torch)."
     spec = importlib.util.find_spec('open_clip')
     if spec is None or not spec.submodule_search_locations: return set()
     return {p.stem for p in Path(list(spec.submodule_search_locations)[0], 'model_configs').glob('*.json')}
 
+# %% ../nbs/3_results/10_experiment.ipynb #edebc87c
 def _pretrained_kind(pretrained) -> str|None:
     "'file' for a weights file (or a path that looks like one), 'tag' for an open_clip pretrained tag, else None."
     if not isinstance(pretrained, str) or pretrained.lower() in ('none', 'null', ''): return None
     return 'file' if os.path.isfile(pretrained) or looks_like_checkpoint(pretrained) else 'tag'
 
+# %% ../nbs/3_results/10_experiment.ipynb #38527b1c
 def _unknown_model(model) -> str:
     return f"model={model!r} (an open_clip model name such as 'ViT-B-32', or one of {list(MODEL_CONFIGS)})"
 
+# %% ../nbs/3_results/10_experiment.ipynb #313bc17b
 def _registry_problems(model, pretrained, names: set[str]) -> list[str]:
     """What only open_clip's registry can tell (it imports open_clip and torch, so it runs last): the model exists
     (when its config files could not be listed, `names` empty), and a pretrained tag is known and reachable."""
@@ -154,6 +165,7 @@ def _registry_problems(model, pretrained, names: set[str]) -> list[str]:
     why = weights_reachable(model, pretrained)   # offline and not cached: said now, not after minutes of retries
     return [f"pretrained={pretrained!r} ({why})"] if why else []
 
+# %% ../nbs/3_results/10_experiment.ipynb #38a45bca
 def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', token_mode: str='text', lora_rank: int=4,
                        lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2,
                        visual_tokens: int=0, tags: bool=True):
@@ -176,6 +188,7 @@ def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', tok
     if tags and not bad: bad += _registry_problems(model, pretrained, names)
     if bad: raise ValueError(f"{len(bad)} invalid model value(s): " + "; ".join(bad))
 
+# %% ../nbs/3_results/10_experiment.ipynb #31da7184
 def _problems(f, kw: dict) -> list[str]:
     "The `; `-separated problems of the ValueError `f(**kw)` raises (TrainConfig, check_model_params), or []."
     try: f(**kw)
@@ -184,6 +197,7 @@ def _problems(f, kw: dict) -> list[str]:
         return s.split(': ', 1)[1].split('; ') if 'value(s): ' in s else [s]
     return []
 
+# %% ../nbs/3_results/10_experiment.ipynb #21c3d5c3
 def check_types(params: dict, notebook: str|Path|None=None) -> dict:
     """`params` with number-looking strings made numbers; a ValueError naming every value whose type differs from
     the notebook's default (or `PARAM_TYPES`). Fast: nothing heavy is imported."""
@@ -198,6 +212,7 @@ def check_types(params: dict, notebook: str|Path|None=None) -> dict:
     if bad: raise ValueError(f"{len(bad)} invalid parameter value(s): " + "; ".join(bad.values()))
     return params
 
+# %% ../nbs/3_results/10_experiment.ipynb #483048b7
 def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     """`params` checked against the notebook's parameters, before any kernel starts: one ValueError naming every
     bad value, its value and what is allowed (`check_types`, then the ranges). Returns `params` with number-looking
@@ -237,8 +252,11 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
 # %% ../nbs/3_results/10_experiment.ipynb #62e00ee8
 class RunFailed(RuntimeError):
     "An experiment notebook raised; `.notebook` is the executed notebook kept for inspection."
-    def __init__(self, msg, notebook=None): super().__init__(msg); self.notebook = notebook
+    def __init__(self, msg, notebook=None):
+        super().__init__(msg)
+        self.notebook = notebook
 
+# %% ../nbs/3_results/10_experiment.ipynb #7ebbc3db
 def preset_params(preset: str|Path, overrides: dict|None=None, out_dir: str|Path|None=None,
                   notebook: str|Path|None=None) -> dict:
     "The parameters `run_experiment` passes to papermill: preset YAML + `overrides`, checked, paths made absolute."
@@ -264,18 +282,22 @@ def preset_params(preset: str|Path, overrides: dict|None=None, out_dir: str|Path
     return {**resolve_params({k: params[k] for k in params if k not in given}, base=preset_base(f)),
             **resolve_params({k: params[k] for k in given}, base=Path.cwd())}
 
+# %% ../nbs/3_results/10_experiment.ipynb #43f06978
 class RunInterrupted(RunFailed):
     "The run was stopped (Ctrl-C); the run folder was left consistent (see `run_experiment`)."
 
+# %% ../nbs/3_results/10_experiment.ipynb #f2a5d7e3
 def holds_run(out: Path) -> bool:
     "Whether `out` holds a run to protect: anything but the notebook of a failed attempt, the run marker and lock."
     return out.is_dir() and any(p.name not in ('run.failed.ipynb', RUN_MARKER, LOCK_FILE) for p in out.iterdir())
 
+# %% ../nbs/3_results/10_experiment.ipynb #54fb0505
 def check_folders(params: dict):
     "The data and images folders of `params` exist (the commonest typo, refused at once)."
     for k, what in (('data_dir', 'data folder'), ('images_dir', 'images folder')):
         if params.get(k) and not Path(params[k]).is_dir(): raise FileNotFoundError(f"{what} {params[k]!r} does not exist ({k})")
 
+# %% ../nbs/3_results/10_experiment.ipynb #fc955f6d
 def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Path|None=None,
                    overwrite: bool=False, notebook: str|Path|None=None, echo: bool=True,
                    kernel_name: str|None=None) -> Path:
@@ -312,7 +334,9 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
     nb = nb_in
     try:
         if existing and overwrite:
-            lock.release(); out.rename(aside); lock = None   # nothing deleted yet: the old run waits beside the new one
+            lock.release()
+            out.rename(aside)
+            lock = None   # nothing deleted yet: the old run waits beside the new one
         if lock is None:
             mark_run_folder(out)   # the proof, for a later --overwrite, that labelertok made this folder
             lock = RunLock(out).acquire()
@@ -335,8 +359,10 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
         # failed or interrupted: keep its notebook as run.failed.ipynb; an earlier run.ipynb and an overwritten run stay
         if existing and overwrite:
             if running.exists(): running.replace(aside/'run.failed.ipynb')
-            lock.release(); lock = None
-            shutil.rmtree(out); aside.rename(out)
+            lock.release()
+            lock = None
+            shutil.rmtree(out)
+            aside.rename(out)
             kept = f"the earlier run in {out} is unchanged"
         else:
             if running.exists(): running.replace(out/'run.failed.ipynb')
@@ -350,7 +376,7 @@ def run_experiment(preset: str|Path, overrides: dict|None=None, out_dir: str|Pat
         raise RunInterrupted(f"stopped (Ctrl-C); {where}; {kept}", notebook=failed) from None
     raise RunFailed(f"{error.ename}: {error.evalue} (cell {error.exec_count}); {where}; {kept}", notebook=failed) from None
 
-
+# %% ../nbs/3_results/10_experiment.ipynb #564e9c44
 def _quiet_kernel_manager():
     """jupyter_client's kernel manager, with the kernel process's own log (its stderr: not the notebook's output,
     which comes through papermill) in the temporary kernel folder instead of the terminal: Ctrl-C pressed twice no
@@ -363,6 +389,7 @@ def _quiet_kernel_manager():
                 return await super()._async_launch_kernel(kernel_cmd, **{**kw, 'stderr': log})
     return QuietKernelManager
 
+# %% ../nbs/3_results/10_experiment.ipynb #3d81fb63
 _KERNEL_FILES, _KERNEL_GUARD = dict(dir=None, users=0, old=None), threading.Lock()
 
 @contextmanager
@@ -388,7 +415,6 @@ def _kernel_files():
                 else: os.environ['JUPYTER_RUNTIME_DIR'] = k['old']
                 shutil.rmtree(k['dir'], ignore_errors=True)
 
-
 # %% ../nbs/3_results/10_experiment.ipynb #87290c3f
 def check_out_dir(out: str|Path, params: dict):
     "Refuse a run folder that is a file, or that is, holds or lies inside the data folder or the images folder."
@@ -403,6 +429,7 @@ def check_out_dir(out: str|Path, params: dict):
         if rel: raise ValueError(f"run folder {out} {rel} the {what} {params[k]}: a run must never write into or replace "
                                  "the study's files; choose another --out-dir (e.g. runs/<name>)")
 
+# %% ../nbs/3_results/10_experiment.ipynb #db14c831
 def check_data(params: dict) -> str:
     """Read the sheets, pick the labelers and split as the notebook will (tables only) and open every image's header:
     the data errors a run would hit, raised before any kernel starts. Prints the split's warnings; returns a summary line."""

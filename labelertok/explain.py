@@ -19,6 +19,8 @@ from .pretrain import CAPTION_WORDS, describe
 from .score import IMAGE_SUFFIXES, Scorer, expand_images, load, load_images
 from .synthetic import FEATURES
 from .runs import atomic_write
+from .pretrain import pretraining_faces
+from .synthetic import feature_moments, has_ground_truth, latent_z, load_ground_truth
 
 # %% auto #0
 __all__ = ['FACE_WORDS', 'FACE_PROMPT', 'FACE_CONTEXT', 'MIN_VALIDITY', 'COMMANDS', 'face_vocabulary', 'caption_vocabulary',
@@ -54,7 +56,7 @@ def face_vocabulary(words: Sequence[str] = FACE_WORDS, template: str = FACE_PROM
     if "{}" not in template: raise ValueError(f"template must contain '{{}}', got {template!r}")
     return pd.DataFrame(dict(phrase=words, prompt=[template.format(w) for w in words], context=context, feature=None, sign=0))
 
-
+# %% ../nbs/4_use/02_explain.ipynb #6bc5ca9d
 def caption_vocabulary() -> pd.DataFrame:
     "The stand-in's caption phrases (feature, sign known): each read as an average face's caption with one slot changed."
     avg = {k: 0.5 for k in FEATURES} | {"glasses": 0.0}
@@ -68,7 +70,7 @@ def caption_vocabulary() -> pd.DataFrame:
     rows.append(dict(phrase="no glasses", prompt=describe(avg), context=describe(avg | {"glasses": 1.0}), feature="glasses", sign=-1))
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/4_use/02_explain.ipynb #a091725f
 def read_words(path) -> pd.DataFrame:
     "A vocabulary from a file: .txt (one phrase per line, the face template) or .csv (phrase[, prompt, context])."
     p = Path(path)
@@ -93,9 +95,7 @@ def base_model(model):
     finally:
         for m in layers: m.enable_adapters(True)
 
-
-
-
+# %% ../nbs/4_use/02_explain.ipynb #a488e1ef
 @torch.no_grad()
 def phrase_directions(sc: Scorer, vocab: pd.DataFrame) -> torch.Tensor:
     "Text directions [P, D] of the vocabulary in the base model: normalised(prompt) - normalised(context)."
@@ -105,7 +105,7 @@ def phrase_directions(sc: Scorer, vocab: pd.DataFrame) -> torch.Tensor:
         c = m.encode_prompts(list(vocab["context"])).float().cpu()
     return t - c
 
-
+# %% ../nbs/4_use/02_explain.ipynb #94c64cd9
 @torch.no_grad()
 def phrase_scores(sc: Scorer, images, vocab: pd.DataFrame) -> pd.DataFrame:
     "How much of each phrase the base model sees in each image: [N images, P phrases] (index: image names)."
@@ -126,12 +126,10 @@ def _std(x: np.ndarray) -> np.ndarray:
     sd = x.std(0)
     return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
 
-
+# %% ../nbs/4_use/02_explain.ipynb #d50ec77b
 def vocabulary_validity(sc: Scorer, vocab: pd.DataFrame, n: int = 200, seed: int = 1) -> pd.Series:
     """For a vocabulary whose phrases name synthetic features (`feature`, `sign`): the correlation of each phrase's reading
     by the base model with its feature, signed, on `n` fresh synthetic faces with known features."""
-    from labelertok.pretrain import pretraining_faces
-    from labelertok.synthetic import feature_moments
     imgs, feats = pretraining_faces(n, seed=seed, image_size=sc.model.image_size)
     X = phrase_scores(sc, imgs, vocab).to_numpy(np.float64)
     mom = feature_moments()
@@ -139,12 +137,14 @@ def vocabulary_validity(sc: Scorer, vocab: pd.DataFrame, n: int = 200, seed: int
     r = (_std(X) * _std(z)).mean(0) * vocab["sign"].to_numpy(np.float64)
     return pd.Series(r, index=list(vocab.phrase), name="validity")
 
-
+# %% ../nbs/4_use/02_explain.ipynb #3811527b
 def default_vocabulary(sc: Scorer) -> pd.DataFrame:
     """The stand-in's caption phrases that its base model reads (validity >= `MIN_VALIDITY`) for the `tiny` model, the
     face descriptors for any other CLIP. `attrs`: name, n_all (phrases before the check)."""
     if sc.model.config.get("model") != "tiny":
-        v = face_vocabulary(); v.attrs.update(name="the face descriptors", n_all=len(v)); return v
+        v = face_vocabulary()
+        v.attrs.update(name="the face descriptors", n_all=len(v))
+        return v
     store = sc.__dict__.setdefault("_phrase_cache", {})
     if "vocabulary" not in store:
         v = caption_vocabulary()
@@ -166,7 +166,7 @@ def _select(y: np.ndarray, X: np.ndarray, k: int) -> tuple[list[int], np.ndarray
         res = y - X[:, pick] @ b
     return pick, b
 
-
+# %% ../nbs/4_use/02_explain.ipynb #4133b652
 def taste_words(scores, phrases: pd.DataFrame, k: int = 3, n_boot: int = 200, seed: int = 0, level: float = 0.95,
                 min_stability: float = 0.5) -> pd.DataFrame:
     """The `k` phrases (columns of `phrases`, one row per image) that best predict `scores`, in the order chosen:
@@ -176,7 +176,8 @@ def taste_words(scores, phrases: pd.DataFrame, k: int = 3, n_boot: int = 200, se
     if len(y) != len(X): raise ValueError(f"{len(y)} scores for {len(X)} images")
     if X.shape[1] == 0:   # no phrase to choose from
         out = pd.DataFrame(columns=["phrase", "direction", "weight", "lo", "hi", "stability", "reliable"]).astype(dict(reliable=bool))
-        out.attrs.update(r2=0.0, chance=float("nan")); return out
+        out.attrs.update(r2=0.0, chance=float("nan"))
+        return out
     if len(y) < 10: raise ValueError(f"{len(y)} images are too few to explain a taste (need at least 10)")
     pick, b = _select(y, X, k)
     rng = np.random.default_rng(seed)
@@ -223,7 +224,7 @@ def _heldout(sc: Scorer, token: str) -> Optional[dict]:
     if acc is None or not ci: return None
     return dict(acc=float(acc), lo=float(ci[0]), hi=float(ci[1]), n=(t.get("per_user_n") or {}).get(token))
 
-
+# %% ../nbs/4_use/02_explain.ipynb #cf12c60c
 def _cache(sc: Scorer, images, vocab: pd.DataFrame) -> pd.DataFrame:
     "`phrase_scores`, kept on the scorer for the same images and vocabulary."
     store = sc.__dict__.setdefault("_phrase_cache", {})
@@ -231,12 +232,12 @@ def _cache(sc: Scorer, images, vocab: pd.DataFrame) -> pd.DataFrame:
     if key not in store: store[key] = phrase_scores(sc, list(images), vocab)
     return store[key]
 
-
+# %% ../nbs/4_use/02_explain.ipynb #fa064209
 def _fmt_words(w: pd.DataFrame) -> str:
     r = w[w.reliable]
     return "; ".join(f"{d} {p}" for p, d in zip(r.phrase, r.direction)) or "none"
 
-
+# %% ../nbs/4_use/02_explain.ipynb #8e2e76e7
 @dataclass
 class Explanation:
     "What one labeler sees in one attribute: words, faces, how they differ from the others (see `explain`)."
@@ -285,7 +286,8 @@ class Explanation:
         fig, axs = plt.subplots(2, n, figsize=(1.3 * n, 3.1), squeeze=False)
         for r, part in enumerate((top, bot)):
             for c in range(n):
-                ax = axs[r, c]; ax.axis("off")
+                ax = axs[r, c]
+                ax.axis("off")
                 if c < len(part):
                     ax.imshow(Image.open(part.image.iloc[c]).convert("RGB"))
                     ax.set_title(f"{part.score.iloc[c]:+.2f}", fontsize=8)
@@ -297,14 +299,14 @@ class Explanation:
 
     def _repr_markdown_(self): return self.to_markdown()
 
-
+# %% ../nbs/4_use/02_explain.ipynb #93b6c7ed
 def _table(w: pd.DataFrame) -> str:
     rows = ["| phrase | direction | weight [95% interval] | stability | reliable |", "|---|---|---|---|---|"]
     rows += [f"| {p} | {d} | {x:+.2f} [{a:+.2f}, {b:+.2f}] | {s:.0%} | {'yes' if r else 'no'} |"
              for p, d, x, a, b, s, r in w[["phrase", "direction", "weight", "lo", "hi", "stability", "reliable"]].itertuples(index=False)]
     return "\n".join(rows)
 
-
+# %% ../nbs/4_use/02_explain.ipynb #4124f43f
 def explain(source, labeler, attribute: str, images=None, words=None, k: int = 3, n_faces: int = 8, n_boot: int = 200,
             seed: int = 0, device: str = "cpu") -> Explanation:
     """Explain `labeler`'s taste for `attribute` with a trained model: `source` a run folder, an exported folder or a
@@ -345,7 +347,7 @@ def explain(source, labeler, attribute: str, images=None, words=None, k: int = 3
 # %% ../nbs/4_use/02_explain.ipynb #d2ee5bca
 def _png_name(e: Explanation) -> str: return f"faces_{e.token.strip('<>')}_{e.attribute}.png"
 
-
+# %% ../nbs/4_use/02_explain.ipynb #befff993
 def write_explanations(exps: Sequence[Explanation], out_dir, title: str = "What each labeler sees", extra: str = "") -> list[Path]:
     "Write `exps` into the new or empty folder `out_dir`: explanation.md, words.csv and a face grid per explanation."
     import matplotlib.pyplot as plt
@@ -356,7 +358,9 @@ def write_explanations(exps: Sequence[Explanation], out_dir, title: str = "What 
     out.mkdir(exist_ok=True)
     files = []
     for e in exps:
-        fig = e.faces_figure(); fig.savefig(out / _png_name(e), dpi=80); plt.close(fig)
+        fig = e.faces_figure()
+        fig.savefig(out / _png_name(e), dpi=80)
+        plt.close(fig)
         files.append(out / _png_name(e))
     rows = []
     for e in exps:
@@ -375,12 +379,11 @@ def write_explanations(exps: Sequence[Explanation], out_dir, title: str = "What 
 # %% ../nbs/4_use/02_explain.ipynb #ec32c168
 def _signed(feats: Sequence[tuple[str, int]]) -> str: return ", ".join(f"{'+' if s > 0 else '-'}{f}" for f, s in feats)
 
-
+# %% ../nbs/4_use/02_explain.ipynb #ea759257
 def truth_table(source, data_dir=None, k: int = 3, n_boot: int = 200, seed: int = 0, device: str = "cpu",
                 explanations: Optional[list] = None) -> pd.DataFrame:
     """Recovered vs true features for every labeler and attribute of a model trained on a synthetic world (`data_dir`:
     default the model's training data). Uses `explanations` when given (else explains every labeler and attribute)."""
-    from labelertok.synthetic import has_ground_truth, latent_z, load_ground_truth
     sc = source if isinstance(source, Scorer) else load(source, device=device)
     data_dir = data_dir or (sc.card.get("data") or {}).get("data_dir")
     if not has_ground_truth(data_dir): raise ValueError(f"{data_dir} is not a synthetic world (no ground_truth.json): nothing to check against")
@@ -412,7 +415,7 @@ def truth_table(source, data_dir=None, k: int = 3, n_boot: int = 200, seed: int 
                          check=check))
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/4_use/02_explain.ipynb #ac8928d6
 def truth_markdown(t: pd.DataFrame, k: int = 3) -> str:
     "`truth_table` as markdown, with what it shows counted from the table."
     L = [f"| labeler | ceiling | attribute | held-out acc. | true top {k} | model's top {k} | words (top {k}) | recovered | "
@@ -442,7 +445,7 @@ def truth_over_runs(runs: Sequence, k: int = 3, n_boot: int = 200) -> pd.DataFra
                          model_of_true=int(model_true.sum()), near_random_words=int(lo.reliable.sum()), near_random_n=len(lo)))
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/4_use/02_explain.ipynb #ae843487
 def runs_markdown(s: pd.DataFrame, k: int = 3) -> str:
     "`truth_over_runs` as markdown, with its totals."
     L = [f"| run | labeler-attributes (ceiling >= 65%) | words recover >= 2 of {k} true | words recover >= 2 of the model's {k} | "
@@ -463,7 +466,6 @@ def _cmd_explain(a) -> None:
     toks = [u["token"] for u in sc.card["labelers"]] if str(a.labeler).lower() == "all" else [a.labeler]
     attrs = sc.attributes if str(a.attribute).lower() == "all" else [a.attribute]
     exps = [explain(sc, t, at, images=a.images, words=a.words, k=a.k, n_boot=a.n_boot) for t in toks for at in attrs]
-    from labelertok.synthetic import has_ground_truth
     data = (sc.card.get("data") or {}).get("data_dir")
     truth = None
     if len(toks) > 1 and a.words is None and a.images is None and has_ground_truth(data):

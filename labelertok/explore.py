@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .data import ATTRIBUTES, add_pair_ids, read_study, select_users
+from .intervals import ceiling_bracket
 
 # %% auto #0
 __all__ = ['MIN_RETEST_PAIRS', 'EXPLORE_FIGURES', 'wilson_ci', 'binom_test_half', 'ranked_labelers', 'answer_counts',
@@ -31,6 +32,7 @@ def wilson_ci(k, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
 
+# %% ../nbs/0_study/05_explore.ipynb #ebbdd496
 def binom_test_half(k: int, n: int) -> float:
     "Exact two-sided binomial test p-value for `k` of `n` against p = 0.5."
     if n == 0: return float("nan")
@@ -45,6 +47,7 @@ def ranked_labelers(df: pd.DataFrame) -> pd.DataFrame:
     users = select_users(df, df["user_id"].nunique(), verbose=False)[1]
     return users.assign(name=users.token + " " + users.user_id.str[:8])
 
+# %% ../nbs/0_study/05_explore.ipynb #3cf75fdf
 def _named(df: pd.DataFrame, out: pd.DataFrame, col: str = "user_id") -> pd.DataFrame:
     "Add `token`/`name` of `out[col]` and sort `out` by labeler rank (stable)."
     users = ranked_labelers(df).set_index("user_id")
@@ -52,6 +55,7 @@ def _named(df: pd.DataFrame, out: pd.DataFrame, col: str = "user_id") -> pd.Data
     out = out.assign(token=out[col].map(users.token), name=out[col].map(users.name), _r=rank)
     return out.sort_values("_r", kind="stable").drop(columns="_r").reset_index(drop=True)
 
+# %% ../nbs/0_study/05_explore.ipynb #a4f44692
 def answer_counts(df: pd.DataFrame) -> pd.DataFrame:
     "Per labeler: comparisons answered, answers per attribute and samples in all, ranked as for training."
     per = df.pivot_table(index="user_id", columns="attribute", values="item_id", aggfunc="size", fill_value=0)
@@ -103,11 +107,13 @@ def _concordance(c: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out["swap_conc"] = m0 * m1 + (k0 - m0) * (k1 - m1)
     return out
 
+# %% ../nbs/0_study/05_explore.ipynb #d89d9c64
 def implied_ceiling(consistency) -> np.ndarray:
     "The accuracy ceiling (1 + sqrt(2c - 1)) / 2 implied by test–retest consistency `c` (c <= 0.5 gives 0.5)."
     c = np.asarray(consistency, dtype=float)
     return (1 + np.sqrt(np.clip(2 * c - 1, 0, None))) / 2
 
+# %% ../nbs/0_study/05_explore.ipynb #de1b6245
 def retest_consistency(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per labeler: answers to the same unordered pair and attribute given more than once. Columns `n_units`
     (pair×attribute answered ≥ 2 times), `n_pairs` (answer pairs), `consistency` with Wilson `ci_lo`/`ci_hi`,
@@ -139,12 +145,12 @@ def retest_ceilings(df: pd.DataFrame, min_pairs: int = MIN_RETEST_PAIRS, n_boot:
     (the agreement, `consistency`) and `upper` (implied, (1 + √(2c − 1))/2), each with `_lo`/`_hi` (95% interval over
     image pairs), `n_pairs` (answer pairs on repeated units) and `note` (why there is no bracket, else ''). `n_boot`
     ≤ 0 leaves the intervals out; `seed` is not used (kept for callers)."""
-    from labelertok.intervals import ceiling_bracket
     conc = _concordance(choices(df), ["user_id", "pair_id", "attribute"]).reset_index()
     rows = []
     for u in ranked_labelers(df).user_id:
         g = conc[conc.user_id == u]
-        tot = (g.same_total + g.swap_total).to_numpy(int); con = (g.same_conc + g.swap_conc).to_numpy(int)
+        tot = (g.same_total + g.swap_total).to_numpy(int)
+        con = (g.same_conc + g.swap_conc).to_numpy(int)
         n = int(tot.sum())
         r = dict(user_id=u, n_pairs=n, consistency=np.nan, **{f"{b}{s}": np.nan for b in ("lower", "upper") for s in ("", "_lo", "_hi")},
                  note="")
@@ -166,6 +172,7 @@ def _per_unit(c: pd.DataFrame, unit: str) -> pd.DataFrame:
     if key is None: raise ValueError(f"unit must be 'pair' or 'item', not {unit!r}")
     return c.groupby(["user_id", key, "attribute"]).chose_a.mean().rename("p").reset_index().rename(columns={key: "unit"})
 
+# %% ../nbs/0_study/05_explore.ipynb #d14e2744
 def agreement(df: pd.DataFrame, unit: str = "pair", alpha: float = 0.05) -> pd.DataFrame:
     """Pairwise agreement between labelers on shared (unit, attribute) answers: `user_a, user_b, n_shared,
     agreement, ci_lo, ci_hi` (one row per pair of labelers that share anything, a ranked before b)."""
@@ -181,9 +188,11 @@ def agreement(df: pd.DataFrame, unit: str = "pair", alpha: float = 0.05) -> pd.D
     out["_ra"], out["_rb"] = out.user_a.map(rank), out.user_b.map(rank)
     out = out.sort_values(["_ra", "_rb"]).drop(columns=["_ra", "_rb"]).reset_index(drop=True)
     tok = dict(zip(users.user_id, users.name))
-    out.insert(0, "name_a", out.user_a.map(tok)); out.insert(1, "name_b", out.user_b.map(tok))
+    out.insert(0, "name_a", out.user_a.map(tok))
+    out.insert(1, "name_b", out.user_b.map(tok))
     return out
 
+# %% ../nbs/0_study/05_explore.ipynb #c9f7a745
 def agreement_matrix(df: pd.DataFrame, unit: str = "pair") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Square (rate, count) DataFrames indexed by labeler name: off-diagonal = `agreement`, diagonal =
     test–retest consistency (answer pairs of one labeler on the same unit). NaN where nothing is shared."""
@@ -230,12 +239,15 @@ def _figure(w: float, h: float):
     fig = Figure(figsize=(w, h), layout="constrained")
     return fig, fig.subplots()
 
+# %% ../nbs/0_study/05_explore.ipynb #b13d210b
 def _save(fig, out_dir, name: str) -> Path:
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / name
     fig.savefig(path, dpi=110)
     return path
 
+# %% ../nbs/0_study/05_explore.ipynb #0b306c46
 def plot_answers(df: pd.DataFrame, out_dir, name: str = "answers_per_labeler.png") -> Path:
     "Stacked bars of answers per attribute for each labeler (ranked); saves `out_dir/name`."
     ac = answer_counts(df)
@@ -243,13 +255,17 @@ def plot_answers(df: pd.DataFrame, out_dir, name: str = "answers_per_labeler.png
     fig, ax = _figure(max(5, 1.1 * len(ac) + 2), 3.6)
     bottom = np.zeros(len(ac))
     for a in attrs:
-        ax.bar(ac.name, ac[a], bottom=bottom, label=a); bottom += ac[a].to_numpy()
+        ax.bar(ac.name, ac[a], bottom=bottom, label=a)
+        bottom += ac[a].to_numpy()
     for x, (n, c) in enumerate(zip(ac.n_samples, ac.n_comparisons)):
         ax.text(x, n, f"{c} comp.", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("answers (samples)"); ax.set_title("Answers per labeler and attribute")
-    ax.legend(fontsize=8); ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.set_ylabel("answers (samples)")
+    ax.set_title("Answers per labeler and attribute")
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     return _save(fig, out_dir, name)
 
+# %% ../nbs/0_study/05_explore.ipynb #4a3b34e2
 def plot_position_bias(df: pd.DataFrame, out_dir, name: str = "position_bias.png", alpha: float = 0.05) -> Path:
     "Rate of choosing the first-shown image per labeler with Wilson intervals; saves `out_dir/name`."
     pb = position_bias(df, alpha=alpha)
@@ -265,6 +281,7 @@ def plot_position_bias(df: pd.DataFrame, out_dir, name: str = "position_bias.png
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     return _save(fig, out_dir, name)
 
+# %% ../nbs/0_study/05_explore.ipynb #0bd2067b
 def plot_agreement(df: pd.DataFrame, out_dir, unit: str = "pair", name: str = "agreement_matrix.png") -> Path:
     "Heatmap of `agreement_matrix` (diagonal: test–retest) annotated with rates and counts; saves `out_dir/name`."
     rate, count = agreement_matrix(df, unit)
@@ -285,6 +302,7 @@ def plot_agreement(df: pd.DataFrame, out_dir, unit: str = "pair", name: str = "a
     ax.set_title(f"Agreement on shared {unit}s × attribute (diagonal: test–retest)", fontsize=9)
     return _save(fig, out_dir, name)
 
+# %% ../nbs/0_study/05_explore.ipynb #417296e2
 def plot_halo(df: pd.DataFrame, out_dir, name: str = "halo.png") -> Path:
     "Per labeler and pair of attributes, the correlation `phi` of the two choices (from `halo`); saves `out_dir/name`."
     hl = halo(df)
@@ -313,13 +331,15 @@ def explore_tables(df: pd.DataFrame, out_dir=None, unit: str = "pair", verbose: 
     tables = dict(answers=answer_counts(df), position_bias=position_bias(df), agreement=agreement(df, unit),
                   test_retest=retest_consistency(df), retest_ceilings=retest_ceilings(df), halo=halo(df))
     if out_dir is not None:
-        out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         for k, t in tables.items():   # 10 significant digits: the last digits of a float differ between runs and CPUs
             t.to_csv(out / f"{k}.csv", index=False, float_format="%.10g")
         figs = [plot_answers(df, out), plot_position_bias(df, out), plot_agreement(df, out, unit), plot_halo(df, out)]
         if verbose: print(f"explore: wrote {len(tables)} tables and {len(figs)} figures to {out}")
     return tables
 
+# %% ../nbs/0_study/05_explore.ipynb #299232ee
 def explore_study(data_dir, out_dir=None, images_dir=None, unit: str = "pair", verbose: bool = True) -> dict[str, pd.DataFrame]:
     "`explore_tables` of the study folder `data_dir` (read with `labelertok.data.read_study`)."
     return explore_tables(read_study(data_dir, images_dir=images_dir, verbose=verbose), out_dir, unit, verbose)

@@ -26,13 +26,14 @@ def _cluster_sums(C: np.ndarray, clusters: Optional[np.ndarray]) -> tuple[np.nda
     codes = np.arange(n) if clusters is None else np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
     K = int(codes.max()) + 1 if n else 0
     ok = np.isfinite(C)
-    S = np.zeros((len(C), K)); N = np.zeros((len(C), K))
+    S = np.zeros((len(C), K))
+    N = np.zeros((len(C), K))
     for s in range(len(C)):
         S[s] = np.bincount(codes, weights=np.where(ok[s], C[s], 0.0), minlength=K)
         N[s] = np.bincount(codes, weights=ok[s].astype(float), minlength=K)
     return S, N
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #eb2f4061
 def cluster_bootstrap(values, clusters=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Mean of `values` ([n_samples] or [n_seeds, n_samples]; NaN = not scored) with a hierarchical percentile
     bootstrap (under-covers with few seeds: use `crossed_interval` for results over seeds): each replicate draws the seeds with replacement, then the `clusters` (e.g. `pair_id`; None: every
@@ -87,12 +88,12 @@ def _t_quantile(p: float, df: float) -> float:
         lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
     return (lo + hi) / 2
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #c52ede24
 def t_quantile(p: float, df: float) -> float:
     "The `p` quantile of Student's t with `df` (real, > 0) degrees of freedom (bisection on the CDF; no scipy needed)."
     return _t_quantile(float(p), round(float(df), 3) if np.isfinite(df) else float("inf"))
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #2b677f5a
 def _linearised(C: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
     """Per seed mean m_s and per (seed, cluster) values y whose mean over clusters is m_s: y = m_s + K (S_sk − m_s N_sk) / N_s
     (the cluster's contribution to the seed's ratio mean)."""
@@ -103,7 +104,7 @@ def _linearised(C: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
         y = m[:, None] + (Ssum - m[:, None] * N) * (Ssum.shape[1] / Ns[:, None])
     return m, y
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #4fe226a5
 def _crossed_var(y: np.ndarray) -> tuple[float, float]:
     "Variance of the grand mean of a [seeds, clusters] table and its Satterthwaite degrees of freedom."
     R, K = y.shape
@@ -114,7 +115,7 @@ def _crossed_var(y: np.ndarray) -> tuple[float, float]:
     den = sum(ms ** 2 / d for ms, d in terms)
     return float(V), float(sum(ms for ms, _ in terms) ** 2 / den) if den > 0 else float("inf")
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #00a022de
 def crossed_interval(values, clusters=None, alpha: float = 0.05) -> dict:
     """Mean of `values` ([n_samples] or [n_seeds, n_samples]; NaN = not scored) over seeds (each seed's mean over its
     scored samples, then the mean over seeds) with a 1 − `alpha` interval for the crossed design seeds × `clusters`
@@ -147,7 +148,7 @@ def paired_difference(a, b, clusters=None, alpha: float = 0.05) -> dict:
     if A.shape != B.shape: raise ValueError(f"a has shape {A.shape} but b has {B.shape}: a paired difference needs the same seeds and samples")
     return crossed_interval(A - B, clusters, alpha)
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #eef825a4
 def unpaired_difference(a, b, clusters_a=None, clusters_b=None, alpha: float = 0.05) -> dict:
     """mean(A) − mean(B) for results on different samples (e.g. two splits' test sets): the two `crossed_interval`
     variances add (Satterthwaite's degrees of freedom). Returns dict(mean, lo, hi, se, df)."""
@@ -161,7 +162,7 @@ def unpaired_difference(a, b, clusters_a=None, clusters_b=None, alpha: float = 0
     d.update(lo=d["mean"] - q * se, hi=d["mean"] + q * se, se=se, df=float(df))
     return d
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #59e54f1b
 def ratio_interval(x, y, clusters=None, y_shift: float = 0.0, y_shift_se: float = 0.0, y_shift_df: float = np.inf,
                    alpha: float = 0.05) -> dict:
     """mean(x) / (mean(y) + `y_shift`) with `x`, `y` on the same seeds and samples ([n_samples] or [n_seeds, n_samples]),
@@ -181,7 +182,8 @@ def ratio_interval(x, y, clusters=None, y_shift: float = 0.0, y_shift_se: float 
     if not np.isfinite(z["se"]): return dict(out, mean=float(r))
     v1, v2 = z["se"] ** 2, (r / my * y_shift_se) ** 2
     df = (v1 + v2) ** 2 / (v1 ** 2 / z["df"] + (v2 ** 2 / y_shift_df if v2 > 0 else 0.0)) if v1 + v2 > 0 else np.inf
-    se = float(np.sqrt(v1 + v2)); q = t_quantile(1 - alpha / 2, df)
+    se = float(np.sqrt(v1 + v2))
+    q = t_quantile(1 - alpha / 2, df)
     return dict(mean=float(r), lo=float(r - q * se), hi=float(r + q * se), se=se, df=float(df))
 
 # %% ../nbs/0_study/04_intervals.ipynb #6298bee9
@@ -189,7 +191,7 @@ def implied_ceiling(c):
     "The upper bound (1 + sqrt(2c − 1)) / 2 on the Bayes accuracy implied by test–retest agreement `c` (c ≤ 0.5 gives 0.5)."
     return (1 + np.sqrt(np.clip(2 * np.asarray(c, float) - 1, 0, None))) / 2
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #42ab416a
 def ceiling_bracket(concordant, clusters=None, alpha: float = 0.05) -> dict:
     """Bounds on a labeler's Bayes accuracy (the best any model can do on their answers) from test–retest concordance
     (one value per answer pair: 1 = the same answer twice): with p the probability of their more likely answer to an
@@ -203,7 +205,7 @@ def ceiling_bracket(concordant, clusters=None, alpha: float = 0.05) -> dict:
     return dict(lower=f(b["mean"]), lower_lo=f(lo), lower_hi=f(hi), upper=f(implied_ceiling(b["mean"])),
                 upper_lo=f(implied_ceiling(lo)), upper_hi=f(implied_ceiling(hi)), n=b["n"], n_clusters=b["n_clusters"])
 
-
+# %% ../nbs/0_study/04_intervals.ipynb #627217f0
 def implied_ceiling_interval(concordant, clusters=None, alpha: float = 0.05) -> dict:
     """The upper bound of `ceiling_bracket` alone: dict(value, lo, hi, consistency, n) (value = (1 + √(2c − 1))/2, an upper
     bound on the Bayes accuracy, not the ceiling itself)."""

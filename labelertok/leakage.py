@@ -15,6 +15,7 @@ from .baselines import TRAINED, model_image_size
 from .compare import compare_methods
 from .intervals import crossed_interval, unpaired_difference
 from .config import TrainConfig
+from .data import load_labeler_data
 
 # %% auto #0
 __all__ = ['leakage', 'leakage_table']
@@ -29,7 +30,6 @@ def leakage(data_dir, n_users: int = 2, splits: Sequence[str] = ("sample", "pair
     `val_acc` (best epoch / tuned l2), `test_acc` and its interval (image pairs resampled), and the split sizes.
     The per-sample results (for intervals on differences, `leakage_table`) are in `.attrs["per_sample"]`:
     (split, method) -> (correctness [seeds, samples], pair ids)."""
-    from labelertok.data import load_labeler_data
     if image_size is None: image_size = model_image_size(model)
     rows, per_sample = [], {}
     for split in splits:
@@ -53,7 +53,7 @@ def leakage(data_dir, n_users: int = 2, splits: Sequence[str] = ("sample", "pair
     out.attrs["per_sample"] = per_sample
     return out
 
-
+# %% ../nbs/3_results/05_leakage.ipynb #fa024584
 def leakage_table(df: pd.DataFrame, reference: str = "sample", n_boot: int = 1000) -> pd.DataFrame:
     """Mean over seeds per (method, split) of val/test accuracy and the inflation of `reference` over each split
     (points). With `df.attrs["per_sample"]` (from `leakage`), the test accuracy's interval is over seeds and image pairs

@@ -14,16 +14,17 @@ import re
 from pathlib import Path
 
 from .runs import looks_like_checkpoint   # light: the run-folder rules import nothing heavy
+import labelertok
 
 # %% ../nbs/3_results/01_paths.ipynb #0f8ce452
 def _is_root(d: Path) -> bool:
     s = d/"settings.ini"
     return s.is_file() and (d/"nbs").is_dir() and "lib_name = labelertok" in s.read_text(errors="ignore")
 
+# %% ../nbs/3_results/01_paths.ipynb #028f4cfe
 def repo_root(start: str|Path|None=None) -> Path:
     """The labelertok checkout: the nearest folder at or above `start` holding its `settings.ini` and `nbs/`;
     without `start`, the checkout of this (editable) package, else the one above the working directory."""
-    import labelertok
     starts = [Path(start)] if start is not None else [Path(labelertok.__file__).parent, Path.cwd()]
     for s in starts:
         for d in [s.expanduser().resolve(), *s.expanduser().resolve().parents]:
@@ -56,6 +57,7 @@ def preset_base(preset_file: str|Path) -> Path:
     except FileNotFoundError: return f.parent
     return root
 
+# %% ../nbs/3_results/01_paths.ipynb #e1b9475f
 def resolve_params(params: dict, base: str|Path|None=None, keys=PATH_PARAMS) -> dict:
     """A copy of `params` with the path parameters `keys` and a checkpoint-file `pretrained` made absolute against `base`
     (default: the repository root), `..` and symlinks resolved: the one resolution of an experiment's paths."""
@@ -96,6 +98,7 @@ def same_but_timings(a: str, b: str) -> bool:
     "Whether the texts `a` and `b` differ at most in durations, speeds and timestamps."
     return a == b or _TIMINGS.sub('#', a) == _TIMINGS.sub('#', b)
 
+# %% ../nbs/3_results/01_paths.ipynb #a15c88a1
 def write_if_changed(path, text: str) -> bool:
     "Write `text` to `path` unless the file already holds it up to run times (`same_but_timings`); returns whether it wrote."
     path = Path(path)
@@ -118,6 +121,7 @@ def _path_map(root: Path) -> list[tuple[str, str]]:
     pairs += [(str(root), '.'), (str(Path.home()), '~')]
     return sorted(pairs, key=lambda p: -len(p[0]))
 
+# %% ../nbs/3_results/01_paths.ipynb #4a0f32f6
 def portable_paths(text: str, root: str|Path) -> str:
     "`text` with the absolute paths of this machine (see `_path_map`) written relative to the checkout `root`."
     for prefix, rel in _path_map(Path(root).resolve()):
@@ -136,13 +140,15 @@ def _stable_outputs(outputs: list) -> list:
         if o.get('output_type') == 'stream':
             text = _MACHINE_LINES.sub('', ''.join(o.get('text', '')))
             if out and out[-1].get('output_type') == 'stream' and out[-1].get('name') == o.get('name'):
-                out[-1]['text'] = ''.join(out[-1]['text']) + text; continue
+                out[-1]['text'] = ''.join(out[-1]['text']) + text
+                continue
             o = {**o, 'text': text}
         out.append(o)
     for o in out:
         if o.get('output_type') == 'stream': o['text'] = o['text'].splitlines(keepends=True)
     return [o for o in out if o.get('output_type') != 'stream' or o['text']]
 
+# %% ../nbs/3_results/01_paths.ipynb #9869ec15
 def _stable_notebook(nb: dict) -> dict:
     """`nb` without what changes from one run to the next: timestamps and durations, random cell ids (ids from the
     content), how the kernel happened to split printed text, lines about this machine's caches."""
@@ -158,9 +164,11 @@ def _stable_notebook(nb: dict) -> dict:
             src = ''.join(c.get('source', ''))
             cid = hashlib.sha1(f"{c.get('cell_type')}\n{src}".encode()).hexdigest()[:8]
             if cid in seen: cid = hashlib.sha1(f"{i}\n{src}".encode()).hexdigest()[:8]
-            seen.add(cid); c['id'] = cid
+            seen.add(cid)
+            c['id'] = cid
     return nb
 
+# %% ../nbs/3_results/01_paths.ipynb #d763c8ea
 def publish_notebook(src, dest, root: str|Path|None=None) -> Path:
     """Copy the executed notebook `src` to `dest` with portable paths (`portable_paths`; `root`: the checkout holding
     `dest`, found from it by default), papermill's input path as the experiment notebook's own, cell ids from the

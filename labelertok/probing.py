@@ -18,6 +18,7 @@ from .compare import method_run_dir
 from .data import LabelerData
 from .model import LabelerCLIP, load_model
 from .synthetic import has_ground_truth, latent_z, load_ground_truth
+from .explore import agreement
 
 # %% auto #0
 __all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'latent_features', 'pixel_features',
@@ -31,10 +32,9 @@ def cosine_matrix(vectors: dict[str, np.ndarray]) -> pd.DataFrame:
     V = V / np.clip(np.linalg.norm(V, axis=1, keepdims=True), 1e-12, None)
     return pd.DataFrame(V @ V.T, index=names, columns=names)
 
-
+# %% ../nbs/3_results/07_probing.ipynb #06bcda55
 def agreement_by_token(data: LabelerData) -> pd.DataFrame:
     "Labeler × labeler agreement on shared (pair, attribute) answers (`explore.agreement`), indexed by token; NaN diagonal."
-    from labelertok.explore import agreement
     tok = dict(zip(data.users["user_id"].astype(str), data.users["token"]))
     out = pd.DataFrame(np.nan, index=data.tokens, columns=data.tokens)
     for r in agreement(data.samples).itertuples():
@@ -42,12 +42,13 @@ def agreement_by_token(data: LabelerData) -> pd.DataFrame:
         if a is not None and b is not None: out.loc[a, b] = out.loc[b, a] = r.agreement
     return out
 
-
+# %% ../nbs/3_results/07_probing.ipynb #6d63a890
 def taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame) -> dict:
     "Pearson and Spearman correlation of the off-diagonal entries (labeler pairs with both values)."
     names = [n for n in similarity.index if n in agreement.index]
     iu = np.triu_indices(len(names), 1)
-    x = similarity.loc[names, names].to_numpy()[iu]; y = agreement.loc[names, names].to_numpy()[iu]
+    x = similarity.loc[names, names].to_numpy()[iu]
+    y = agreement.loc[names, names].to_numpy()[iu]
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3: return dict(pearson=np.nan, spearman=np.nan, n_pairs=int(ok.sum()))
     rank = lambda v: pd.Series(v).rank().to_numpy()
@@ -75,12 +76,12 @@ def latent_features(data_dir, data: LabelerData, gt: Optional[dict] = None) -> O
     if miss: raise ValueError(f"{len(miss)} image(s) of data have no row in {Path(data_dir) / 'features.csv'}, e.g. {miss[:3]}")
     return Z.loc[names]
 
-
+# %% ../nbs/3_results/07_probing.ipynb #5bc03b2c
 def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
     "Average-pooled pixels [N, 3·size²] of uint8 images [N, 3, S, S], in [0, 1]."
     return F.adaptive_avg_pool2d(images.float() / 255, size).flatten(1)
 
-
+# %% ../nbs/3_results/07_probing.ipynb #4da5e7f9
 def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: int = 5, seed: int = 0) -> tuple[np.ndarray, float]:
     """K-fold cross-validated R² of each column of `Y` [N, T] from ridge regression on `X` [N, D] (standardised per
     fold); the l2 of `l2_grid` with the best mean R² over the columns, and that l2."""
@@ -104,12 +105,12 @@ def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: 
         if best is None or r2.mean() > best[0].mean(): best = (r2, float(l2))
     return best
 
-
+# %% ../nbs/3_results/07_probing.ipynb #50c8baf6
 def decodability(reps: dict[str, torch.Tensor], Z: pd.DataFrame, **kw) -> pd.DataFrame:
     "Cross-validated R² (`ridge_r2`) of each latent feature (rows) from each representation (columns)."
     return pd.DataFrame({name: ridge_r2(X, Z.to_numpy(), **kw)[0] for name, X in reps.items()}, index=Z.columns)
 
-
+# %% ../nbs/3_results/07_probing.ipynb #2f09cc72
 def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame, gt: Optional[dict] = None) -> pd.DataFrame:
     """Synthetic world: each labeler's utility of each image per attribute, columns (token, attribute), from ground
     truth (`gt`, read if None)."""
@@ -122,7 +123,7 @@ def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame, gt: Optional
             cols[(tok[x["user_id"]], a)] = Z.to_numpy() @ pd.Series(x["weights"][a])[list(Z.columns)].to_numpy(float)
     return pd.DataFrame(cols, index=Z.index)
 
-
+# %% ../nbs/3_results/07_probing.ipynb #f84376ad
 def utility_decodability(reps: dict[str, torch.Tensor], U: pd.DataFrame, **kw) -> pd.DataFrame:
     "Cross-validated R² of each labeler's utilities from each representation: labelers (rows) × representations, mean over attributes."
     out = {name: pd.Series(ridge_r2(X, U.to_numpy(), **kw)[0], index=U.columns).groupby(level=0).mean()

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .data import LABEL_STEM, find_table, read_study, read_table, select_users
 from .ratings import has_ratings, read_ratings
+from .data import norm_id
 
 # %% auto #0
 __all__ = ['QUALITY_GENERATOR', 'QUALITY_FILES', 'COMMANDS', 'binom_sf', 'binom_cdf', 'rating_agreement', 'triads',
@@ -29,6 +30,7 @@ def binom_sf(k: int, n: int, p: float) -> float:
     m = max(terms)
     return 0.0 if m == -math.inf else min(1.0, math.exp(m) * sum(math.exp(t - m) for t in terms))
 
+# %% ../nbs/0_study/06_quality.ipynb #54a2e836
 def binom_cdf(k: int, n: int, p: float) -> float:
     "P(X <= k) for X ~ Binomial(n, p)."
     return 1.0 - binom_sf(k + 1, n, p) if k < n else 1.0
@@ -64,9 +66,11 @@ def triads(comparisons: pd.DataFrame) -> pd.DataFrame:
             lose = np.where(e["label"].to_numpy() == 0, e["im2"].to_numpy(), e["im1"].to_numpy())
             beats, nb = {}, {}
             for w, l in zip(win, lose):                   # later answers replace earlier ones
-                beats.pop((l, w), None); beats[(w, l)] = True
+                beats.pop((l, w), None)
+                beats[(w, l)] = True
             for w, l in beats:
-                nb.setdefault(w, set()).add(l); nb.setdefault(l, set()).add(w)
+                nb.setdefault(w, set()).add(l)
+                nb.setdefault(l, set()).add(w)
             for a, b in {tuple(sorted(k)) for k in beats}:
                 for x in nb[a] & nb[b]:
                     if x <= b: continue                  # each triad once: a < b < x
@@ -134,12 +138,12 @@ def _answer_times_of(data_dir, comparisons, ratings) -> pd.DataFrame:
     if comparisons is not None:
         raw = read_table(find_table(data_dir, LABEL_STEM), None)
         if "insert_time" in raw.columns and "user_id" in raw.columns:
-            from labelertok.data import norm_id
             parts.append(pd.DataFrame(dict(user_id=[norm_id(v) for v in raw["user_id"]],
                                            insert_time=pd.to_datetime(raw["insert_time"], errors="coerce", format="mixed"))))
     if not parts: return pd.DataFrame(dict(user_id=pd.Series([], dtype=object), insert_time=pd.Series([], dtype="datetime64[ns]")))
     return pd.concat(parts, ignore_index=True).dropna()
 
+# %% ../nbs/0_study/06_quality.ipynb #5376b447
 def labeler_quality(data_dir, images_dir=None, fast_seconds: float = 3.0, max_fast_share: float = 0.5, alpha: float = 0.01,
                     min_gaps: int = 20, min_agreement: float = 0.6, max_cycle_share: float = 0.15, retest_margin: float = 0.1,
                     session_break: float = 600.0,
@@ -212,9 +216,11 @@ def _code(v) -> str:
     "A value as a markdown code span (labeler ids and tokens: a raw `<user1>` would be an invisible HTML tag)."
     return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"`{v}`"
 
+# %% ../nbs/0_study/06_quality.ipynb #17a2edf6
 def _f(v, fmt: str) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
 
+# %% ../nbs/0_study/06_quality.ipynb #239e28a2
 def _read_lines(read: dict) -> list[str]:
     "What the readers took and skipped, as markdown lines."
     c, r = read.get("comparisons"), read.get("ratings")
@@ -227,6 +233,7 @@ def _read_lines(read: dict) -> list[str]:
     else: out.append("Ratings: none in this folder (no agreement with own ratings, no rating retest).")
     return [" ".join(out), ""]
 
+# %% ../nbs/0_study/06_quality.ipynb #cbca7fa4
 def quality_markdown(q: pd.DataFrame, source: str = "") -> str:
     "The quality table as markdown: one row per labeler (ids as code spans), then the flagged labelers with their reasons."
     th = q.attrs.get("thresholds", {})
@@ -256,6 +263,7 @@ def quality_markdown(q: pd.DataFrame, source: str = "") -> str:
     lines += [f"- {_code(r.token) + ' ' if r.token else ''}{_code(r.user_id)}: {r.reasons}" for r in flagged.itertuples()]
     return "\n".join(l for l in lines if l is not None) + "\n"
 
+# %% ../nbs/0_study/06_quality.ipynb #075d55d1
 def write_quality(q: pd.DataFrame, out_dir, source: str = "") -> list[Path]:
     """Write `quality.md`, `quality.csv` and `quality.json` (thresholds, provenance) to `out_dir`. Files of an earlier
     quality report there are replaced; any other file of those names is refused."""

@@ -27,6 +27,7 @@ RATING_LABEL_OPTIONAL = ("_id", "lang", "insert_time")   # kept when present
 def _present(data_dir: Path, stem: str) -> bool:
     return any((data_dir / f"{stem}{suf}").exists() for suf in TABLE_SUFFIXES)
 
+# %% ../nbs/0_study/02_ratings.ipynb #37a0ea71
 def rating_files(data_dir) -> dict[str, tuple[Path, Path]]:
     """`{set: (image table, label table)}` for each rating set (`big`, `small`) under `data_dir`. A set with one of
     its two sheets but not the other is an error, and so is a folder without any rating sheet."""
@@ -46,6 +47,7 @@ def rating_files(data_dir) -> dict[str, tuple[Path, Path]]:
                                 f"small_data as {'/'.join(TABLE_SUFFIXES)}")
     return out
 
+# %% ../nbs/0_study/02_ratings.ipynb #30a9198a
 def has_ratings(data_dir) -> bool:
     "Whether `data_dir` holds a complete rating set (`big_label` + `big_data` or `small_label` + `small_data`)."
     if data_dir is None or not Path(data_dir).is_dir(): return False
@@ -77,6 +79,7 @@ def _read_sheet(path: Path, required: tuple, optional: tuple, id_columns: tuple)
         if c in df.columns: df[c] = pd.Series([norm_id(v) for v in df[c]], index=df.index, dtype=object)
     return df
 
+# %% ../nbs/0_study/02_ratings.ipynb #3b67dc5e
 def _read_images(name: str, path: Path, rep: dict, verbose: bool) -> pd.DataFrame:
     items = _read_sheet(path, RATING_DATA_COLUMNS, ("name",), ("_id",))
     blank = items["_id"].isna() | items["data_image_part"].map(lambda v: v is None or str(v).strip() == "")
@@ -89,6 +92,7 @@ def _read_images(name: str, path: Path, rep: dict, verbose: bool) -> pd.DataFram
                          f"{examples_text(items.loc[dup, '_id'].unique())}; keep one row per image")
     return items
 
+# %% ../nbs/0_study/02_ratings.ipynb #7bdbe24c
 def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: bool = True) -> pd.DataFrame:
     """Read the study's rating sheets under `data_dir` into one row per (rating, attribute): `item_id, user_id,
     attribute, image` (absolute path), `rating` (1–4), `lang`, `insert_time` (a time, NaT when absent or unreadable),

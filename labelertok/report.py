@@ -20,6 +20,14 @@ from .backbone import short_pretrained
 from .paths import md_code, publish_notebook, write_if_changed
 from .study import (STUDY_NOTES, STUDY_SIX_USERS, STUDY_SIX_USERS_PER_USER, STUDY_SOURCE, STUDY_TWO_USERS,
                               STUDY_TWO_USERS_FACTS)
+from .calibration import calibration_markdown
+from .compare import evaluate_study_protocol
+from .config import resolve_device
+from .data import load_labeler_data, read_study
+from .explore import retest_ceilings
+from .intervals import cluster_bootstrap
+from .model import load_model
+from .synthetic import answer_bayes_acc
 
 # %% ../nbs/3_results/08_report.ipynb #0e641453
 def make_fake_run(out_dir, n_users: int=2, epochs: int=4, seed: int=0, n_val: int=600,
@@ -205,14 +213,11 @@ def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
         out['bayes_acc'] = [labs.get(u, {}).get('bayes_acc', np.nan) for u in out.user_id]
         tp = run.path/'test_predictions.csv'
         if tp.is_file():
-            from labelertok.synthetic import answer_bayes_acc
             pred = pd.read_csv(tp, dtype={'item_id': str, 'user_id': str})
             m = pred.assign(bayes_acc=answer_bayes_acc(pred, d)).groupby('user_id').bayes_acc.mean()
             out['bayes_test'] = [m.get(u, np.nan) for u in out.user_id]
     if retest:
         try:
-            from labelertok.data import read_study
-            from labelertok.explore import retest_ceilings
             df = read_study(d, images_dir=run.params.get('images_dir'), verbose=False)
             rt = retest_ceilings(df).set_index('user_id')
             for c, k in (('retest_pairs', 'n_pairs'), ('retest_agree', 'lower'), ('agree_lo', 'lower_lo'), ('agree_hi', 'lower_hi'),
@@ -297,11 +302,6 @@ def study_protocol_accuracy(run: Run, split: str='val', seed: int=0, device: str
     best, d = run.path/'checkpoints'/'best', _data_dir(run)
     if d is None or not best.is_dir(): return None
     try:
-        from labelertok.compare import evaluate_study_protocol
-        from labelertok.data import load_labeler_data
-        from labelertok.intervals import cluster_bootstrap
-        from labelertok.model import load_model
-        from labelertok.config import resolve_device
         m = load_model(best, resolve_device(device))
         dd = run.summary.get('data') or {}
         data = load_labeler_data(d, n_users=len(run.tokens), split=dd.get('split') or run.params.get('split') or 'sample',
@@ -548,7 +548,6 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
             p = plot_study_comparison(run, out/'study_comparison.png')
             if p: figs.append(p)
         if (run.path/CALIBRATION_FILE).is_file():
-            from labelertok.calibration import calibration_markdown   # a later module: imported only when a run has calibration
             md += ["", calibration_markdown(run.path, image=None).rstrip()]
             if (run.path/'calibration.png').is_file():
                 shutil.copyfile(run.path/'calibration.png', out/'calibration.png'); figs.append(out/'calibration.png')

@@ -38,7 +38,7 @@ __all__ = ['LOCK_FILE', 'HELD_LOCKS_ENV', 'HELD_LOCKS_PID_ENV', 'RUN_MARKER', 'D
 class DamagedFile(ValueError):
     "A run or model file that cannot be read; the message names the file and the remedy."
 
-
+# %% ../nbs/1_method/03_runs.ipynb #dd49db39
 def _drop_stale_temps(path: Path):
     "Remove `.<name>.<pid>.tmp` files beside `path` whose writer (a process of this host) is gone, e.g. killed mid-write."
     for t in path.parent.glob(f".{path.name}.*.tmp"):
@@ -47,7 +47,7 @@ def _drop_stale_temps(path: Path):
             try: t.unlink()
             except OSError: pass
 
-
+# %% ../nbs/1_method/03_runs.ipynb #ea8e3330
 def atomic_write(path: Path, text: str):
     "Replace `path` by `text` in one rename; the temp file goes on every exit path (and stale ones of killed writers)."
     path = Path(path)
@@ -59,7 +59,7 @@ def atomic_write(path: Path, text: str):
     finally:
         if tmp.exists(): tmp.unlink()
 
-
+# %% ../nbs/1_method/03_runs.ipynb #8b41abc0
 def _json_default(o):
     mod = type(o).__module__
     if mod == "numpy": return o.item() if getattr(o, "ndim", 1) == 0 else o.tolist()
@@ -67,11 +67,11 @@ def _json_default(o):
     if isinstance(o, (set, frozenset)): return sorted(o)
     return repr(o)
 
-
+# %% ../nbs/1_method/03_runs.ipynb #82d0b44c
 def json_text(obj) -> str:
     return json.dumps(obj, indent=1, default=_json_default, allow_nan=True)
 
-
+# %% ../nbs/1_method/03_runs.ipynb #9cce846a
 def read_json(path, remedy: str):
     "The JSON content of `path`; a missing or damaged file raises `DamagedFile` naming it and `remedy`."
     path = Path(path)
@@ -80,7 +80,7 @@ def read_json(path, remedy: str):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DamagedFile(f"{path} is damaged (not valid JSON: {e}); {remedy}") from None
 
-
+# %% ../nbs/1_method/03_runs.ipynb #d4dd02cf
 def read_tensors(path, remedy: str) -> dict[str, torch.Tensor]:
     "The tensors of safetensors file `path`; a missing or damaged file raises `DamagedFile` naming it and `remedy`."
     path = Path(path)
@@ -97,18 +97,18 @@ LOCK_FILE = ".lock"
 class RunFolderBusy(RuntimeError):
     "Another process is writing this run folder."
 
-
+# %% ../nbs/1_method/03_runs.ipynb #eb072c58
 def _owner_record() -> dict:
     return dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
-
+# %% ../nbs/1_method/03_runs.ipynb #6bd0d538
 def pid_alive(pid: int) -> bool:
     try: os.kill(int(pid), 0)
     except ProcessLookupError: return False
     except (PermissionError, OSError, ValueError, TypeError): return True
     return True
 
-
+# %% ../nbs/1_method/03_runs.ipynb #6b8cd09e
 class RunLock:
     "Exclusive lock on run folder `folder` (`<folder>/.lock`, holding the owner's pid/host); a context manager."
     def __init__(self, folder):
@@ -142,12 +142,17 @@ class RunLock:
             if fcntl is not None:
                 try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    owner = self._read(fd); os.close(fd)
-                    if self._held_by_parent(owner): self._inherited = True; return self
+                    owner = self._read(fd)
+                    os.close(fd)
+                    if self._held_by_parent(owner):
+                        self._inherited = True
+                        return self
                     raise self._busy(owner) from None
                 try: same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
                 except FileNotFoundError: same = False
-                if not same: os.close(fd); continue  # the previous owner removed the file meanwhile: lock the new one
+                if not same:
+                    os.close(fd)
+                    continue  # the previous owner removed the file meanwhile: lock the new one
             old = self._read(fd)
             if fcntl is None and old.get("pid") not in (None, os.getpid()) and old.get("host") == socket.gethostname() \
                     and pid_alive(old["pid"]):
@@ -158,14 +163,17 @@ class RunLock:
             self.stale = old
             warnings.warn(f"{self.path}: took over the lock of pid {old.get('pid')} on {old.get('host')} "
                           f"(since {old.get('started')}), which ended without releasing it")
-        os.ftruncate(fd, 0); os.lseek(fd, 0, 0)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, 0)
         os.write(fd, json.dumps(_owner_record()).encode())
         os.fsync(fd)
         self._fd = fd
         return self
 
     def release(self):
-        if self._inherited: self._inherited = False; return   # the command that holds it releases it
+        if self._inherited:
+            self._inherited = False
+            return   # the command that holds it releases it
         if self._fd is None: return
         try: os.unlink(self.path)
         except FileNotFoundError: pass
@@ -176,7 +184,7 @@ class RunLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
-
+# %% ../nbs/1_method/03_runs.ipynb #f6881401
 HELD_LOCKS_ENV, HELD_LOCKS_PID_ENV = "LABELERTOK_HELD_LOCKS", "LABELERTOK_HELD_LOCKS_PID"
 _env_guard = threading.Lock()
 
@@ -188,15 +196,18 @@ def lock_for_kernel(lock: RunLock):
     key = str(lock.folder.resolve())
     with _env_guard:
         held = [h for h in os.environ.get(HELD_LOCKS_ENV, "").split(os.pathsep) if h]
-        os.environ[HELD_LOCKS_ENV] = os.pathsep.join(held + [key]); os.environ[HELD_LOCKS_PID_ENV] = str(os.getpid())
+        os.environ[HELD_LOCKS_ENV] = os.pathsep.join(held + [key])
+        os.environ[HELD_LOCKS_PID_ENV] = str(os.getpid())
     try: yield lock
     finally:
         with _env_guard:
             held = [h for h in os.environ.get(HELD_LOCKS_ENV, "").split(os.pathsep) if h and h != key]
             if held: os.environ[HELD_LOCKS_ENV] = os.pathsep.join(held)
-            else: os.environ.pop(HELD_LOCKS_ENV, None); os.environ.pop(HELD_LOCKS_PID_ENV, None)
+            else:
+                os.environ.pop(HELD_LOCKS_ENV, None)
+                os.environ.pop(HELD_LOCKS_PID_ENV, None)
 
-
+# %% ../nbs/1_method/03_runs.ipynb #9b485fcc
 def lock_owner(folder) -> Optional[dict]:
     """The record (pid, host, started) of the live process that holds `<folder>/.lock`, or None when no one does or
     when it is the command that started this process (the run's own notebook reading its folder)."""
@@ -225,7 +236,7 @@ def made_by_labelertok(folder) -> bool:
     except (OSError, ValueError): return False
     return isinstance(d, dict) and str(d.get("made_by", "")).startswith("labelertok")
 
-
+# %% ../nbs/1_method/03_runs.ipynb #6d67854b
 def mark_run_folder(folder, made_by: str = "labelertok run") -> Path:
     """Create `folder` if needed and write its marker; refuses a folder that already holds anything but its lock and
     the run's own notebook (labelertok marks only folders it creates)."""
@@ -240,7 +251,7 @@ def mark_run_folder(folder, made_by: str = "labelertok run") -> Path:
     atomic_write(f, json.dumps(dict(made_by=made_by, **_owner_record())))
     return f
 
-
+# %% ../nbs/1_method/03_runs.ipynb #d5205f71
 def check_replaceable(folder, flag: str = "--overwrite"):
     "Refuse (FileExistsError) to replace or delete a non-empty `folder` that labelertok did not make."
     folder = Path(folder)
@@ -260,7 +271,7 @@ def data_fingerprint(data) -> str:
     h = pd.util.hash_pandas_object(data.samples[cols], index=False).to_numpy()
     return hashlib.sha1(h.tobytes() + repr(tuple(data.images.shape)).encode()).hexdigest()
 
-
+# %% ../nbs/1_method/03_runs.ipynb #733413eb
 def images_fingerprint(images: torch.Tensor) -> str:
     "sha1 of a uint8 image tensor: its shape and every pixel (about 1 s per GB on a CPU core)."
     x = images.detach().to("cpu").contiguous()
@@ -268,12 +279,12 @@ def images_fingerprint(images: torch.Tensor) -> str:
     h.update(memoryview(x.numpy().reshape(-1)))
     return h.hexdigest()
 
-
+# %% ../nbs/1_method/03_runs.ipynb #606ecc8b
 def _data_dir(data, data_info: Optional[dict] = None) -> Optional[str]:
     d = {**dict(getattr(data, "meta", None) or {}), **dict(data_info or {})}.get("data_dir")
     return None if d is None else str(Path(d).expanduser().resolve())
 
-
+# %% ../nbs/1_method/03_runs.ipynb #01c4115a
 def run_fingerprint(data, model, data_info: Optional[dict] = None) -> dict:
     "What a run is made of: `samples`, `images` (pixels), `data_dir` (resolved path) and `base_weights` (JSON-able)."
     fp = getattr(model, "fingerprint", None)
@@ -289,11 +300,11 @@ def param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
     if missing: raise ValueError(f"{len(missing)} trainable parameter(s) are not parameters of the model")
     return [(names[id(p)], p) for p in params]
 
-
+# %% ../nbs/1_method/03_runs.ipynb #9d2bf9df
 def trainable_tensors(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in param_names(model)}
 
-
+# %% ../nbs/1_method/03_runs.ipynb #c8c5e0e6
 def load_trainable(model, state: dict[str, torch.Tensor]):
     named = dict(param_names(model))
     if set(named) != set(state):
@@ -303,7 +314,7 @@ def load_trainable(model, state: dict[str, torch.Tensor]):
     with torch.no_grad():
         for n, p in named.items(): p.copy_(state[n].to(p.device, p.dtype))
 
-
+# %% ../nbs/1_method/03_runs.ipynb #ddb76ea7
 def _optimizer_to_files(opt) -> tuple[dict, dict]:
     import torch
     sd = opt.state_dict()
@@ -314,7 +325,7 @@ def _optimizer_to_files(opt) -> tuple[dict, dict]:
             else: meta["state"].setdefault(str(i), {})[k] = v
     return tensors, meta
 
-
+# %% ../nbs/1_method/03_runs.ipynb #21ab0aa2
 def optimizer_from_files(opt, tensors: dict, meta: dict):
     state: dict[int, dict] = {}
     for key, v in tensors.items():
@@ -324,7 +335,7 @@ def optimizer_from_files(opt, tensors: dict, meta: dict):
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
     opt.load_state_dict({"state": state, "param_groups": groups})
 
-
+# %% ../nbs/1_method/03_runs.ipynb #82800a7c
 def _rng_to_files() -> tuple[dict, dict]:
     import numpy as np, torch
     v, st, g = random.getstate()
@@ -334,7 +345,7 @@ def _rng_to_files() -> tuple[dict, dict]:
         for i, s in enumerate(torch.cuda.get_rng_state_all()): tensors[f"torch_cuda_{i}"] = s
     return tensors, {"python": [v, list(st), g], "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
 
-
+# %% ../nbs/1_method/03_runs.ipynb #5021cd0b
 def rng_from_files(tensors: dict, meta: dict):
     import numpy as np, torch
     v, st, g = meta["python"]
@@ -364,7 +375,7 @@ def write_state(out: Path, epoch: int, model, opt, best_state: dict, meta: dict)
     for old in root.glob("epoch_*"):
         if old.is_dir() and old.name != d.name: shutil.rmtree(old, ignore_errors=True)
 
-
+# %% ../nbs/1_method/03_runs.ipynb #d19ba377
 def read_state(out: Path) -> Optional[dict]:
     "The committed state of run folder `out` (None if there is none); `DamagedFile` names a file that cannot be read."
     out = Path(out)
@@ -382,7 +393,7 @@ def read_state(out: Path) -> Optional[dict]:
     if need: raise DamagedFile(f"{d / 'meta.json'} is damaged (missing {need}); {remedy}")
     return dict(meta=meta, **{k: read_tensors(d / f"{k}.safetensors", remedy) for k in ("trainable", "best", "optimizer", "rng")})
 
-
+# %% ../nbs/1_method/03_runs.ipynb #023fab9b
 def readable_checkpoint(path: Path) -> Path:
     """`path`, or the checkpoint a save stopped between its two renames left as `.<name>.old` (read only: the next
     save, or a resume, puts it back)."""
@@ -394,7 +405,7 @@ def readable_checkpoint(path: Path) -> Path:
         return old
     return path
 
-
+# %% ../nbs/1_method/03_runs.ipynb #11ef35f0
 def save_checkpoint(model, path: Path):
     "model.save into a temp path, then swap it in (the previous checkpoint stays valid until the swap)."
     path = Path(path)
@@ -422,14 +433,14 @@ def _out_dir_entries(out: Path) -> list[str]:
     if not out.is_dir(): raise NotADirectoryError(f"out_dir {out} exists and is not a folder")
     return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.suffix != ".ipynb")
 
-
+# %% ../nbs/1_method/03_runs.ipynb #160ecb7e
 def _model_difference(k: str, old, new) -> str:
     "One differing model setting, in the words of the run's parameters (`tokens` are `n_users` labelers)."
     if k == "tokens":
         return f"n_users: saved {len(old or [])} (labeler tokens {list(old or [])}), now {len(new or [])}"
     return f"{k}: saved {old!r}, now {new!r}"
 
-
+# %% ../nbs/1_method/03_runs.ipynb #592d6672
 def _saved_meta(out: Path) -> Optional[dict]:
     "meta.json of the committed state of `out` (JSON only: no tensors read), or None when nothing was committed."
     latest = Path(out) / "state" / "latest.json"
@@ -440,7 +451,7 @@ def _saved_meta(out: Path) -> Optional[dict]:
     meta = read_json(Path(out) / "state" / ptr["dir"] / "meta.json", remedy)
     return meta if isinstance(meta, dict) else None
 
-
+# %% ../nbs/1_method/03_runs.ipynb #632a78f1
 def check_resume(out: Path, params: dict):
     """Before a kernel starts (`labelertok run -p resume true`): refuse, naming each setting with its saved and new
     value, to resume `out` with parameters that differ from those it was started with (its saved config and model;
@@ -461,7 +472,7 @@ def check_resume(out: Path, params: dict):
         raise ValueError(f"cannot resume {out}: {len(diff)} setting(s) differ from the saved run's: " + "; ".join(diff)
                          + ". Resume with the settings it was started with, or start a new run in another folder (--out-dir)")
 
-
+# %% ../nbs/1_method/03_runs.ipynb #590f6066
 def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: dict, out: Path):
     "Refuse (ValueError naming the field) to resume saved state `meta` with another config, model or data."
     old = {k: v for k, v in meta["config"].items() if k not in _RESUME_FREE}
@@ -486,7 +497,7 @@ def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: di
                              f"{saved[k]!r}, now {fingerprint.get(k)!r}); resume only on what the run was started on, "
                              "or start a new run in another folder")
 
-
+# %% ../nbs/1_method/03_runs.ipynb #61aeae8e
 def open_run(out: Path, resume: bool) -> Optional[dict]:
     "The committed state to resume from, or None to start a new run; refuses what must not be written into (see above)."
     out = Path(out)
@@ -523,7 +534,10 @@ def _pickle_globals(data: bytes) -> list[str]:
         memo, last = {}, None   # memoised strings: a module name used twice comes back by a memo GET (protocol >= 4)
         try:
             for op, arg, _ in pickletools.genops(f):
-                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"): strings.append(arg); last = arg; continue
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                    strings.append(arg)
+                    last = arg
+                    continue
                 if op.name == "MEMOIZE": memo[len(memo)] = last
                 elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"): memo[int(arg)] = last
                 elif op.name in ("GET", "BINGET", "LONG_BINGET") and isinstance(memo.get(int(arg)), str): strings.append(memo[int(arg)])
@@ -536,6 +550,7 @@ def _pickle_globals(data: bytes) -> list[str]:
             break
     return out
 
+# %% ../nbs/1_method/03_runs.ipynb #12732cee
 def check_weights_file(path, what: str = "pretrained"):
     """Refuse, naming the file and the parameter `what`, a weights file that cannot be read safely: a missing file, a
     `.safetensors` file whose header is not valid, or a torch file that pickles Python objects other than tensors

@@ -27,6 +27,7 @@ from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MAN
                               Scorer, correct_two_way, same_base, load)
 from .intervals import crossed_interval
 from .paths import md_code
+from .fewshot import fit_token_row, score_with_features
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
@@ -210,7 +211,6 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     The report's `init_acc` is the new row's initialisation on the hold-out (k = 0, learned tokens);
     `population_acc` the prompt without a token. `n_boot` ≤ 0: no interval. Returns the report (with `correct` and
     `held_out_pairs` per held-out answer; the card keeps the rest)."""
-    from labelertok.fewshot import fit_token_row, score_with_features
     import time
     t0 = time.time()
     say = print if verbose else (lambda *a, **k: None)

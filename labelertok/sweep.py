@@ -17,6 +17,12 @@ import pandas as pd
 from .experiment import (USER_ERRORS, RunFailed, RunInterrupted, check_data, check_folders, check_out_dir,
                                    check_parameters, experiments_dir, holds_run, parse_value, preset_params, run_experiment)
 from .paths import md_code
+from .compare import labeler_groups, paired_gain, summarise
+from .data import read_study
+from .explore import retest_ceilings
+from .intervals import INTERVAL_NOTE
+from .report import fmt_pct, fmt_pts
+from .synthetic import answer_bayes_acc
 
 # %% auto #0
 __all__ = ['RESERVED', 'parse_grid', 'grid_cells', 'cell_name', 'SweepRun', 'Sweep', 'sweep_name', 'plan_sweep', 'run_sweep',
@@ -204,7 +210,6 @@ def collect_sweep(sw: Sweep) -> SweepResults:
     allp = allp.sort_values(['token'] + _KEY + ['k'], kind='stable').reset_index(drop=True)
     p0 = next(iter(runs.values()))[3]
     d = p0.get('data_dir') or sw.runs[0].params.get('data_dir')
-    from labelertok.data import read_study
     study = read_study(d, images_dir=p0.get('images_dir') or sw.runs[0].params.get('images_dir'), verbose=False)
     allp['pair_id'] = allp['item_id'].map(_pair_ids(study))
     idx = pd.MultiIndex.from_frame(allp[_KEY + ['k']])
@@ -228,18 +233,14 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
     """group (overall, each token, each attribute) → (ceiling, lo, hi) (synthetic world: Bayes) or, on real data, token →
     (lower, lower_lo, lower_hi, upper, upper_lo, upper_hi) (bounds from test–retest agreement), or None; and where they
     come from."""
-    from labelertok.compare import labeler_groups
     p = res.sweep.runs[0].params
     d = Path(p['data_dir'])
     ans = res.answers
     if (d/'ground_truth.json').is_file():
-        from labelertok.synthetic import answer_bayes_acc
         b = answer_bayes_acc(ans, d)
         return ({g: (float(np.nanmean(b[m])), None, None) if np.isfinite(b[m]).any() else None
                  for g, m in labeler_groups(ans, _tokens(ans)).items()},
                 "Bayes accuracy of the test answers (ground_truth.json)")
-    from labelertok.data import read_study
-    from labelertok.explore import retest_ceilings
     df = read_study(d, images_dir=p.get('images_dir'), verbose=False) if res.study is None else res.study
     rc = retest_ceilings(df, n_boot=n_boot).set_index('token')
     user_tok = ans.drop_duplicates('user_id').set_index('user_id')['token']
@@ -254,7 +255,6 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
 def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
     (`compare.paired_gain` over the first cell, on the seeds both have)."""
-    from labelertok.compare import paired_gain, summarise
     ans, toks = res.answers, _tokens(res.answers)
     names = [n for n in res.cells if n in res.correct]
     ref = names[0]
@@ -272,12 +272,10 @@ def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
 # %% ../nbs/3_results/11_sweep.ipynb #dbaf25bb
 def _pct(m, sd=None, lo=None, hi=None) -> str:
     "`report.fmt_pct`, 'n/a' for no value."
-    from labelertok.report import fmt_pct
     return 'n/a' if m is None or not np.isfinite(m) else fmt_pct(m, sd, lo, hi)
 
 def _gain(m, lo, hi) -> str:
     "`report.fmt_pts` of a gain and its interval, '' for none."
-    from labelertok.report import fmt_pts
     return '' if not np.isfinite(m) else fmt_pts(m, np.nan, lo, hi)
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -363,7 +361,6 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Opti
     """Write `<fig_root>/sweeps/<name>/results.md` (+ `accuracy.png`, `wall_time.png`, `summary.csv`) from the
     finished runs of `sw`, closing with the conclusions generated from its intervals (`sweep_conclusions`, also written to
     `conclusion.md`)."""
-    from labelertok.intervals import INTERVAL_NOTE
     res = collect_sweep(sw)
     summ = summarise_sweep(res, n_boot)
     ceil, source = sweep_ceilings(res, n_boot)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
+from .data import add_pair_ids
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'FEATURES', 'GLASSES_RATE', 'POPULATION_TASTE', 'ATTRIBUTE_SHARPNESS', 'LABELERS', 'SHARED_FRAC',
@@ -54,6 +55,7 @@ def feature_moments() -> pd.DataFrame:
     m["glasses"] = (GLASSES_RATE, (GLASSES_RATE * (1 - GLASSES_RATE)) ** 0.5)
     return pd.DataFrame(m, index=["mean", "sd"]).T
 
+# %% ../nbs/0_study/03_synthetic.ipynb #55d7e1d7
 def sample_features(n: int, seed: int = 0) -> pd.DataFrame:
     "Latent features of images `0..n-1`; image `i` depends only on `(seed, i)`, so a larger world extends a smaller one."
     rows = []
@@ -72,9 +74,11 @@ def sample_features(n: int, seed: int = 0) -> pd.DataFrame:
 def _lerp(a, b, t):
     return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))
 
+# %% ../nbs/0_study/03_synthetic.ipynb #e6c323f7
 def _lerp3(a, b, c, t):
     return _lerp(a, b, 2 * t) if t < 0.5 else _lerp(b, c, 2 * t - 1)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #25a7a9f1
 def draw_face(features, image_size: int = 96, noise_seed: int | None = 0, supersample: int = 2) -> Image.Image:
     "Draw one RGB face of `image_size` px from a mapping of latent features (see `FEATURES`; optional `jitter_x/y`)."
     f = {k: float(features[k]) for k in FEATURES}
@@ -87,7 +91,8 @@ def draw_face(features, image_size: int = 96, noise_seed: int | None = 0, supers
     im = Image.new("RGB", (S, S), bg)
     d = ImageDraw.Draw(im)
     cx, cy = S * (0.5 + jx), S * (0.46 + jy)
-    ry = S * (0.19 + 0.13 * f["head_size"]); rx = ry * (0.70 + 0.22 * f["head_width"])
+    ry = S * (0.19 + 0.13 * f["head_size"])
+    rx = ry * (0.70 + 0.22 * f["head_width"])
     skin = _lerp((240, 205, 178), (110, 72, 50), f["skin_tone"])
     hair = _lerp3((28, 22, 20), (120, 75, 40), (238, 208, 130), f["hair_lightness"])
     shirt = tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(f["shirt_hue"], 0.55, 0.65))
@@ -103,7 +108,9 @@ def draw_face(features, image_size: int = 96, noise_seed: int | None = 0, supers
     cap = 0.05 + 0.1 * hl   # hair on top of the head
     d.chord([cx - rx * (1.04 + cap), cy - ry * (1.08 + cap), cx + rx * (1.04 + cap), cy + ry * (0.55 + cap)],
             start=180, end=360, fill=hair)
-    es = ry * (0.07 + 0.07 * f["eye_size"]); ex = rx * (0.26 + 0.22 * f["eye_spacing"]); ey = cy + ry * 0.02
+    es = ry * (0.07 + 0.07 * f["eye_size"])
+    ex = rx * (0.26 + 0.22 * f["eye_spacing"])
+    ey = cy + ry * 0.02
     gr, gw = max(es * 2.1, ry * 0.22), max(2, int(ry * 0.07))
     if f["glasses"] >= 0.5:   # tinted lenses under the eyes, frames on top
         for s in (-1, 1):
@@ -113,14 +120,17 @@ def draw_face(features, image_size: int = 96, noise_seed: int | None = 0, supers
         x = cx + s * ex
         d.ellipse([x - es * 1.4, ey - es, x + es * 1.4, ey + es], fill=(250, 250, 250))
         d.ellipse([x - es * 0.7, ey - es * 0.7, x + es * 0.7, ey + es * 0.7], fill=(40, 30, 30))
-    t = (f["brow_tilt"] - 0.5) * 0.5 * ry; by = ey - es - ry * 0.14   # eyebrows
+    t = (f["brow_tilt"] - 0.5) * 0.5 * ry
+    by = ey - es - ry * 0.14   # eyebrows
     brow = hair if f["hair_lightness"] < 0.7 else (120, 80, 45)
     for s in (-1, 1):
         xo, xi = cx + s * (ex + es * 1.6), cx + s * max(ex - es * 1.6, rx * 0.08)
         d.line([xo, by, xi, by - t], fill=brow, width=max(2, int(ry * 0.07)))
     d.line([cx, ey + ry * 0.1, cx - rx * 0.06, ey + ry * 0.32, cx + rx * 0.04, ey + ry * 0.34],
            fill=_lerp(skin, (0, 0, 0), 0.35), width=max(1, int(ry * 0.03)))   # nose
-    sm = f["smile"]; my = cy + ry * 0.56; w = rx * (0.28 + 0.42 * sm)   # mouth: wider, curved up, open
+    sm = f["smile"]
+    my = cy + ry * 0.56
+    w = rx * (0.28 + 0.42 * sm)   # mouth: wider, curved up, open
     curv = (sm - 0.35) * 0.35 * ry
     opening = max(0.0, sm - 0.35) * 0.6 * ry + ry * 0.04
     xs = np.linspace(-1, 1, 25)
@@ -162,6 +172,7 @@ class LabelerDesign:
     position_bias: float
     n_comparisons: int
 
+# %% ../nbs/0_study/03_synthetic.ipynb #e28b60b5
 LABELERS = (   # ordered by count, like the seed study's <user1>..<user6>
     LabelerDesign(0.88, 0.90,  0.10, 1512),
     LabelerDesign(0.63, 0.15, -0.15, 1507),
@@ -176,6 +187,7 @@ IMAGES_PER_SCALE = 1100
 def _unit(v):
     return v / np.linalg.norm(v)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #f2dbf0fd
 def population_weights() -> pd.DataFrame:
     "Unit-norm population weight vector per attribute (rows) over `FEATURES` (columns)."
     W = pd.DataFrame(0.0, index=list(ATTRIBUTES), columns=list(FEATURES))
@@ -183,6 +195,7 @@ def population_weights() -> pd.DataFrame:
         for k, v in ws.items(): W.loc[a, k] = v
     return W.div(np.linalg.norm(W.values, axis=1), axis=0)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #04135667
 def labeler_weights(similarity: float, rng: np.random.Generator) -> pd.DataFrame:
     "A labeler's unit taste vectors: cosine `similarity` with the population, deviating along salient features."
     P = population_weights()
@@ -196,9 +209,11 @@ def labeler_weights(similarity: float, rng: np.random.Generator) -> pd.DataFrame
         W.loc[a] = similarity * p + (1 - similarity ** 2) ** 0.5 * dev
     return W
 
+# %% ../nbs/0_study/03_synthetic.ipynb #a3a4d1c2
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
+# %% ../nbs/0_study/03_synthetic.ipynb #7ceaeb3b
 def _solve_beta(dd: np.ndarray, bias: float, target: float) -> float:
     "Bisection for beta with mean(max(p, 1-p)) = target, p = sigmoid(beta*dd + bias)."
     f = lambda beta: _sigmoid(np.abs(beta * dd + bias)).mean()
@@ -223,9 +238,11 @@ def _hex_ids(rng: np.random.Generator, n: int, taken: set | None = None) -> list
         ts = int(rng.integers(1604188800, 1617235200))
         h = f"{ts:08x}" + "".join(f"{int(x):02x}" for x in rng.integers(0, 256, 8))
         if h not in taken:
-            taken.add(h); out.append(h)
+            taken.add(h)
+            out.append(h)
     return out
 
+# %% ../nbs/0_study/03_synthetic.ipynb #9b441ed1
 def _random_pairs(rng: np.random.Generator, n: int, n_images: int, taken: set) -> np.ndarray:
     "`n` ordered image pairs whose unordered pair is not in `taken` (updated)."
     out = []
@@ -233,9 +250,11 @@ def _random_pairs(rng: np.random.Generator, n: int, n_images: int, taken: set) -
         i, j = rng.integers(0, n_images, 2)
         key = (min(i, j), max(i, j))
         if i != j and key not in taken:
-            taken.add(key); out.append((int(i), int(j)))
+            taken.add(key)
+            out.append((int(i), int(j)))
     return np.array(out, dtype=np.int64).reshape(-1, 2)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #71c923b5
 def _scaled_counts(scale: float) -> list[int]:
     "Comparisons per labeler at `scale`, kept strictly decreasing (so the ranking is the design's)."
     counts = []
@@ -256,7 +275,8 @@ def _write_xlsx(path: Path, columns: list[str], rows) -> None:
     ws = wb.create_sheet("Sheet1")
     ws.append(columns)
     for r in rows: ws.append(r)
-    raw = io.BytesIO(); wb.save(raw)
+    raw = io.BytesIO()
+    wb.save(raw)
     out = io.BytesIO()
     with zipfile.ZipFile(raw) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
         for name in sorted(zin.namelist()):
@@ -279,6 +299,7 @@ class RaterDesign:
     leniency: float
     seconds: float
 
+# %% ../nbs/0_study/03_synthetic.ipynb #592f6420
 RATING_STYLES = {   # target share of each rating 1..4 over all faces; 'random' ignores the face
     "typical": (0.15, 0.35, 0.35, 0.15),
     "central": (0.03, 0.47, 0.47, 0.03),   # central tendency: avoids the ends of the scale
@@ -304,12 +325,14 @@ def _cutpoints(s: np.ndarray, shares, leniency: float) -> np.ndarray:
     pooled = (s[:, None] + np.log(q / (1 - q))[None, :]).ravel()
     return np.quantile(pooled, np.cumsum(shares)[:-1]) - leniency
 
+# %% ../nbs/0_study/03_synthetic.ipynb #11d12414
 def rating_probs(s, cutpoints) -> np.ndarray:
     "P(rating = 1..4) for scores `s` under the cumulative logit P(rating <= r) = sigmoid(cutpoints[r-1] - s): [n, 4]."
     s = np.asarray(s, dtype=float)
     F = _sigmoid(np.asarray(cutpoints, dtype=float)[None, :] - s[:, None])
     return np.diff(np.concatenate([np.zeros((len(s), 1)), F, np.ones((len(s), 1))], 1), axis=1)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #496b81b0
 def bayes_rating(P) -> tuple[np.ndarray, np.ndarray]:
     """The best any predictor can do on one rating drawn from each row of `P` ([n, 4]): expected exact accuracy
     (predict the mode) and expected absolute error (predict a median)."""
@@ -318,6 +341,7 @@ def bayes_rating(P) -> tuple[np.ndarray, np.ndarray]:
     err = np.abs(lv[:, None] - lv[None, :])                 # [prediction, rating]
     return P.max(1), (P[:, None, :] * err[None]).sum(-1).min(1)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #aa938eaa
 def _simulate_ratings(seed: int, Z: np.ndarray, weights: list, items: np.ndarray, owner_items: list,
                       user_ids: list) -> tuple[list, list, list]:
     """Ratings from the labelers' tastes, on their own random stream (the comparisons do not change):
@@ -387,6 +411,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> int:
         except (ValueError, OSError): pass
     return 0
 
+# %% ../nbs/0_study/03_synthetic.ipynb #0466aef4
 def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96, overwrite: bool = False,
                verbose: bool = True) -> dict:
     """Write a synthetic study in the real study's format to `out_dir`; return a summary (counts, paths).
@@ -430,18 +455,21 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
     for l, c in enumerate(counts):
         mine = [pool_index[int(p)] for p in pool_pick[l]]
         for pr in _random_pairs(rng_p, c - n_shared[l] - n_retest[l], n_images, taken):
-            mine.append(len(items)); items.append(tuple(pr))
+            mine.append(len(items))
+            items.append(tuple(pr))
         again = rng_p.choice(mine, n_retest[l], replace=False)
         for r, it in enumerate(again):
             i, j = items[it]
-            mine.append(len(items)); items.append((j, i) if r % 2 == 0 else (i, j))
+            mine.append(len(items))
+            items.append((j, i) if r % 2 == 0 else (i, j))
         owner_items.append(mine)
     items = np.array(items, dtype=np.int64)
     item_ids = _hex_ids(rng_p, len(items))
 
     # answers
     rng_a = np.random.default_rng([seed, 17])
-    A = len(ATTRIBUTES); k = np.array([ATTRIBUTE_SHARPNESS[a] for a in ATTRIBUTES])
+    A = len(ATTRIBUTES)
+    k = np.array([ATTRIBUTE_SHARPNESS[a] for a in ATTRIBUTES])
     label_rows, gt_labelers = [], []
     for l, (d, W) in enumerate(zip(LABELERS, weights)):
         it = np.array(owner_items[l])
@@ -453,7 +481,8 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
         p = _sigmoid(beta * dd + d.position_bias)
         code = np.where(rng_a.random(dd.shape) < p, 2, 1).astype(object)
         blank = rng_a.random(dd.shape) < 0.5
-        code[missing & blank] = None; code[missing & ~blank] = 0
+        code[missing & blank] = None
+        code[missing & ~blank] = 0
         acc = np.where(~missing, np.maximum(p, 1 - p), np.nan)
         for r, i in enumerate(it): label_rows.append((int(i), user_ids[l], *code[r]))
         gt_labelers.append(dict(
@@ -471,7 +500,8 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
 
     # write
     out.mkdir(parents=True, exist_ok=True)
-    img_dir = out / "images"; img_dir.mkdir(exist_ok=True)
+    img_dir = out / "images"
+    img_dir.mkdir(exist_ok=True)
     for i, row in enumerate(feats.to_dict("records")):
         draw_face(row, image_size=int(image_size), noise_seed=seed * 1_000_003 + i).save(img_dir / row["image"])
     for i in range(n_images, old_n_images):                         # stale faces of an earlier, larger world
@@ -533,6 +563,7 @@ def has_ground_truth(data_dir) -> bool:
     "Whether `data_dir` is a synthetic world (has a `ground_truth.json`); False for None."
     return data_dir is not None and (Path(data_dir) / "ground_truth.json").exists()
 
+# %% ../nbs/0_study/03_synthetic.ipynb #f53cc4f3
 def load_ground_truth(data_dir) -> dict:
     "The `ground_truth.json` of a synthetic world in `data_dir` (real study data has none)."
     p = Path(data_dir) / "ground_truth.json"
@@ -541,6 +572,7 @@ def load_ground_truth(data_dir) -> dict:
                                 "(real study data has no known ceilings)")
     return json.loads(p.read_text())
 
+# %% ../nbs/0_study/03_synthetic.ipynb #64b557be
 def latent_z(data_dir, gt: dict | None = None) -> pd.DataFrame:
     "Standardised latent features `z` of every image of a synthetic world (index: file name; `gt`: its ground truth, read if None)."
     gt = gt or load_ground_truth(data_dir)
@@ -549,6 +581,7 @@ def latent_z(data_dir, gt: dict | None = None) -> pd.DataFrame:
     feats = pd.read_csv(Path(data_dir) / "features.csv").set_index("image")
     return (feats[names] - mom["mean"].astype(float)) / mom["sd"].astype(float)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #c2a5988a
 def ceilings(data_dir) -> pd.DataFrame:
     "Per labeler (by rank): Bayes-optimal accuracy on their own answers, overall and per attribute (columns named after the attributes)."
     gt = load_ground_truth(data_dir)
@@ -558,6 +591,7 @@ def ceilings(data_dir) -> pd.DataFrame:
                  **x["bayes_acc_per_attribute"]) for x in gt["labelers"]]
     return pd.DataFrame(rows).sort_values("rank").reset_index(drop=True)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #9e405411
 def rating_ceilings(data_dir) -> pd.DataFrame:
     "Per labeler (by rank): their rating style and the Bayes ceilings of their ratings, exact accuracy and mean absolute error."
     gt = load_ground_truth(data_dir)
@@ -567,16 +601,19 @@ def rating_ceilings(data_dir) -> pd.DataFrame:
                  bayes_exact_acc=x["bayes_exact_acc"], bayes_mae=x["bayes_mae"]) for x in gt["ratings"]["labelers"]]
     return pd.DataFrame(rows).sort_values("rank").reset_index(drop=True)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #75205b0e
 def true_choice_probs(data_dir) -> pd.DataFrame:
     """Every answered sample of a synthetic world with its true probability of choosing im1, recomputed from the files.
 
     Columns: `item_id, user_id, attribute, im1, im2` (file names), `label` (0 = im1 chosen, 1 = im2, as in
     `labelertok.data`), `p_first`, `bayes_label` (the Bayes-optimal prediction) and `bayes_acc` (max(p, 1-p))."""
-    d = Path(data_dir); gt = load_ground_truth(d)
+    d = Path(data_dir)
+    gt = load_ground_truth(d)
     Z = latent_z(d, gt)
     names = list(Z.columns)
     items = pd.read_excel(d / "big_compare_data.xlsx", dtype=str)
-    items["im1"] = items.im1_path.str.rsplit("/", n=1).str[-1]; items["im2"] = items.im2_path.str.rsplit("/", n=1).str[-1]
+    items["im1"] = items.im1_path.str.rsplit("/", n=1).str[-1]
+    items["im2"] = items.im2_path.str.rsplit("/", n=1).str[-1]
     lab = pd.read_excel(d / "big_compare_label.xlsx", dtype={"item_id": str, "user_id": str})
     lab = lab.merge(items[["_id", "im1", "im2"]], left_on="item_id", right_on="_id")
     out = []
@@ -593,6 +630,7 @@ def true_choice_probs(data_dir) -> pd.DataFrame:
                                          bayes_label=(p < 0.5).astype(int), bayes_acc=np.maximum(p, 1 - p))))
     return pd.concat(out, ignore_index=True)
 
+# %% ../nbs/0_study/03_synthetic.ipynb #3ce16107
 def answer_bayes_acc(df: pd.DataFrame, data_dir) -> np.ndarray:
     """The Bayes accuracy (`true_choice_probs`) of every row of `df` (an answer: `item_id, user_id, attribute`) in the
     synthetic world `data_dir`, in `df`'s row order; NaN for an answer the world does not hold."""
@@ -606,11 +644,11 @@ _OTHER_MACHINES = (r"C:\Users\study\Documents\labeling\data\ffhq\src" "\\", "/ho
 
 def _repeat_rows(labels: pd.DataFrame, items: pd.DataFrame) -> np.ndarray:
     "Label rows whose labeler already answered the same unordered image pair in an earlier row (a retest)."
-    from labelertok.data import add_pair_ids
     names = pd.DataFrame({c: items[f"{c}_path"].map(lambda p: Path(p).name) for c in ("im1", "im2")})
     pair = pd.Series(add_pair_ids(names)["pair_id"].to_numpy(), index=items["_id"])
     return pd.DataFrame(dict(user=labels["user_id"].astype(str), pair=labels["item_id"].map(pair))).duplicated(keep="first").to_numpy()
 
+# %% ../nbs/0_study/03_synthetic.ipynb #8ff72712
 def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: int = 64, repeats: bool = True,
                      overwrite: bool = False, verbose: bool = True) -> dict:
     """Write a study folder in the real data's format *without* ground truth: the two sheets (image paths of
@@ -648,7 +686,8 @@ def write_study_like(out_dir, scale: float = 0.05, seed: int = 0, image_size: in
             _write_xlsx(out / "big_data.xlsx", list(d.columns), d.itertuples(index=False))
             _write_xlsx(out / "big_label.xlsx", list(r.columns), ([None if pd.isna(v) else v for v in x] for x in r.itertuples(index=False)))
         else:
-            d.to_csv(out / "small_data.csv", index=False); r.to_csv(out / "small_label.csv", index=False)
+            d.to_csv(out / "small_data.csv", index=False)
+            r.to_csv(out / "small_label.csv", index=False)
             for f in ("small_data.xlsx", "small_label.xlsx"): (out / f).unlink()   # written by make_world above
     summary = dict(out_dir=str(out), images_dir=s["images_dir"], n_images=s["n_images"], n_items=len(items),
                    n_label_rows=len(labels), n_repeat_rows=int(rep.sum()) if repeats else 0,
