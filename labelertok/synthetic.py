@@ -411,6 +411,107 @@ def _check_out_dir(out: Path, overwrite: bool) -> int:
         except (ValueError, OSError): pass
     return 0
 
+# %% ../nbs/0_study/03_synthetic.ipynb #fa7f2d92
+def _world_items(rng_p, counts: list[int], n_images: int) -> tuple[np.ndarray, list[list[int]], list[int], list[int]]:
+    """The comparison items (im1, im2) of a world: a pool shared between labelers, each labeler's private pairs and
+    retests (an earlier item again, half of them mirrored); returns (items, each labeler's item indices, shared and
+    retest counts per labeler)."""
+    # items: a shared pool, private pairs, retests
+    n_shared = [int(round(SHARED_FRAC * c)) for c in counts]
+    n_retest = [max(1, int(round(RETEST_FRAC * c))) for c in counts]
+    taken: set = set()
+    pool = _random_pairs(rng_p, int(np.ceil(1.5 * max(n_shared))), n_images, taken)
+    items, owner_items = [], []   # items: (im1, im2); owner_items[l]: item indices of labeler l
+    pool_pick = [np.sort(rng_p.choice(len(pool), k, replace=False)) for k in n_shared]
+    used = np.unique(np.concatenate(pool_pick))
+    pool_index = {int(p): len(items) + r for r, p in enumerate(used)}
+    items.extend(map(tuple, pool[used]))
+    for l, c in enumerate(counts):
+        mine = [pool_index[int(p)] for p in pool_pick[l]]
+        for pr in _random_pairs(rng_p, c - n_shared[l] - n_retest[l], n_images, taken):
+            mine.append(len(items))
+            items.append(tuple(pr))
+        again = rng_p.choice(mine, n_retest[l], replace=False)
+        for r, it in enumerate(again):
+            i, j = items[it]
+            mine.append(len(items))
+            items.append((j, i) if r % 2 == 0 else (i, j))
+        owner_items.append(mine)
+    items = np.array(items, dtype=np.int64)
+    return items, owner_items, n_shared, n_retest
+
+# %% ../nbs/0_study/03_synthetic.ipynb #2974f613
+def _world_answers(rng_a, Z: np.ndarray, weights: list, items: np.ndarray, owner_items: list, user_ids: list[str],
+                   n_shared: list[int], n_retest: list[int]) -> tuple[list[tuple], list[dict]]:
+    """Every labeler's answers to their items from their tastes (`weights`) and the faces' standardised features `Z`,
+    and what the world knows about each labeler; the answers come back interleaved, as a study receives them."""
+    A = len(ATTRIBUTES)
+    k = np.array([ATTRIBUTE_SHARPNESS[a] for a in ATTRIBUTES])
+    label_rows, gt_labelers = [], []
+    for l, (d, W) in enumerate(zip(LABELERS, weights)):
+        it = np.array(owner_items[l])
+        U = Z @ W.values.T                                           # [n_images, A] utilities
+        dd = (U[items[it, 0]] - U[items[it, 1]]) * k                # [n, A]
+        missing = rng_a.random(dd.shape) < MISSING_RATE
+        missing[missing.all(1), 0] = False                          # every row keeps an answer
+        beta = _solve_beta(dd[~missing], d.position_bias, d.bayes_acc)
+        p = _sigmoid(beta * dd + d.position_bias)
+        code = np.where(rng_a.random(dd.shape) < p, 2, 1).astype(object)
+        blank = rng_a.random(dd.shape) < 0.5
+        code[missing & blank] = None
+        code[missing & ~blank] = 0
+        acc = np.where(~missing, np.maximum(p, 1 - p), np.nan)
+        for r, i in enumerate(it): label_rows.append((int(i), user_ids[l], *code[r]))
+        gt_labelers.append(dict(
+            user_id=user_ids[l], rank=l + 1, bayes_acc=float(np.nanmean(acc)),
+            bayes_acc_per_attribute={a: float(np.nanmean(acc[:, j])) for j, a in enumerate(ATTRIBUTES)},
+            consistency=float(beta), position_bias=d.position_bias, n_comparisons=len(it),
+            n_samples=int((~missing).sum()),
+            taste_similarity_to_population=float(np.mean(
+                [W.loc[a].values @ population_weights().loc[a].values for a in ATTRIBUTES])),
+            n_shared_items=n_shared[l], n_retest_items=n_retest[l], target_bayes_acc=d.bayes_acc,
+            weights={a: {f: round(float(v), 12) for f, v in W.loc[a].items()} for a in ATTRIBUTES}))
+    order = rng_a.permutation(len(label_rows))                      # answers arrive interleaved
+    label_rows = [label_rows[i] for i in order]
+    return label_rows, gt_labelers
+
+# %% ../nbs/0_study/03_synthetic.ipynb #cf042205
+def _world_truth(seed: int, scale: float, image_size: int, n_images: int, items: np.ndarray, label_rows: list,
+                 n_labels_per_item: np.ndarray, n_retest: list[int], mom: pd.DataFrame, gt_labelers: list[dict],
+                 n_rating_rows: dict, gt_raters: list[dict]) -> dict:
+    "The content of a world's `ground_truth.json`: its generator, the choice and rating models, every labeler's truth."
+    return dict(
+        generator=GENERATOR, seed=int(seed), scale=float(scale), image_size=int(image_size),
+        attributes=list(ATTRIBUTES), n_images=n_images, n_items=len(items), n_label_rows=len(label_rows),
+        n_shared_items=int((n_labels_per_item > 1).sum()), n_retest_items=int(sum(n_retest)),
+        missing_rate=MISSING_RATE,
+        choice_model="P(im1) = sigmoid(consistency * attribute_sharpness[a] * (u(im1) - u(im2)) + position_bias); "
+                     "u(x) = weights[a] . z(x), z = (feature - mean) / sd",
+        attribute_sharpness=ATTRIBUTE_SHARPNESS,
+        features={f: dict(description=desc, salience=sal, mean=float(mom.loc[f, "mean"]), sd=float(mom.loc[f, "sd"]))
+                  for f, (desc, sal) in FEATURES.items()},
+        population_weights={a: {f: float(v) for f, v in population_weights().loc[a].items()} for a in ATTRIBUTES},
+        labelers=gt_labelers,
+        ratings=dict(
+            rating_model="P(rating <= r) = sigmoid(cutpoints[a][r-1] - consistency * attribute_sharpness[a] * u(x)), "
+                         "u(x) as for comparisons (the same weights); style 'random': every rating 1/4",
+            styles={k: list(v) for k, v in RATING_STYLES.items()}, missing_rate=RATING_MISSING_RATE,
+            n_rating_rows=n_rating_rows, labelers=gt_raters))
+
+# %% ../nbs/0_study/03_synthetic.ipynb #fa4e20d7
+def _write_ratings(out: Path, r_images: list, r_labels: list, prefix) -> dict[str, int]:
+    "The rating sheets of a world (every `SMALL_EVERY`-th face in the small pair of sheets); returns their row counts."
+    in_small = {iid: i % SMALL_EVERY == SMALL_EVERY - 1 for iid, i in r_images}
+    where = lambda i: ("data/pics_small/" if i % SMALL_EVERY == SMALL_EVERY - 1 else prefix(i)) + f"{i:05d}.png"
+    n_rating_rows = {}
+    for s, small in (("big", False), ("small", True)):
+        _write_xlsx(out / f"{s}_data.xlsx", ["_id", "name", "data_image_part", "update_date"],
+                    ([iid, f"{i:05d}.png", where(i), "2020-12-20 12:00:00"] for iid, i in r_images if in_small[iid] == small))
+        mine = [r for r in r_labels if in_small[r[2]] == small]
+        n_rating_rows[s] = len(mine)
+        _write_xlsx(out / f"{s}_label.xlsx", ["_id", "user_id", "item_id", *ATTRIBUTES, "lang", "insert_time"], mine)
+    return n_rating_rows
+
 # %% ../nbs/0_study/03_synthetic.ipynb #0466aef4
 def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96, overwrite: bool = False,
                verbose: bool = True) -> dict:
@@ -441,61 +542,12 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
     user_ids = _hex_ids(rng_l, len(LABELERS))
     weights = [labeler_weights(d.similarity, rng_l) for d in LABELERS]
 
-    # items: a shared pool, private pairs, retests
     rng_p = np.random.default_rng([seed, 13])
-    n_shared = [int(round(SHARED_FRAC * c)) for c in counts]
-    n_retest = [max(1, int(round(RETEST_FRAC * c))) for c in counts]
-    taken: set = set()
-    pool = _random_pairs(rng_p, int(np.ceil(1.5 * max(n_shared))), n_images, taken)
-    items, owner_items = [], []   # items: (im1, im2); owner_items[l]: item indices of labeler l
-    pool_pick = [np.sort(rng_p.choice(len(pool), k, replace=False)) for k in n_shared]
-    used = np.unique(np.concatenate(pool_pick))
-    pool_index = {int(p): len(items) + r for r, p in enumerate(used)}
-    items.extend(map(tuple, pool[used]))
-    for l, c in enumerate(counts):
-        mine = [pool_index[int(p)] for p in pool_pick[l]]
-        for pr in _random_pairs(rng_p, c - n_shared[l] - n_retest[l], n_images, taken):
-            mine.append(len(items))
-            items.append(tuple(pr))
-        again = rng_p.choice(mine, n_retest[l], replace=False)
-        for r, it in enumerate(again):
-            i, j = items[it]
-            mine.append(len(items))
-            items.append((j, i) if r % 2 == 0 else (i, j))
-        owner_items.append(mine)
-    items = np.array(items, dtype=np.int64)
+    items, owner_items, n_shared, n_retest = _world_items(rng_p, counts, n_images)
     item_ids = _hex_ids(rng_p, len(items))
 
-    # answers
     rng_a = np.random.default_rng([seed, 17])
-    A = len(ATTRIBUTES)
-    k = np.array([ATTRIBUTE_SHARPNESS[a] for a in ATTRIBUTES])
-    label_rows, gt_labelers = [], []
-    for l, (d, W) in enumerate(zip(LABELERS, weights)):
-        it = np.array(owner_items[l])
-        U = Z @ W.values.T                                           # [n_images, A] utilities
-        dd = (U[items[it, 0]] - U[items[it, 1]]) * k                # [n, A]
-        missing = rng_a.random(dd.shape) < MISSING_RATE
-        missing[missing.all(1), 0] = False                          # every row keeps an answer
-        beta = _solve_beta(dd[~missing], d.position_bias, d.bayes_acc)
-        p = _sigmoid(beta * dd + d.position_bias)
-        code = np.where(rng_a.random(dd.shape) < p, 2, 1).astype(object)
-        blank = rng_a.random(dd.shape) < 0.5
-        code[missing & blank] = None
-        code[missing & ~blank] = 0
-        acc = np.where(~missing, np.maximum(p, 1 - p), np.nan)
-        for r, i in enumerate(it): label_rows.append((int(i), user_ids[l], *code[r]))
-        gt_labelers.append(dict(
-            user_id=user_ids[l], rank=l + 1, bayes_acc=float(np.nanmean(acc)),
-            bayes_acc_per_attribute={a: float(np.nanmean(acc[:, j])) for j, a in enumerate(ATTRIBUTES)},
-            consistency=float(beta), position_bias=d.position_bias, n_comparisons=len(it),
-            n_samples=int((~missing).sum()),
-            taste_similarity_to_population=float(np.mean(
-                [W.loc[a].values @ population_weights().loc[a].values for a in ATTRIBUTES])),
-            n_shared_items=n_shared[l], n_retest_items=n_retest[l], target_bayes_acc=d.bayes_acc,
-            weights={a: {f: round(float(v), 12) for f, v in W.loc[a].items()} for a in ATTRIBUTES}))
-    order = rng_a.permutation(len(label_rows))                      # answers arrive interleaved
-    label_rows = [label_rows[i] for i in order]
+    label_rows, gt_labelers = _world_answers(rng_a, Z, weights, items, owner_items, user_ids, n_shared, n_retest)
     n_labels_per_item = np.bincount([r[0] for r in label_rows], minlength=len(items))
 
     # write
@@ -514,32 +566,9 @@ def make_world(out_dir, scale: float = 1.0, seed: int = 0, image_size: int = 96,
     feats.to_csv(out / "features.csv", index=False)
     # ratings: the same tastes, their own random stream
     r_images, r_labels, gt_raters = _simulate_ratings(seed, Z, weights, items, owner_items, user_ids)
-    in_small = {iid: i % SMALL_EVERY == SMALL_EVERY - 1 for iid, i in r_images}
-    where = lambda i: ("data/pics_small/" if i % SMALL_EVERY == SMALL_EVERY - 1 else prefix(i)) + f"{i:05d}.png"
-    n_rating_rows = {}
-    for s, small in (("big", False), ("small", True)):
-        _write_xlsx(out / f"{s}_data.xlsx", ["_id", "name", "data_image_part", "update_date"],
-                    ([iid, f"{i:05d}.png", where(i), "2020-12-20 12:00:00"] for iid, i in r_images if in_small[iid] == small))
-        mine = [r for r in r_labels if in_small[r[2]] == small]
-        n_rating_rows[s] = len(mine)
-        _write_xlsx(out / f"{s}_label.xlsx", ["_id", "user_id", "item_id", *ATTRIBUTES, "lang", "insert_time"], mine)
-    gt = dict(
-        generator=GENERATOR, seed=int(seed), scale=float(scale), image_size=int(image_size),
-        attributes=list(ATTRIBUTES), n_images=n_images, n_items=len(items), n_label_rows=len(label_rows),
-        n_shared_items=int((n_labels_per_item > 1).sum()), n_retest_items=int(sum(n_retest)),
-        missing_rate=MISSING_RATE,
-        choice_model="P(im1) = sigmoid(consistency * attribute_sharpness[a] * (u(im1) - u(im2)) + position_bias); "
-                     "u(x) = weights[a] . z(x), z = (feature - mean) / sd",
-        attribute_sharpness=ATTRIBUTE_SHARPNESS,
-        features={f: dict(description=desc, salience=sal, mean=float(mom.loc[f, "mean"]), sd=float(mom.loc[f, "sd"]))
-                  for f, (desc, sal) in FEATURES.items()},
-        population_weights={a: {f: float(v) for f, v in population_weights().loc[a].items()} for a in ATTRIBUTES},
-        labelers=gt_labelers,
-        ratings=dict(
-            rating_model="P(rating <= r) = sigmoid(cutpoints[a][r-1] - consistency * attribute_sharpness[a] * u(x)), "
-                         "u(x) as for comparisons (the same weights); style 'random': every rating 1/4",
-            styles={k: list(v) for k, v in RATING_STYLES.items()}, missing_rate=RATING_MISSING_RATE,
-            n_rating_rows=n_rating_rows, labelers=gt_raters))
+    n_rating_rows = _write_ratings(out, r_images, r_labels, prefix)
+    gt = _world_truth(seed, scale, image_size, n_images, items, label_rows, n_labels_per_item, n_retest, mom,
+                      gt_labelers, n_rating_rows, gt_raters)
     (out / "ground_truth.json").write_text(json.dumps(gt, indent=1))
     summary = dict(
         out_dir=str(out), data_xlsx=str(out / "big_compare_data.xlsx"), label_xlsx=str(out / "big_compare_label.xlsx"),
