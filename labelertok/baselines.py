@@ -133,6 +133,7 @@ def pair_differences(features: torch.Tensor, df: pd.DataFrame) -> torch.Tensor:
 
 
 def row_index(df: pd.DataFrame, col: str) -> torch.Tensor:
+    "Column `col` of `df` (image rows) as an int64 tensor."
     return torch.from_numpy(df[col].to_numpy(np.int64).copy())
 
 

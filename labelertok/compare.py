@@ -67,6 +67,7 @@ def bounds_per_sample(data: LabelerData, df: pd.DataFrame, n_boot: int = 1000) -
 
 # %% ../nbs/3_results/04_compare.ipynb #8834a4fa
 def labeler_groups(df: pd.DataFrame, tokens: Sequence[str]) -> dict[str, np.ndarray]:
+    "Boolean masks of the samples of `df`: all of them, each labeler token, each attribute (the groups results are reported for)."
     g = {"overall": np.ones(len(df), bool)}
     for t in tokens: g[t] = (df["token"] == t).to_numpy()
     for a in [a for a in ATTRIBUTES if a in set(df["attribute"])] + sorted(set(df["attribute"]) - set(ATTRIBUTES)):

@@ -38,6 +38,7 @@ STUDY_IMAGE_DIRS = ("ffhq/src", "ffhq2/src", "pics_small")  # searched under dat
 TABLE_SUFFIXES = (".xlsx", ".parquet", ".csv")
 
 def print_if(verbose: bool, *args):
+    "Print `args` when `verbose`."
     if verbose: print(*args)
 
 # %% ../nbs/0_study/01_data.ipynb #1dccc9fe

@@ -48,6 +48,7 @@ def _model_device(model) -> torch.device:
 
 
 def amp_autocast(device: torch.device, amp: bool):
+    "bfloat16 autocast on CUDA when `amp`, else a context that does nothing."
     return torch.autocast("cuda", dtype=torch.bfloat16) if (amp and device.type == "cuda") else nullcontext()
 
 
@@ -98,10 +99,12 @@ def pair_batch_loss(model, images: torch.Tensor, i1: np.ndarray, i2: np.ndarray,
 
 # %% ../nbs/2_training/01_evaluation.ipynb #442c55ab
 def uses_tokens(model, config: TrainConfig) -> bool:
+    "Whether prompts carry the labeler tokens: `config.use_tokens`, or (None) whether the model has tokens."
     return bool(getattr(model, "tokens", None)) if config.use_tokens is None else bool(config.use_tokens)
 
 
 def check_sample_tokens(model, samples: pd.DataFrame, use_tokens: bool):
+    "Refuse samples whose labeler token is not one of the model's tokens (when prompts carry tokens)."
     known = list(getattr(model, "tokens", None) or [])
     if use_tokens and known:
         bad = sorted(set(samples["token"]) - set(known))
@@ -109,12 +112,14 @@ def check_sample_tokens(model, samples: pd.DataFrame, use_tokens: bool):
 
 
 def labeler_token_order(data: LabelerData, samples: pd.DataFrame) -> list[str]:
+    "The labeler tokens of `samples` in the data's labeler order, unknown ones after them sorted."
     users = getattr(data, "users", None)
     order = list(users["token"]) if users is not None and "token" in users else []
     return order + sorted(set(samples["token"]) - set(order))
 
 
 def attribute_order(samples: pd.DataFrame) -> list[str]:
+    "The attributes of `samples` in the study's order, others after them sorted."
     present = set(samples["attribute"])
     return [a for a in ATTRIBUTES if a in present] + sorted(present - set(ATTRIBUTES))
 

@@ -85,7 +85,9 @@ def _adapter_name(token: str) -> str: return token.strip("<>")
 
 # %% ../nbs/1_method/05_model.ipynb #6bf99f70
 def _is_lora_param(name: str) -> bool: return ".lora_A." in name or ".lora_B." in name
-def is_token_param(name: str) -> bool: return ".trainable_tokens_delta." in name
+def is_token_param(name: str) -> bool:
+    "Whether the parameter `name` is a labeler-token row (peft's trainable tokens)."
+    return ".trainable_tokens_delta." in name
 
 
 def _truncatable_text(clip: nn.Module) -> bool:
@@ -372,6 +374,7 @@ _LABELER_TABLES = ("visual_prompts", "labeler_log_temperature")
 
 
 def adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
+    "What a saved model holds beyond its base: LoRA weights, token rows and the per-labeler tables."
     out = {n: p.detach() for n, p in m.clip.named_parameters() if _is_lora_param(n) or is_token_param(n)}
     for n in _LABELER_TABLES:
         if getattr(m, n) is not None: out[n] = getattr(m, n).detach()

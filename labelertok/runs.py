@@ -69,6 +69,7 @@ def _json_default(o):
 
 # %% ../nbs/1_method/03_runs.ipynb #82d0b44c
 def json_text(obj) -> str:
+    "`obj` as indented JSON; numpy, torch and path values written as plain values or strings."
     return json.dumps(obj, indent=1, default=_json_default, allow_nan=True)
 
 # %% ../nbs/1_method/03_runs.ipynb #9cce846a
@@ -103,6 +104,7 @@ def _owner_record() -> dict:
 
 # %% ../nbs/1_method/03_runs.ipynb #6bd0d538
 def pid_alive(pid: int) -> bool:
+    "Whether a process `pid` runs on this machine (one that exists but is not ours counts as alive)."
     try: os.kill(int(pid), 0)
     except ProcessLookupError: return False
     except (PermissionError, OSError, ValueError, TypeError): return True
@@ -294,6 +296,7 @@ def run_fingerprint(data, model, data_info: Optional[dict] = None) -> dict:
 
 # %% ../nbs/1_method/03_runs.ipynb #ac7d9447
 def param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
+    "(name, parameter) of each trainable parameter of `model`, in the optimizer's order."
     names = {id(p): n for n, p in model.named_parameters()}
     params = list(model.trainable_parameters())
     missing = [i for i, p in enumerate(params) if id(p) not in names]
@@ -302,10 +305,12 @@ def param_names(model) -> list[tuple[str, torch.nn.Parameter]]:
 
 # %% ../nbs/1_method/03_runs.ipynb #9d2bf9df
 def trainable_tensors(model) -> dict[str, torch.Tensor]:
+    "A CPU copy of the trainable parameters of `model`, by name."
     return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in param_names(model)}
 
 # %% ../nbs/1_method/03_runs.ipynb #c8c5e0e6
 def load_trainable(model, state: dict[str, torch.Tensor]):
+    "Copy `state` (from `trainable_tensors`) into the trainable parameters of `model`; refuse other names."
     named = dict(param_names(model))
     if set(named) != set(state):
         diff = sorted(set(named) ^ set(state))
@@ -327,6 +332,7 @@ def _optimizer_to_files(opt) -> tuple[dict, dict]:
 
 # %% ../nbs/1_method/03_runs.ipynb #21ab0aa2
 def optimizer_from_files(opt, tensors: dict, meta: dict):
+    "Restore optimizer `opt` from the tensors and JSON a saved run state holds."
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         i, k = key.split(".", 1)
@@ -347,6 +353,7 @@ def _rng_to_files() -> tuple[dict, dict]:
 
 # %% ../nbs/1_method/03_runs.ipynb #5021cd0b
 def rng_from_files(tensors: dict, meta: dict):
+    "Restore the python, numpy and torch random states a saved run state holds."
     import numpy as np, torch
     v, st, g = meta["python"]
     random.setstate((v, tuple(st), g))

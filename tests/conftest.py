@@ -71,7 +71,7 @@ def preset(tmp_path, tiny_world) -> Path:
 def study_world(tmp_path_factory) -> Path:
     """A study folder in the real data's format WITHOUT ground truth: image paths of another machine (Windows and
     /home/...), extra columns, 0/blank answers and some pairs a labeler answered twice (a test-retest ceiling)."""
-    from labelertok.synthetic import write_study_like
+    from labelertok.study_like import write_study_like
     d = tmp_path_factory.mktemp('study')/'study'
     write_study_like(d, scale=0.05, seed=0, image_size=64, verbose=False)
     return d
@@ -80,7 +80,7 @@ def study_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope='session')
 def study_world_no_repeats(tmp_path_factory) -> Path:
     "As `study_world`, with every repeated pair removed: no test-retest ceiling can be computed."
-    from labelertok.synthetic import write_study_like
+    from labelertok.study_like import write_study_like
     d = tmp_path_factory.mktemp('study_norep')/'study'
     write_study_like(d, scale=0.05, seed=0, image_size=64, repeats=False, verbose=False)
     return d

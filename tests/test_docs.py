@@ -81,7 +81,7 @@ def test_links_point_at_pages():
     h = _hooks()
     nb = h.NBS/'0_study'/'01_data.ipynb'
     assert h._fix_links('[f](../../docs/study/data_format.md#files)', nb) == '[f](../study/data_format.html#files)'
-    assert h._fix_links('[s](03_synthetic.ipynb)', nb) == '[s](03_synthetic.html)'
+    assert h._fix_links('[s](04_synthetic.ipynb)', nb) == '[s](04_synthetic.html)'
     assert h._fix_links('[m](../1_method/05_model.ipynb)', nb) == '[m](../1_method/05_model.html)'
     assert h._fix_links('[s](../../docs/study/results.md)', h.NBS/'how-to'/'x.ipynb') == '[s](../study/results.html)'
     assert h._fix_links('[w](https://example.org/a.md) [x](../README.md)', nb) == '[w](https://example.org/a.md) [x](../README.md)'
@@ -96,7 +96,7 @@ def test_show_doc_names():
 def test_execution_cache_follows_imports():
     "A notebook is executed again when a module it can reach changes, and only then."
     h = _hooks()
-    deps = {p.stem for p in h._deps(h.NBS/'0_study'/'03_synthetic.ipynb')}
+    deps = {p.stem for p in h._deps(h.NBS/'0_study'/'04_synthetic.ipynb')}
     assert {'synthetic', 'data'} <= deps and 'train' not in deps and 'cli' not in deps, deps
     assert {'report', 'runs'} <= {p.stem for p in h._deps(h.NBS/'3_results'/'08_report.ipynb')}
 
@@ -135,7 +135,7 @@ def test_site_builds_with_a_page_per_notebook(tmp_path, env):
     # maths: typeset by the site's own MathJax, by a path relative to the page; no script from another site
     assert (site/'assets'/'mathjax'/'MathJax.js').is_file()
     assert (site/'assets'/'mathjax'/'fonts'/'HTML-CSS'/'STIX-Web').is_dir()   # the fonts the pages ask MathJax for
-    synth = (site/'0_study'/'03_synthetic.html').read_text()
+    synth = (site/'0_study'/'04_synthetic.html').read_text()
     assert '$$u_' in synth and re.search(r'<script src="\.\./assets/mathjax/MathJax\.js\?config=[^"]+">', synth)
     assert 'preferredFont: "STIX-Web"' in synth
     assert re.search(r'<script src="\.\./assets/mathjax/MathJax\.js', (site/'how-to'/'add_a_labeler.html').read_text())

@@ -1,4 +1,4 @@
-"""Every command on a study folder in the real format WITHOUT ground truth (`synthetic.write_study_like`): other
+"""Every command on a study folder in the real format WITHOUT ground truth (`study_like.write_study_like`): other
 machines' image paths, extra columns, 0/blank answers, repeated pairs — and the same without repeats."""
 import json, shutil
 from pathlib import Path
