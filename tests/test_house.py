@@ -176,6 +176,8 @@ def measure(root: Path = ROOT) -> dict:
 
 def test_modules_read_in_order():
     "No circle, and no module imports one whose notebook is read after it (exported code and notebook tests)."
+    stray = [str(nb) for nb in module_notebooks().values() if not re.match(r'^\d+_\w+$', nb.parent.name)]
+    assert not stray, f'module notebooks outside a part folder (nbs/0_study/, nbs/1_method/, ...): {stray}'
     g = graph()
     assert not circles(g), circles(g)
     assert not upward_imports(g, reading_order()), upward_imports(g, reading_order())
@@ -186,6 +188,12 @@ def test_public_seams():
     "What one module takes from another is public."
     g = graph()
     assert not [(m, p) for m in g for p in g[m]['private']], [(m, p) for m in g for p in g[m]['private']]
+
+
+def test_export_cells():
+    "About one definition per export cell, on average over the package."
+    cells = export_cells()
+    assert sum(c['defs'] for c in cells) / len(cells) <= 1.3, sum(c['defs'] for c in cells) / len(cells)
 
 
 if __name__ == '__main__':
