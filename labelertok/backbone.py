@@ -102,12 +102,12 @@ def base_fingerprint(clip: nn.Module, model: str, pretrained: str | None) -> dic
     return dict(model=model, pretrained=pretrained, n_params=sum(p.numel() for p in clip.parameters()),
                 shapes_sha256=shapes.hexdigest()[:16], values_sha256=values.hexdigest()[:16])
 
-
+# %% ../nbs/1_method/04_backbone.ipynb #cdd41ef1
 class QuietRandomInit(logging.Filter):
     "Drop open_clip's 'initialized randomly' warning when random init is what was asked for."
     def filter(self, record): return "Model initialized randomly" not in record.getMessage()
 
-
+# %% ../nbs/1_method/04_backbone.ipynb #ce5da26c
 def create_base(model: str, pretrained: str | None, device="cpu", seed: int = 0):
     "open_clip model (fp32) and its fingerprint; random init is seeded so that it can be rebuilt exactly."
     if model in MODEL_CONFIGS: register_model_configs()

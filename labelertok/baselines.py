@@ -34,7 +34,7 @@ def model_image_size(model: str) -> int:
     size = cfg["vision_cfg"]["image_size"]
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #c63e47bf
 METHODS = ("zero_shot", "position_prior", "no_token", "tokens_text", "tokens_learned", "linear_probe", "mlp_decoder",
            "ceiling")
 METHOD_LABELS = {"zero_shot": "zero-shot", "position_prior": "position prior", "no_token": "no token",
@@ -53,7 +53,7 @@ def method_label(method: str) -> str:
         return METHOD_LABELS[method[:-len(STUDY_PROTOCOL)]] + ", one random template"
     return METHOD_LABELS.get(method, method)
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #07e586b9
 def correct_from_p(p_first, label) -> np.ndarray:
     "Per-sample correctness of P(first image chosen) against `label` (0 = im1 chosen); exactly 0.5 earns 0.5."
     p, y = np.asarray(p_first, dtype=float), np.asarray(label)
@@ -78,7 +78,7 @@ def image_features(model: LabelerCLIP, images: torch.Tensor, batch_size: int = 5
     finally: model.train(was)
     return f.float().cpu()
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #a01a1903
 def standardise(features: torch.Tensor, fit_rows=None) -> torch.Tensor:
     """Z-score each feature dimension with the mean and sd of the rows `fit_rows` (the training images: test images
     must not inform the scaling; None: all rows); constant dimensions stay 0."""
@@ -86,7 +86,7 @@ def standardise(features: torch.Tensor, fit_rows=None) -> torch.Tensor:
     ref = f if fit_rows is None else f[torch.as_tensor(np.asarray(fit_rows, dtype=np.int64))]
     return (f - ref.mean(0)) / ref.std(0).clamp_min(1e-8)
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #2e817b55
 def image_rows(*frames: pd.DataFrame) -> np.ndarray:
     "The image rows (`i1`, `i2`) the samples of `frames` use, sorted and unique."
     return np.unique(np.concatenate([np.r_[df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)] for df in frames]))
@@ -126,17 +126,17 @@ def fit_logreg(X, y, l2: float = 1.0, max_iter: int = 50, tol: float = 1e-10) ->
         if dec < tol: break
     return w
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #5bc96f37
 def pair_differences(features: torch.Tensor, df: pd.DataFrame) -> torch.Tensor:
     "f(im1) - f(im2) [len(df), D] from a feature table indexed by image row (`i1`, `i2`)."
     return features[row_index(df, "i1")] - features[row_index(df, "i2")]
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #124d551e
 def row_index(df: pd.DataFrame, col: str) -> torch.Tensor:
     "Column `col` of `df` (image rows) as an int64 tensor."
     return torch.from_numpy(df[col].to_numpy(np.int64).copy())
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #221f8768
 def linear_probe(features: torch.Tensor, train: pd.DataFrame, test: pd.DataFrame, l2: float = 1.0,
                  by: Sequence[str] = ("user_idx", "attribute"), max_iter: int = 50) -> np.ndarray:
     "P(first image chosen) for `test` rows from one probe per group `by` fitted on `train` (0.5 for unseen groups)."
@@ -151,14 +151,14 @@ def linear_probe(features: torch.Tensor, train: pd.DataFrame, test: pd.DataFrame
         out[pos[key]] = torch.sigmoid(pair_differences(features, test.iloc[pos[key]]) @ w).numpy()
     return out
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #454712c8
 def _group_rows(df: pd.DataFrame, by: list[str]) -> dict[tuple, np.ndarray]:
     "Positions (0-based) of the rows of each group of `by` (one group `()` when `by` is empty)."
     if not by: return {(): np.arange(len(df))}
     idx = df.reset_index(drop=True).groupby(list(by), sort=False).indices
     return {(k if isinstance(k, tuple) else (k,)): v for k, v in idx.items()}
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #ee668ec8
 def tune_l2(features: torch.Tensor, train: pd.DataFrame, val: pd.DataFrame, grid: Sequence[float] = L2_GRID,
             by: Sequence[str] = ("user_idx", "attribute")) -> tuple[float, dict]:
     "The `l2` of `grid` with the best pooled validation accuracy (ties: the stronger regularisation), and all scores."
@@ -175,7 +175,9 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.n_users, self.n_attributes = n_users, n_attributes
         layers, d = [], dim + n_users + n_attributes
-        for _ in range(depth): layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]; d = hidden
+        for _ in range(depth):
+            layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]
+            d = hidden
         self.net = nn.Sequential(*layers, nn.Linear(d, 1))
 
     def score(self, f: torch.Tensor, user: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
@@ -186,7 +188,7 @@ class MLPDecoder(nn.Module):
         "Logit of P(first image chosen)."
         return self.score(f1, user, attr) - self.score(f2, user, attr)
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #478d5341
 def _mlp_inputs(features: torch.Tensor, df: pd.DataFrame, attributes: Sequence[str]):
     amap = {a: i for i, a in enumerate(attributes)}
     bad = sorted(set(df["attribute"]) - set(amap))
@@ -195,7 +197,7 @@ def _mlp_inputs(features: torch.Tensor, df: pd.DataFrame, attributes: Sequence[s
             torch.from_numpy(df["attribute"].map(amap).to_numpy(np.int64).copy()),
             torch.from_numpy((df["label"] == 0).to_numpy(np.float32).copy()))
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #6187aea9
 @torch.no_grad()
 def mlp_predict(model: MLPDecoder, features: torch.Tensor, df: pd.DataFrame,
                 attributes: Sequence[str] = ATTRIBUTES) -> np.ndarray:
@@ -204,7 +206,7 @@ def mlp_predict(model: MLPDecoder, features: torch.Tensor, df: pd.DataFrame,
     f1, f2, u, a, _ = _mlp_inputs(features, df, attributes)
     return torch.sigmoid(model(f1, f2, u, a)).numpy().astype(float)
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #330f2304
 def fit_mlp_decoder(features: torch.Tensor, train: pd.DataFrame, val: pd.DataFrame, n_users: int,
                     hidden: int = 64, depth: int = 2, dropout: float = 0.1, lr: float = 3e-3,
                     weight_decay: float = 1e-4, batch_size: int = 512, max_epochs: int = 60, patience: int = 8,
@@ -216,7 +218,7 @@ def fit_mlp_decoder(features: torch.Tensor, train: pd.DataFrame, val: pd.DataFra
         return _fit_mlp(features, train, val, n_users, hidden, depth, dropout, lr, weight_decay, batch_size, max_epochs,
                         patience, attributes)
 
-
+# %% ../nbs/3_results/03_baselines.ipynb #42c05b37
 def _fit_mlp(features, train, val, n_users, hidden, depth, dropout, lr, weight_decay, batch_size, max_epochs, patience,
              attributes):
     model = MLPDecoder(features.shape[1], n_users, len(attributes), hidden, depth, dropout)
@@ -230,7 +232,9 @@ def _fit_mlp(features, train, val, n_users, hidden, depth, dropout, lr, weight_d
         for i in range(0, len(y), batch_size):
             b = perm[i:i + batch_size]
             loss = F.binary_cross_entropy_with_logits(model(f1[b], f2[b], u[b], a[b]), y[b])
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
             tot += float(loss.detach()) * len(b)
         acc = float(correct_from_p(mlp_predict(model, features, val, attributes), yv).mean())
         hist.append(dict(epoch=epoch, train_loss=tot / max(len(y), 1), val_acc=acc))

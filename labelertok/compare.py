@@ -46,7 +46,7 @@ def ceiling_per_labeler(data: LabelerData, n_boot: int = 1000) -> pd.DataFrame:
     out["note"] = out["note"].fillna("no answers")
     return out.drop(columns=["token", "name"])
 
-
+# %% ../nbs/3_results/04_compare.ipynb #67de6934
 def ceiling_per_sample(data: LabelerData, df: pd.DataFrame, data_dir=None) -> tuple[np.ndarray, str]:
     """Per row of `df`: the expected accuracy of the best possible predictor — the Bayes accuracy max(p, 1-p) when
     `data_dir` is a synthetic world (has ground_truth.json); else NaN everywhere (no ceiling is known without ground
@@ -58,7 +58,7 @@ def ceiling_per_sample(data: LabelerData, df: pd.DataFrame, data_dir=None) -> tu
         return vals, "the Bayes accuracy of each test answer (ground_truth.json)"
     return np.full(len(df), np.nan), "not known without ground truth (see the bounds from test–retest agreement)"
 
-
+# %% ../nbs/3_results/04_compare.ipynb #e49680ee
 def bounds_per_sample(data: LabelerData, df: pd.DataFrame, n_boot: int = 1000) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Per row of `df`: the lower and upper bound on its labeler's Bayes accuracy from test–retest agreement (NaN for a
     labeler with too few repeats), and the per-labeler table (`ceiling_per_labeler`)."""
@@ -74,12 +74,12 @@ def labeler_groups(df: pd.DataFrame, tokens: Sequence[str]) -> dict[str, np.ndar
         g[a] = (df["attribute"] == a).to_numpy()
     return g
 
-
+# %% ../nbs/3_results/04_compare.ipynb #5cd9b693
 def _clusters(df: pd.DataFrame) -> Optional[np.ndarray]:
     "The image pair of every sample (the bootstrap's cluster); None when `df` has no `pair_id`."
     return df["pair_id"].to_numpy() if "pair_id" in df else None
 
-
+# %% ../nbs/3_results/04_compare.ipynb #50e3d25f
 def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> pd.DataFrame:
     "One row per group of `df` from `stat(rows, clusters)` (a `crossed_interval` result) on arrays aligned with `df`."
     if n_entries != len(df): raise ValueError(f"correctness arrays have {n_entries} entries but df has {len(df)} rows")
@@ -90,7 +90,7 @@ def _by_group(df: pd.DataFrame, tokens: Sequence[str], n_entries: int, stat) -> 
         rows.append(dict(group=name, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=b["n_seeds"]))
     return pd.DataFrame(rows).set_index("group")
 
-
+# %% ../nbs/3_results/04_compare.ipynb #ce0cebb0
 def summarise(correct: Sequence[np.ndarray], df: pd.DataFrame, tokens: Sequence[str], n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Accuracy per group (overall, each token, each attribute) from per-seed correctness arrays aligned with `df`:
@@ -101,7 +101,7 @@ def summarise(correct: Sequence[np.ndarray], df: pd.DataFrame, tokens: Sequence[
     return _by_group(df, tokens, C.shape[1], lambda m, cl: crossed_interval(C[:, m], cl) if n_boot > 0 else
                      cluster_bootstrap(C[:, m], cl, 0))
 
-
+# %% ../nbs/3_results/04_compare.ipynb #a383d70a
 def paired_gain(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray], df: pd.DataFrame,
                 tokens: Sequence[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Accuracy of A minus B per group, paired by seed and sample (`intervals.paired_difference` of each group's
@@ -117,7 +117,7 @@ def method_run_dir(out_dir, seed: int, method: str) -> Path:
     if method not in TRAINED: raise ValueError(f"{method!r} is not a trained method; trained: {list(TRAINED)}")
     return Path(out_dir) / f"seed{int(seed)}" / method
 
-
+# %% ../nbs/3_results/04_compare.ipynb #88d897a7
 def token_displacements(model: LabelerCLIP) -> dict[str, np.ndarray]:
     "Learned mode: each labeler token's embedding row minus its initial value (the `init_word` embedding)."
     params = model.token_parameters()
@@ -126,7 +126,7 @@ def token_displacements(model: LabelerCLIP) -> dict[str, np.ndarray]:
     return {t: (p.detach() - layer.trainable_tokens_original[t.strip("<>")].to(p)).flatten().cpu().numpy()
             for t, p in params.items()}
 
-
+# %% ../nbs/3_results/04_compare.ipynb #4710c5c9
 @torch.no_grad()
 def prompt_vectors(model: LabelerCLIP, tokens: Sequence[str], attributes: Sequence[str] = ATTRIBUTES,
                    templates: Sequence[str] = TEMPLATES) -> dict[str, np.ndarray]:
@@ -137,7 +137,7 @@ def prompt_vectors(model: LabelerCLIP, tokens: Sequence[str], attributes: Sequen
     f = f - f.mean(0, keepdim=True)
     return {t: f[i].flatten().numpy() for i, t in enumerate(tokens)}
 
-
+# %% ../nbs/3_results/04_compare.ipynb #e6e39f63
 @dataclass
 class Comparison:
     "Per-sample predictions of every method and seed on one test set (see `compare_methods`)."
@@ -180,7 +180,8 @@ class Comparison:
 
     def save(self, folder) -> Path:
         "Write `predictions.csv` (method, seed, row, p_first, correct), `test_samples.csv` and `comparison.json`."
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         rows = []
         for m in self.methods:
             for k, c in enumerate(self.correct[m]):
@@ -212,7 +213,7 @@ class Comparison:
             if g["p_first"].notna().all(): c.p_first.setdefault(m, []).append(g["p_first"].to_numpy(float))
         return c
 
-
+# %% ../nbs/3_results/04_compare.ipynb #9f8022ad
 def _test_predictions(run_dir: Path, test: pd.DataFrame) -> Optional[np.ndarray]:
     "p_first from a run folder's test_predictions.csv if it matches `test` row by row, else None."
     f = run_dir / "test_predictions.csv"
@@ -223,7 +224,7 @@ def _test_predictions(run_dir: Path, test: pd.DataFrame) -> Optional[np.ndarray]
             and (pred["label"].to_numpy() == test["label"].to_numpy()).all())
     return pred["p_first"].to_numpy(float) if same else None
 
-
+# %% ../nbs/3_results/04_compare.ipynb #a7c81cd8
 def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: str = "ViT-B-32",
                     pretrained: Optional[str] = "openai", config: Optional[TrainConfig] = None,
                     out_dir="runs/compare/methods", methods: Sequence[str] = METHODS, lora_rank: int = 4,
@@ -261,7 +262,8 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
                 t0 = tic()
                 base = create_model(model, pretrained, tokens=(), seed=s, device=resolve_device(cfg.device), **mk)
                 if "zero_shot" in methods: b["zero_shot"] = evaluate(base, data, "test", quiet)["p_first"]
-                took("zero_shot", t0); t0 = tic()
+                took("zero_shot", t0)
+                t0 = tic()
                 b["feats"] = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(tr))
                 del base
                 took("image features", t0)
@@ -271,7 +273,10 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
                 cmp.add("zero_shot", b["zero_shot"])
                 say(f"seed {s} zero-shot: {cmp.correct['zero_shot'][-1].mean():.4f}")
         if "position_prior" in methods:
-            if prior is None: t0 = tic(); prior = position_prior(tr, test); took("position_prior", t0)
+            if prior is None:
+                t0 = tic()
+                prior = position_prior(tr, test)
+                took("position_prior", t0)
             cmp.add("position_prior", prior)
         if "linear_probe" in methods:
             if "linear_probe" not in b:
@@ -317,7 +322,8 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         lower, upper, per = bounds_per_sample(data, cmp.test, config.n_boot)
         info["ceiling_labelers"] = per.to_dict("index")  # with the reason where a labeler has no bracket
         if np.isfinite(lower).any():  # the bracket from test–retest agreement: on real data, all there is
-            cmp.add("bound_lower", correct=lower); cmp.add("bound_upper", correct=upper)
+            cmp.add("bound_lower", correct=lower)
+            cmp.add("bound_upper", correct=upper)
     return cmp
 
 # %% ../nbs/3_results/04_compare.ipynb #12de2acf

@@ -33,7 +33,7 @@ def pair_logits(img1: torch.Tensor, img2: torch.Tensor, text: torch.Tensor, temp
     cos = torch.stack([(img1 * text).sum(-1), (img2 * text).sum(-1)], dim=-1)
     return cos / (temperature.float()[:, None] if torch.is_tensor(temperature) else temperature)
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #1d6fa5e9
 def pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Mean two-way cross-entropy with target `labels` (0 = first image chosen) and per-sample correctness (ties wrong)."
     labels = labels.long()
@@ -46,19 +46,19 @@ def pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #5a95e34b
 def amp_autocast(device: torch.device, amp: bool):
     "bfloat16 autocast on CUDA when `amp`, else a context that does nothing."
     return torch.autocast("cuda", dtype=torch.bfloat16) if (amp and device.type == "cuda") else nullcontext()
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #06110b03
 def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     "int64 copy of `a` on `device`; on CUDA through pinned memory, so the copy is truly asynchronous."
     t = torch.from_numpy(np.array(a, dtype=np.int64))  # a copy: pandas arrays may be read-only
     if device.type == "cuda": return t.pin_memory().to(device, non_blocking=True)
     return t if device.type == "cpu" else t.to(device)
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #7d471f79
 def gather_images(images: torch.Tensor, rows: np.ndarray, device: torch.device,
                    rows_on_device: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 images[rows] on `device` (index on the cache's device; pinned non-blocking copy when it is the CPU).
@@ -102,7 +102,7 @@ def uses_tokens(model, config: TrainConfig) -> bool:
     "Whether prompts carry the labeler tokens: `config.use_tokens`, or (None) whether the model has tokens."
     return bool(getattr(model, "tokens", None)) if config.use_tokens is None else bool(config.use_tokens)
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #37223f59
 def check_sample_tokens(model, samples: pd.DataFrame, use_tokens: bool):
     "Refuse samples whose labeler token is not one of the model's tokens (when prompts carry tokens)."
     known = list(getattr(model, "tokens", None) or [])
@@ -110,14 +110,14 @@ def check_sample_tokens(model, samples: pd.DataFrame, use_tokens: bool):
         bad = sorted(set(samples["token"]) - set(known))
         if bad: raise ValueError(f"{len(bad)} labeler token(s) in the data are not tokens of the model {known}: {bad[:5]}")
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #45c077fe
 def labeler_token_order(data: LabelerData, samples: pd.DataFrame) -> list[str]:
     "The labeler tokens of `samples` in the data's labeler order, unknown ones after them sorted."
     users = getattr(data, "users", None)
     order = list(users["token"]) if users is not None and "token" in users else []
     return order + sorted(set(samples["token"]) - set(order))
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #1bf623dc
 def attribute_order(samples: pd.DataFrame) -> list[str]:
     "The attributes of `samples` in the study's order, others after them sorted."
     present = set(samples["attribute"])
@@ -170,13 +170,13 @@ def encode_image_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size:
             out.append(model.encode_images(x, lab).float())
     return torch.cat(out) if out else torch.empty(0, device=device)
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #f28d4b3f
 def _dist_rank_world() -> tuple[int, int]:
     d = torch.distributed
     if d.is_available() and d.is_initialized(): return d.get_rank(), d.get_world_size()
     return 0, 1
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #4275f092
 @torch.no_grad()
 def _encode_rows(model, images: torch.Tensor, rows: np.ndarray, batch_size: int, amp: bool,
                  labelers: Optional[np.ndarray] = None) -> torch.Tensor:
@@ -198,14 +198,14 @@ def has_visual_tokens(model) -> bool:
     "Whether `model` has visual labeler tokens (its image features depend on the labeler)."
     return model.visual_prompts is not None
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #77d2cc38
 def check_labeler_rows(model, tokens: Sequence[str]):
     "Refuse labelers (`tokens`) without a row in the model's per-labeler tables, when it has any."
     if model.visual_prompts is None and model.labeler_log_temperature is None: return
     bad = sorted(set(tokens) - set(model.tokens))
     if bad: raise ValueError(f"labelers {bad[:5]} have no row in the model's per-labeler tables (visual tokens, temperatures)")
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #5e24f272
 def sample_token_index(model, df: pd.DataFrame) -> Optional[np.ndarray]:
     "Index of each sample's labeler token in `model.tokens` (None when the model has no tokens)."
     toks = list(getattr(model, "tokens", None) or [])
@@ -236,7 +236,7 @@ def _prompt_features(model, df: pd.DataFrame, use_tokens: bool, config: TrainCon
     pos = {p: i for i, p in enumerate(distinct)}
     return np.asarray([pos[p] for p in prompts], dtype=np.int64)[codes], text, len(distinct), tpl
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #426b4e45
 @torch.no_grad()
 def evaluate(model, data: LabelerData, split: str = "val", config: Optional[TrainConfig] = None,
              samples: Optional[pd.DataFrame] = None, images: Optional[torch.Tensor] = None,
@@ -288,7 +288,7 @@ def evaluate(model, data: LabelerData, split: str = "val", config: Optional[Trai
     if tpl is not None: out["templates"] = tpl
     return out
 
-
+# %% ../nbs/2_training/01_evaluation.ipynb #233d978e
 def public_result(ev: dict) -> dict:
     "An `evaluate` result without its per-sample arrays (JSON-able)."
     return {k: v for k, v in ev.items() if k not in ("correct", "p_first", "logits", "index", "templates")}

@@ -56,13 +56,15 @@ def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFr
             tpl = torch.randint(0, len(templates), (len(attrs),), generator=gen).tolist()
             text = model.encode_prompts([make_prompt(a, token, templates[j]) for a, j in zip(attrs, tpl)])
             loss, _ = pair_loss(pair_logits(f1, f2, text[a_idx], temperature), labels)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
             losses.append(float(loss.detach()))
     finally:
         model.train(was)
     return losses
 
-
+# %% ../nbs/3_results/06_fewshot.ipynb #b1738930
 @torch.no_grad()
 def score_with_features(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFrame, token: Optional[str],
                         temperature: float = 0.15, templates: Sequence[str] = TEMPLATES) -> np.ndarray:
@@ -84,7 +86,7 @@ def _hold_out(data: LabelerData, token: str, pairs: Sequence[int] = ()) -> Label
     return dataclasses.replace(data, samples=data.samples[keep].reset_index(drop=True),
                                users=data.users[data.users["token"] != token].reset_index(drop=True))
 
-
+# %% ../nbs/3_results/06_fewshot.ipynb #9e5c37bb
 def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[int] = (25, 50, 100, 200, 400),
                   reps: int = 3, seed: int = 0, model: str = "ViT-B-32", pretrained: Optional[str] = "openai",
                   config: Optional[TrainConfig] = None, out_dir="runs/compare/fewshot", token_steps: int = 150,

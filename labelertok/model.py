@@ -59,7 +59,7 @@ def _text_owner(clip: nn.Module):
     raise ValueError(f"{type(clip).__name__} has no open_clip text transformer with a token_embedding; "
                      "learned tokens need one (token_mode='text' works with any tokenizer)")
 
-
+# %% ../nbs/1_method/05_model.ipynb #0e5a4c05
 def _add_token_rows(clip: nn.Module, tokenizer, tokens: Sequence[str], init_word: str) -> dict[str, int]:
     "Grow the token embedding by one row per token (init from `init_word`), switch to EOS pooling; returns ids."
     owner, pool_attr, eos_attr = _text_owner(clip)
@@ -80,16 +80,18 @@ def _add_token_rows(clip: nn.Module, tokenizer, tokens: Sequence[str], init_word
     setattr(owner, eos_attr, tokenizer.eot_token_id)
     return ids
 
-
+# %% ../nbs/1_method/05_model.ipynb #de576610
 def _adapter_name(token: str) -> str: return token.strip("<>")
 
 # %% ../nbs/1_method/05_model.ipynb #6bf99f70
 def _is_lora_param(name: str) -> bool: return ".lora_A." in name or ".lora_B." in name
+
+# %% ../nbs/1_method/05_model.ipynb #c9a262bd
 def is_token_param(name: str) -> bool:
     "Whether the parameter `name` is a labeler-token row (peft's trainable tokens)."
     return ".trainable_tokens_delta." in name
 
-
+# %% ../nbs/1_method/05_model.ipynb #e3cffab0
 def _truncatable_text(clip: nn.Module) -> bool:
     "Whether `clip`'s text tower may be cut after the last pooled position: open_clip `CLIP`, causal mask, argmax/eos pooling."
     if type(clip).encode_text is not open_clip.CLIP.encode_text: return False  # CustomTextCLIP, HF towers, overrides
@@ -100,13 +102,13 @@ def _truncatable_text(clip: nn.Module) -> bool:
     causal = torch.full((n, n), float("-inf")).triu_(1)
     return tuple(mask.shape) == (n, n) and torch.equal(mask.detach().float().cpu(), causal)
 
-
+# %% ../nbs/1_method/05_model.ipynb #e020901e
 def _pooled_positions(clip: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     "The position that open_clip's `text_global_pool` reads for each row of `ids` (argmax or eos pooling)."
     if clip.text_pool_type == "argmax": return ids.argmax(dim=-1)
     return (ids == clip.text_eos_id).int().argmax(dim=-1)
 
-
+# %% ../nbs/1_method/05_model.ipynb #3c224174
 def _truncated_encode_text(clip: nn.Module, ids: torch.Tensor, device) -> torch.Tensor:
     "open_clip `CLIP.encode_text` (unnormalised) of CPU token ids, run only up to the last pooled position."
     pos = _pooled_positions(clip, ids)  # on the CPU: the cut length needs no device sync
@@ -119,7 +121,7 @@ def _truncated_encode_text(clip: nn.Module, ids: torch.Tensor, device) -> torch.
     if proj is not None: x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
     return x
 
-
+# %% ../nbs/1_method/05_model.ipynb #78808af1
 class LabelerCLIP(nn.Module):
     "open_clip CLIP with peft LoRA adapters and labeler tokens; build it with `create_model` or `load_model`."
     def __init__(self, clip: nn.Module, tokenizer, config: dict, fingerprint: dict, token_ids: dict[str, int]):
@@ -172,7 +174,7 @@ def _check_vpt(visual: nn.Module):
     if not all(hasattr(visual, a) for a in ("_embeds", "transformer", "_pool", "class_embedding")):
         raise ValueError(f"visual tokens need an open_clip VisionTransformer image tower, not {type(visual).__name__}")
 
-
+# %% ../nbs/1_method/05_model.ipynb #ccb5ad87
 def _prompted_image(visual: nn.Module, x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
     "open_clip VisionTransformer.forward with `prompts` [B, N, width] after the class token (dropped before pooling)."
     h = visual._embeds(x)
@@ -183,7 +185,7 @@ def _prompted_image(visual: nn.Module, x: torch.Tensor, prompts: torch.Tensor) -
     pooled, _ = visual._pool(h)
     return pooled @ visual.proj if visual.proj is not None else pooled
 
-
+# %% ../nbs/1_method/05_model.ipynb #41e5d05f
 @patch
 def labeler_index(self: LabelerCLIP, labelers) -> torch.Tensor:
     "Token indices (into `self.tokens`) of `labelers`: tokens (`<user1>`), their names (`user1`) or indices (a tensor of indices stays on its device)."
@@ -200,7 +202,7 @@ def labeler_index(self: LabelerCLIP, labelers) -> torch.Tensor:
         else: raise ValueError(f"unknown labeler {l!r}; this model's tokens: {self.tokens}")
     return torch.tensor(out, dtype=torch.long)
 
-
+# %% ../nbs/1_method/05_model.ipynb #18736155
 @patch
 def add_visual_prompts(self: LabelerCLIP, n: int, seed: int = 0, std: float = 0.02) -> "LabelerCLIP":
     "`n` trainable prompt vectors per labeler in the image tower (normal(0, `std`) from `seed`; width of the tower)."
@@ -236,7 +238,7 @@ def add_labeler_temperatures(self: LabelerCLIP, init: float = 0.15) -> "LabelerC
     self.labeler_log_temperature = nn.Parameter(torch.full((len(self.tokens),), math.log(init), device=self.device))
     return self
 
-
+# %% ../nbs/1_method/05_model.ipynb #ae9f15f2
 @patch
 def labeler_temperatures(self: LabelerCLIP) -> torch.Tensor | None:
     "The per-labeler temperatures [n_tokens] (differentiable), or None when the model has one shared temperature."
@@ -253,7 +255,7 @@ def encode_prompts(self: LabelerCLIP, prompts: Sequence[str]) -> torch.Tensor:
     pos = {p: i for i, p in enumerate(uniq)}
     return feats[torch.tensor([pos[p] for p in prompts], device=feats.device)]
 
-
+# %% ../nbs/1_method/05_model.ipynb #57f3410e
 @patch
 def _encode_text(self: LabelerCLIP, ids: torch.Tensor) -> torch.Tensor:
     "Unnormalised text features of CPU token ids: cut after the last pooled position when exact, else full length."
@@ -281,7 +283,7 @@ def token_parameters(self: LabelerCLIP) -> dict[str, nn.Parameter]:
     layer = self._token_layer()
     return {t: layer.trainable_tokens_delta[_adapter_name(t)] for t in self.tokens}
 
-
+# %% ../nbs/1_method/05_model.ipynb #7bc9ea4d
 @patch
 def _token_layer(self: LabelerCLIP) -> TrainableTokensLayer:
     return next(m for m in self.clip.modules() if isinstance(m, TrainableTokensLayer))
@@ -380,7 +382,7 @@ def adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
         if getattr(m, n) is not None: out[n] = getattr(m, n).detach()
     return out
 
-
+# %% ../nbs/1_method/05_model.ipynb #3ea343b6
 _REMEDY = ("save the model again, or load another copy (a run folder keeps checkpoints/best and checkpoints/last; "
            "`labelertok run ... --overwrite` retrains)")
 
@@ -402,17 +404,18 @@ def _read_meta(path) -> tuple[Path, dict]:
     if miss: raise DamagedFile(f"{meta_file} is damaged (no {miss}); {_REMEDY}")
     return folder, meta
 
-
+# %% ../nbs/1_method/05_model.ipynb #f995953a
 def _saved_config(folder: Path, meta: dict) -> ModelConfig:
     "A saved model's `ModelConfig` (fields that older saved models lack get their defaults)."
     try: return ModelConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as e: raise DamagedFile(f"{folder / META_FILE}: its model config is not valid ({e}); {_REMEDY}") from None
 
-
+# %% ../nbs/1_method/05_model.ipynb #42c300a6
 @patch
 def save(self: LabelerCLIP, path) -> Path:
     "Save adapters (safetensors) and config/tokenizer/fingerprint (JSON) into folder `path`; returns the folder."
-    folder = Path(path); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.cpu().contiguous() for k, v in adapter_state(self).items()}
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
     meta = dict(format=FORMAT, version=FORMAT_VERSION, config=self.config, fingerprint=self.fingerprint,
@@ -422,7 +425,7 @@ def save(self: LabelerCLIP, path) -> Path:
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     return folder
 
-
+# %% ../nbs/1_method/05_model.ipynb #a5136e32
 @patch
 def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
     "Load a saved folder's adapters/token rows onto this model; raises if it was made for another base or layout."
@@ -450,8 +453,7 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
         for k, p in own.items(): p.copy_(tensors[k])
     return self
 
-
-
+# %% ../nbs/1_method/05_model.ipynb #6ac69f7d
 def load_model(path, device: str | torch.device = "cpu") -> LabelerCLIP:
     "Rebuild a saved model: base from its recorded config, then its adapters and token rows (identical scores)."
     folder, meta = _read_meta(path)
@@ -464,15 +466,17 @@ def _study_loss(m: LabelerCLIP, im1, im2, prompts, labels, temperature: float = 
     s = torch.stack([(m.encode_images(im1) * t).sum(-1), (m.encode_images(im2) * t).sum(-1)], 1) / temperature
     return F.cross_entropy(s, labels.to(s.device))
 
-
+# %% ../nbs/1_method/05_model.ipynb #dcd05ee9
 def _one_step(m: LabelerCLIP, batch, lr=1e-2) -> dict[str, torch.Tensor]:
     "Snapshot all parameters, take one AdamW step on `_study_loss`, return the snapshot (for tests)."
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     opt = torch.optim.AdamW(m.trainable_parameters(), lr=lr, weight_decay=0.01)
-    _study_loss(m, *batch).backward(); opt.step(); opt.zero_grad()
+    _study_loss(m, *batch).backward()
+    opt.step()
+    opt.zero_grad()
     return before
 
-
+# %% ../nbs/1_method/05_model.ipynb #3f70ec16
 def _moved(m: LabelerCLIP, before: dict) -> set[str]:
     return {n for n, p in m.named_parameters() if not torch.equal(p.detach(), before[n])}
 
@@ -480,7 +484,7 @@ def _moved(m: LabelerCLIP, before: dict) -> set[str]:
 def _embed_dim(m: LabelerCLIP) -> int:
     with torch.no_grad(): return int(m.encode_prompts(["a"]).shape[-1])
 
-
+# %% ../nbs/1_method/05_model.ipynb #1aeb421f
 def model_info(model: str | LabelerCLIP = "ViT-B-32", pretrained: str | None = "openai", n_users: int = 2,
                token_mode: str = "text", **kw) -> dict:
     "JSON-able summary: LoRA layers, trainable/total parameters, token ids and pieces, text pooling."

@@ -68,7 +68,7 @@ def pretraining_faces(n: int, seed: int = 0, image_size: int = 64, draw_size: in
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     return (1 - ((pred - target) ** 2).sum(0) / ((target - target.mean(0)) ** 2).sum(0).clamp_min(1e-12)).numpy()
 
-
+# %% ../nbs/1_method/06_pretrain.ipynb #17b67050
 def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 12, batch_size: int = 128,
                   lr: float = 3e-3, weight_decay: float = 0.1, attr_weight: float = 10.0, holdout: float = 0.1,
                   seed: int = 0, overwrite: bool = False, verbose: bool = True) -> Path:
@@ -119,7 +119,10 @@ def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 
                 la = F.mse_loss(head(fi), Z[idx])
                 loss = lc + attr_weight * la
                 if not torch.isfinite(loss): raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {b + 1}")
-                opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
                 with torch.no_grad(): clip.logit_scale.clamp_(0, math.log(100))
                 tot += (lc.item(), la.item())
             history.append(dict(epoch=epoch, contrastive=tot[0] / steps_per_epoch, readout_mse=tot[1] / steps_per_epoch))
@@ -128,12 +131,14 @@ def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 
     clip.eval()
     with torch.no_grad():
         hold = torch.arange(n_train, n_images)
-        fi = clip.encode_image(norm(images[hold])); ft = F.normalize(clip.encode_text(ids[hold]), dim=-1)
+        fi = clip.encode_image(norm(images[hold]))
+        ft = F.normalize(clip.encode_text(ids[hold]), dim=-1)
         r2 = {c: round(float(x), 4) for c, x in zip(cols, _r2(head(fi), Z[hold]))}
         retrieval = float((F.normalize(fi, dim=-1) @ ft.T).argmax(1).eq(torch.arange(len(hold))).float().mean())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(clip.state_dict(), tmp); os.replace(tmp, out)
+    torch.save(clip.state_dict(), tmp)
+    os.replace(tmp, out)
     info = dict(model=model, n_images=int(n_images), n_train=n_train, n_holdout=n_hold, epochs=int(epochs),
                 batch_size=int(batch_size), lr=lr, weight_decay=weight_decay, attr_weight=attr_weight, seed=int(seed),
                 seed_stream=PRETRAIN_SEED_OFFSET + int(seed), torch=torch.__version__, threads=torch.get_num_threads(),

@@ -47,19 +47,19 @@ def folder_kind(path) -> str:
     "'run' or 'export' for a folder `load` can read; otherwise a clear error that says what the folder lacks."
     return _folder(path)[0]
 
-
+# %% ../nbs/2_training/03_score.ipynb #9cd4bd73
 def _sha256(path: Path) -> str:
     import hashlib
     with open(path, "rb") as f: return hashlib.file_digest(f, "sha256").hexdigest()
 
-
+# %% ../nbs/2_training/03_score.ipynb #7d8b0721
 def export_manifest(folder) -> dict:
     "sha256 of every file of exported folder `folder` (but the manifest): what `check_export` compares."
     folder = Path(folder)
     return {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*"))
             if f.is_file() and f.name != EXPORT_MANIFEST}
 
-
+# %% ../nbs/2_training/03_score.ipynb #d4708c74
 def check_export(folder, meta: dict):
     """Refuse (ValueError naming the file) an exported folder whose files differ from its manifest (an edited
     labelertok_export.json, a replaced adapter), or whose peft `adapter_config.json` disagrees with labelertok's own
@@ -82,7 +82,7 @@ def check_export(folder, meta: dict):
                 if not isinstance(ac, dict) or ac.get(k) != mc.get(m)]
         if diff: raise ValueError(f"{folder}: the peft adapter config and labelertok's record disagree ({'; '.join(diff)}); {remedy}")
 
-
+# %% ../nbs/2_training/03_score.ipynb #5edb2cd9
 def _folder(path) -> tuple[str, Optional[dict]]:
     "`folder_kind`, and the parsed labelertok_export.json of an exported folder (None for a run)."
     p = Path(path)
@@ -131,7 +131,7 @@ def expand_images(images) -> list:
     if not out: raise ValueError("no images given")
     return out
 
-
+# %% ../nbs/2_training/03_score.ipynb #32931f8d
 def _decode(x, size: int):
     "uint8 [3, size, size] of one input; raises with the reason."
     from PIL import Image
@@ -144,7 +144,7 @@ def _decode(x, size: int):
         return torch.from_numpy(resize_crop(Image.fromarray(x.permute(1, 2, 0).cpu().numpy()), size))
     raise TypeError(f"unsupported image input of type {type(x).__name__} (give paths, a folder, PIL images or uint8 tensors)")
 
-
+# %% ../nbs/2_training/03_score.ipynb #53570747
 def _decode_all(items: list, size: int, num_workers: int | None = None) -> tuple[list, list]:
     "Decode `items` in threads: (uint8 tensors or None, [(name, reason)] of those that failed)."
     out, errors = [None] * len(items), []
@@ -158,7 +158,7 @@ def _decode_all(items: list, size: int, num_workers: int | None = None) -> tuple
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as ex: list(ex.map(work, range(len(items))))
     return out, sorted(errors)
 
-
+# %% ../nbs/2_training/03_score.ipynb #56d5b0fd
 def _raise_bad(missing: list, errors: list, n: int):
     "One error naming every missing and every unreadable image (of `n` given)."
     if not missing and not errors: return
@@ -167,7 +167,7 @@ def _raise_bad(missing: list, errors: list, n: int):
     if errors: msg.append(f"{len(errors)} of {n} images could not be read: " + "; ".join(f"{a} ({b})" for a, b in errors))
     raise (FileNotFoundError if not errors else ValueError)(" | ".join(msg))
 
-
+# %% ../nbs/2_training/03_score.ipynb #cac384cb
 def load_images(images, size: int, num_workers: int | None = None, n_given: int | None = None) -> tuple[list[str], torch.Tensor]:
     """(names, uint8 [N, 3, size, size]) of `images`; every missing or unreadable file is listed in one error, counted
     out of `n_given` images (default: the distinct ones here)."""
@@ -190,7 +190,7 @@ def exact_two_way(sa: np.ndarray, sb: np.ndarray, temperature: float) -> np.ndar
     lo = 1.0 - hi  # exact: hi is in [0.5, 1]
     return np.where(d > 0, hi, np.where(d < 0, lo, 0.5))
 
-
+# %% ../nbs/2_training/03_score.ipynb #dc7de9fc
 class Scorer:
     "A trained model as an instrument: `score`, `compare` and `rank` images per labeler and attribute."
     def __init__(self, model: LabelerCLIP, card: dict, source: Optional[Path] = None, batch_size: int = 256,
@@ -286,7 +286,8 @@ class Scorer:
         keys = []
         for x in items:
             if isinstance(x, str) and os.path.isfile(x):
-                st = os.stat(x); keys.append((os.path.abspath(x), st.st_size, st.st_mtime_ns, token))
+                st = os.stat(x)
+                keys.append((os.path.abspath(x), st.st_size, st.st_mtime_ns, token))
             else: keys.append(None)
         todo = {}  # what to decode and encode: a file's cache key (other inputs: their position) -> its first position
         for i, k in enumerate(keys):
@@ -397,12 +398,12 @@ def _run_card(run: Path) -> dict:
     else: card["calibration"] = None
     return card
 
-
+# %% ../nbs/2_training/03_score.ipynb #dd31efcc
 def same_base(saved: dict, here: dict) -> list[str]:
     "Fingerprint fields that differ (the weights' file path may differ between machines; its content may not)."
     return [k for k in ("model", "n_params", "shapes_sha256", "values_sha256") if saved.get(k) != here.get(k)]
 
-
+# %% ../nbs/2_training/03_score.ipynb #bcac3f6c
 def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tuple[LabelerCLIP, dict]:
     "The model and card of exported folder `folder`, whose labelertok_export.json says `meta`."
     from peft import set_peft_model_state_dict
@@ -439,7 +440,7 @@ def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tup
             for t, p in rows.items(): p.copy_(saved[t].reshape(p.shape).to(p))
     return model, meta["card"]
 
-
+# %% ../nbs/2_training/03_score.ipynb #fe31dbcf
 def load(path, device: str = "auto", batch_size: int = 256, amp: bool = True, progress: bool = False,
          pretrained="recorded") -> Scorer:
     """A `Scorer` from a run folder (best-epoch weights) or an exported folder. `device` 'auto' = CUDA when present
@@ -478,7 +479,7 @@ def written_by_score(path) -> bool:
     except (OSError, UnicodeDecodeError, csv.Error): return False
     return tuple(head) == RANK_COLUMNS or (tuple(head[-3:]) == PAIR_COLUMNS and {"im1", "im2"} <= set(head))
 
-
+# %% ../nbs/2_training/03_score.ipynb #36142c58
 def _check_out(path, overwrite: bool, source=None, inputs=()) -> Path:
     """`--out`, refused before any work when it is a folder, lies in the run or exported folder, is one of the inputs,
     or exists and was not written by `score` (--overwrite replaces only score's own CSV files)."""
@@ -496,13 +497,13 @@ def _check_out(path, overwrite: bool, source=None, inputs=()) -> Path:
                               "score writes); score replaces only its own CSV files: choose another --out (nothing was written)")
     return p
 
-
+# %% ../nbs/2_training/03_score.ipynb #47dd9d7a
 def _choices(sc: Scorer, labeler, attribute) -> tuple[list, list]:
     toks = ([u["token"] for u in sc.card["labelers"]] if str(labeler).lower() == "all" else [sc.resolve_labeler(labeler)])
     attrs = sc.attributes if str(attribute).lower() == "all" else [sc.resolve_attribute(attribute)]
     return toks, attrs
 
-
+# %% ../nbs/2_training/03_score.ipynb #c7823222
 def _cmd_score(a) -> None:
     out = _check_out(a.out, a.overwrite, a.source, [a.pairs] if a.pairs else [x for x in a.images if os.path.isfile(x)])
     if a.pairs:

@@ -38,7 +38,7 @@ def _fmt_ci(acc, ci) -> str:
     lo, hi = (ci or [None, None])[:2]
     return f"{acc:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None and np.isfinite(lo) else f"{acc:.4f}"
 
-
+# %% ../nbs/4_use/01_share.ipynb #7d7af7fa
 def model_card(meta: dict) -> str:
     "The README.md of an exported folder: what it is, how to load it, its test metrics with 95% CIs, calibration."
     c, card = meta["model_config"], meta["card"]
@@ -60,7 +60,9 @@ def model_card(meta: dict) -> str:
     for u in card["labelers"]:
         t = u["token"]
         added = next((x for x in meta.get("added_labelers", []) if x["token"] == t), None)
-        if added: acc = f"{_fmt_ci(added['acc'], [added['acc_lo'], added['acc_hi']])} (held-out answers, added later)"; n = added["n_held_out"]
+        if added:
+            acc = f"{_fmt_ci(added['acc'], [added['acc_lo'], added['acc_hi']])} (held-out answers, added later)"
+            n = added["n_held_out"]
         else: acc, n = _fmt_ci((test.get("per_user") or {}).get(t), (test.get("per_user_ci") or {}).get(t)), (test.get("per_user_n") or {}).get(t, "")
         lines.append(f"| {md_code(t)} | {md_code(u.get('user_id'))} | {acc} | {n} |")
     for uid, t in (card.get("aliases") or {}).items():
@@ -87,7 +89,7 @@ def model_card(meta: dict) -> str:
               "was not a training target of a token-trained model."]
     return "\n".join(lines) + "\n"
 
-
+# %% ../nbs/4_use/01_share.ipynb #ea3af65c
 def _export_meta(sc: Scorer) -> dict:
     import open_clip, peft
     m = sc.model
@@ -147,7 +149,7 @@ def push_to_hub(folder, repo: str, private: bool = True) -> str:
         raise
     return str(url)
 
-
+# %% ../nbs/4_use/01_share.ipynb #041c3b86
 def export(source, out_dir, push_to_hub_repo: Optional[str] = None, device: str = "cpu") -> Path:
     "Export a run folder (best epoch) or an exported folder to `out_dir`; optionally push it to the Hub."
     out = save_export(load(source, device=device), out_dir)
@@ -198,7 +200,7 @@ def _fit_split(mine: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFr
     hold = mine["pair_id"].isin(perm[:n_hold])
     return mine[~hold].reset_index(drop=True), mine[hold].reset_index(drop=True)
 
-
+# %% ../nbs/4_use/01_share.ipynb #b3ccc94a
 def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout: float = 0.3, k: Optional[int] = None,
                 steps: int = 150, lr: float = 1e-2, seed: int = 0, device: str = "auto", n_boot: int = 1000,
                 verbose: bool = True, draw_seed: Optional[int] = None, exclude_pairs=None) -> dict:
@@ -307,9 +309,10 @@ def _cmd_export(a) -> None:
     if a.push_to_hub:
         try: print(f"pushed to {push_to_hub(out, a.push_to_hub)}")
         except ConnectionError as e:
-            print(f"labelertok export: {e}", file=sys.stderr); raise SystemExit(1)
+            print(f"labelertok export: {e}", file=sys.stderr)
+            raise SystemExit(1)
 
-
+# %% ../nbs/4_use/01_share.ipynb #c5ed78af
 def _cmd_add_labeler(a) -> None:
     add_labeler(a.source, a.answers, a.labeler, a.out, images_dir=a.images, holdout=a.holdout, steps=a.steps,
                 seed=a.seed, device=a.device)

@@ -49,11 +49,13 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
     if not grid: raise ValueError("no grid: give at least one --grid KEY=V1,V2,...")
     return grid
 
+# %% ../nbs/3_results/11_sweep.ipynb #58d43d8a
 def grid_cells(grid: dict[str, list]) -> list[dict]:
     "Every combination of the grid's values, the first key varying slowest."
     keys = list(grid)
     return [dict(zip(keys, vs)) for vs in itertools.product(*(grid[k] for k in keys))]
 
+# %% ../nbs/3_results/11_sweep.ipynb #952d16be
 def cell_name(cell: dict) -> str:
     "The cell's folder name: `key=value` joined by commas (values as YAML writes them)."
     fmt = lambda v: 'null' if v is None else str(v).lower() if isinstance(v, bool) else str(v)
@@ -80,6 +82,7 @@ class SweepRun:
         try: return json.loads(f.read_text()).get('status') == 'complete'
         except ValueError: return False
 
+# %% ../nbs/3_results/11_sweep.ipynb #d6527c7d
 @dataclass
 class Sweep:
     "A checked sweep: its name, preset, grid, seeds and runs (see `plan_sweep`)."
@@ -91,10 +94,12 @@ class Sweep:
     runs: list = field(default_factory=list)
     overrides: dict = field(default_factory=dict)
 
+# %% ../nbs/3_results/11_sweep.ipynb #2f70308c
 def sweep_name(grid: dict) -> str:
     "Default name of a sweep: its grid's keys joined by `+`."
     return '+'.join(grid)
 
+# %% ../nbs/3_results/11_sweep.ipynb #adf41f55
 def plan_sweep(preset, grid: dict, seeds: int = 5, overrides: Optional[dict] = None, out_dir=None,
                name: Optional[str] = None, notebook=None, read_data: bool = True) -> Sweep:
     """Every run of the sweep (cells × seeds), each one's parameters checked as `labelertok run` checks them; one
@@ -148,6 +153,7 @@ def _run_one(sw: Sweep, r: SweepRun, notebook, echo: bool) -> tuple[str, float, 
     (r.out/'sweep_run.json').write_text(json.dumps(dict(cell=r.cell, seed=r.seed, wall_s=round(sec, 1))))
     return 'done', sec, ''
 
+# %% ../nbs/3_results/11_sweep.ipynb #c16affea
 def run_sweep(sw: Sweep, jobs: int = 1, notebook=None, echo: Optional[bool] = None, log=print) -> pd.DataFrame:
     """Run every unfinished run of `sw`, `jobs` at a time; returns a table of (cell, seed, status, seconds, message).
     `echo` (default: when `jobs` is 1) streams each notebook's output."""
@@ -179,15 +185,18 @@ def _read_run(r: SweepRun) -> tuple[pd.DataFrame, dict, dict]:
     pf = r.out/'params.json'
     return pred, summ, (json.loads(pf.read_text()) if pf.is_file() else {})
 
+# %% ../nbs/3_results/11_sweep.ipynb #2a8138be
 def _pair_ids(study: pd.DataFrame) -> pd.Series:
     "item_id → pair_id (the image pair: the bootstrap's cluster) of the study's answers (`read_study`)."
     items = study.drop_duplicates('item_id')
     return items.set_index(items['item_id'].astype(str))['pair_id']
 
+# %% ../nbs/3_results/11_sweep.ipynb #74f454f5
 def _tokens(answers: pd.DataFrame) -> list[str]:
     "The tokens of `answers` in their natural order (<user2> before <user10>)."
     return sorted(set(answers['token']), key=lambda t: (len(t), t))
 
+# %% ../nbs/3_results/11_sweep.ipynb #b9b4bb40
 @dataclass
 class SweepResults:
     "What `collect_sweep` read: the answers (union over runs), each cell's per-seed correctness, timings, extras."
@@ -200,6 +209,7 @@ class SweepResults:
     missing: dict = field(default_factory=dict)          # cell name -> seeds without a finished run
     study: Optional[pd.DataFrame] = None                 # the study's answers (`read_study`), read once
 
+# %% ../nbs/3_results/11_sweep.ipynb #4a95eb9d
 def collect_sweep(sw: Sweep) -> SweepResults:
     "Read the finished runs of `sw` (see above); cells with no finished run are listed in `missing` only."
     runs = {}
@@ -217,7 +227,8 @@ def collect_sweep(sw: Sweep) -> SweepResults:
     for r in sw.runs:
         res.cells.setdefault(r.name, r.cell)
         if (r.name, r.seed) not in runs:
-            res.missing.setdefault(r.name, []).append(r.seed); continue
+            res.missing.setdefault(r.name, []).append(r.seed)
+            continue
         _, pred, summ, params = runs[(r.name, r.seed)]
         c = pd.Series(pred['correct'].to_numpy(float), index=pd.MultiIndex.from_frame(pred[_KEY + ['k']]))
         res.correct.setdefault(r.name, []).append(c.reindex(idx).to_numpy(float))
@@ -252,6 +263,7 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
     return out, ("not known without ground truth; bounded by each labeler's test–retest agreement (a lower bound) and the "
                  "accuracy it implies, (1 + √(2c − 1))/2 (an upper bound; explore.retest_ceilings)")
 
+# %% ../nbs/3_results/11_sweep.ipynb #29041b7f
 def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
     (`compare.paired_gain` over the first cell, on the seeds both have)."""
@@ -274,16 +286,20 @@ def _pct(m, sd=None, lo=None, hi=None) -> str:
     "`report.fmt_pct`, 'n/a' for no value."
     return 'n/a' if m is None or not np.isfinite(m) else fmt_pct(m, sd, lo, hi)
 
+# %% ../nbs/3_results/11_sweep.ipynb #32fd93f4
 def _gain(m, lo, hi) -> str:
     "`report.fmt_pts` of a gain and its interval, '' for none."
     return '' if not np.isfinite(m) else fmt_pts(m, np.nan, lo, hi)
 
+# %% ../nbs/3_results/11_sweep.ipynb #459e6669
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|'] + ['| ' + ' | '.join(r) + ' |' for r in rows]
 
+# %% ../nbs/3_results/11_sweep.ipynb #997d14cf
 def plot_sweep(summary: pd.DataFrame, ceilings: dict, groups: list[str], path) -> Path:
     "Accuracy of every cell (x) for each group (one line each; bars: 95% intervals), ceilings as dashed lines."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib
+    import matplotlib.pyplot as plt
     cells = list(dict.fromkeys(summary['cell']))
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(cells) + 3), 4), dpi=110)
     x = np.arange(len(cells))
@@ -296,12 +312,18 @@ def plot_sweep(summary: pd.DataFrame, ceilings: dict, groups: list[str], path) -
         c = ceilings.get(g)
         if c: ax.axhline(100 * c[0], color=col, ls='--', lw=0.8)
         if c and len(c) == 6: ax.axhline(100 * c[3], color=col, ls=':', lw=0.8)
-    ax.set_xticks(x); ax.set_xticklabels(cells, rotation=20, ha='right', fontsize=8)
-    ax.set_ylabel('test accuracy (%)'); ax.axhline(50, color='grey', lw=0.5)
-    ax.legend(fontsize=7, ncol=2, loc='best'); ax.set_title('test accuracy per cell (dashed: Bayes ceilings or lower bounds; dotted: upper bounds)', fontsize=9)
-    fig.tight_layout(); fig.savefig(path); plt.close(fig)
+    ax.set_xticks(x)
+    ax.set_xticklabels(cells, rotation=20, ha='right', fontsize=8)
+    ax.set_ylabel('test accuracy (%)')
+    ax.axhline(50, color='grey', lw=0.5)
+    ax.legend(fontsize=7, ncol=2, loc='best')
+    ax.set_title('test accuracy per cell (dashed: Bayes ceilings or lower bounds; dotted: upper bounds)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
     return Path(path)
 
+# %% ../nbs/3_results/11_sweep.ipynb #ab2a1ba3
 def plot_wall(res: SweepResults, path) -> Path:
     "Wall time of a run per cell (mean over seeds, points: each seed)."
     import matplotlib.pyplot as plt
@@ -309,9 +331,15 @@ def plot_wall(res: SweepResults, path) -> Path:
     fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(cells) + 2), 3), dpi=110)
     for i, c in enumerate(cells):
         w = [v for v in res.wall_s[c] if v is not None]
-        if w: ax.bar(i, np.mean(w), color='C0', alpha=0.6); ax.plot([i] * len(w), w, 'k.', ms=4)
-    ax.set_xticks(range(len(cells))); ax.set_xticklabels(cells, rotation=20, ha='right', fontsize=8)
-    ax.set_ylabel('wall time of a run (s)'); fig.tight_layout(); fig.savefig(path); plt.close(fig)
+        if w:
+            ax.bar(i, np.mean(w), color='C0', alpha=0.6)
+            ax.plot([i] * len(w), w, 'k.', ms=4)
+    ax.set_xticks(range(len(cells)))
+    ax.set_xticklabels(cells, rotation=20, ha='right', fontsize=8)
+    ax.set_ylabel('wall time of a run (s)')
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
     return Path(path)
 
 # %% ../nbs/3_results/11_sweep.ipynb #c47f83f1
@@ -319,7 +347,7 @@ def _verdict(lo, hi) -> str:
     if not (np.isfinite(lo) and np.isfinite(hi)): return "no interval"
     return "a gain" if lo > 0 else "a loss" if hi < 0 else "no measurable difference"
 
-
+# %% ../nbs/3_results/11_sweep.ipynb #a6b0ee73
 def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
     """Markdown sentences generated from `summary` (`summarise_sweep`: the first cell is the reference): for every other
     cell the overall gain over the reference and each labeler's (a gain/loss only where the paired interval excludes
@@ -341,10 +369,12 @@ def sweep_conclusions(summary: pd.DataFrame, alpha: float = 0.05) -> str:
         sig, n_cell = [], 0   # n_cell: this cell's labelers with an interval (only those can be "no measurable difference")
         for t in toks:
             if t not in s.index or not np.isfinite(s.loc[t, 'gain_lo']): continue
-            n_int += 1; n_cell += 1
+            n_int += 1
+            n_cell += 1
             v = _verdict(s.loc[t, 'gain_lo'], s.loc[t, 'gain_hi'])
             if v in ("a gain", "a loss"):
-                n_out += 1; sig.append(f"{md_code(t)} {_gain(*s.loc[t, ['gain', 'gain_lo', 'gain_hi']])} ({v[2:]})")
+                n_out += 1
+                sig.append(f"{md_code(t)} {_gain(*s.loc[t, ['gain', 'gain_lo', 'gain_hi']])} ({v[2:]})")
         rest = n_cell - len(sig)
         line += (" Per labeler: " + "; ".join(sig) + (f"; the other {rest}: no measurable difference." if rest else ".")
                  if sig else " Per labeler: no measurable difference for any of them.")
@@ -425,6 +455,7 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Opti
     f.write_text("\n".join(L))
     return f
 
+# %% ../nbs/3_results/11_sweep.ipynb #b3c36fec
 def sweep_command(sw: Sweep) -> str:
     "The `labelertok sweep` command line that plans `sw` again (runs the unfinished runs, rewrites the report)."
     fmt = lambda v: 'null' if v is None else str(v).lower() if isinstance(v, bool) else str(v)
@@ -434,10 +465,12 @@ def sweep_command(sw: Sweep) -> str:
     if sw.name != sweep_name(sw.grid): parts.append(f"--name {sw.name}")
     return ' '.join(parts)
 
+# %% ../nbs/3_results/11_sweep.ipynb #76ee1b45
 def _experiments():
     try: return experiments_dir()
     except FileNotFoundError: return None
 
+# %% ../nbs/3_results/11_sweep.ipynb #1301031e
 def _rel(p) -> str:
     "`p` relative to the working directory when inside it (reports hold no machine-specific paths)."
     p = Path(p)

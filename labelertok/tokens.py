@@ -25,7 +25,7 @@ def user_tokens(k: int) -> list[str]:
     if not isinstance(k, int) or k < 0: raise ValueError(f"k must be a non-negative int, got {k!r}")
     return [f"<user{i}>" for i in range(1, k + 1)]
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #2bf813ca
 def make_prompt(attribute: str, token: str | None = None, template: str = "{}") -> str:
     "Fill `template` with `attribute` and put the labeler `token` (if any) in front, separated by a space."
     if "{}" not in template: raise ValueError(f"template must contain '{{}}', got {template!r}")
@@ -37,7 +37,7 @@ def ensemble_prompts(attribute: str, token: str | None = None, templates: Sequen
     "All prompts of one (attribute, token) ensemble, one per template, in template order."
     return [make_prompt(attribute, token, t) for t in templates]
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #6348d1ca
 def ensemble_text_features(
     encode_prompts: Callable[[list[str]], torch.Tensor],  # e.g. `LabelerCLIP.encode_prompts`; returns [P, D]
     pairs: Sequence[tuple[str, str | None]],  # (attribute, token) pairs
@@ -62,13 +62,13 @@ def check_tokens(tokens: Sequence[str]) -> list[str]:
     if dup: raise ValueError(f"{len(dup)} duplicated labeler token(s): {dup[:5]}")
     return tokens
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #636e25e1
 def check_token_mode(token_mode: str) -> str:
     "Raise unless `token_mode` is one of `TOKEN_MODES`."
     if token_mode not in TOKEN_MODES: raise ValueError(f"token_mode must be one of {TOKEN_MODES}, got {token_mode!r}")
     return token_mode
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #5301e09f
 @functools.lru_cache(maxsize=32)
 def _tokenizer(model: str, tokens: tuple[str, ...], learned: bool):
     import open_clip
@@ -78,23 +78,23 @@ def _tokenizer(model: str, tokens: tuple[str, ...], learned: bool):
         raise ValueError(f"learned tokens need open_clip's SimpleTokenizer; {model} uses {type(tok).__name__}")
     return tok
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #39f87956
 def make_tokenizer(model: str = "ViT-B-32", tokens: Sequence[str] = (), token_mode: str = "text"):
     "open_clip tokenizer for `model`; in 'learned' mode `tokens` are added as special tokens (one id each)."
     check_token_mode(token_mode)
     return _tokenizer(model, tuple(check_tokens(tokens)), token_mode == "learned")
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #534bd2cb
 def token_ids(tokenizer, text: str) -> list[int]:
     "Token ids of `text` (without start/end of text)."
     return list(tokenizer.encode(text))
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #6f0d39fb
 def token_pieces(tokenizer, text: str) -> list[str]:
     "The BPE pieces of `text` as strings (`</w>` marks a word end)."
     return [tokenizer.decoder[i] for i in token_ids(tokenizer, text)]
 
-
+# %% ../nbs/1_method/01_tokens.ipynb #e4108711
 def added_token_ids(tokenizer, tokens: Sequence[str]) -> dict[str, int]:
     "Ids of tokens that the tokenizer knows as single special tokens (learned mode); raises for unknown ones."
     missing = [t for t in tokens if t not in getattr(tokenizer, "encoder", {})]

@@ -50,9 +50,13 @@ def make_batches(n: int, batch_size: int, rng: np.random.Generator, groups: Opti
     batches, start, cur = [], 0, 0  # current batch = order[start:start+cur]
     for s in sizes:
         if cur and cur + s > batch_size:
-            batches.append(order[start:start + cur]); start += cur; cur = 0
+            batches.append(order[start:start + cur])
+            start += cur
+            cur = 0
         while s > batch_size:  # a group larger than a batch: split it
-            batches.append(order[start:start + batch_size]); start += batch_size; s -= batch_size
+            batches.append(order[start:start + batch_size])
+            start += batch_size
+            s -= batch_size
         cur += s
     if cur: batches.append(order[start:start + cur])
     return batches
@@ -60,13 +64,15 @@ def make_batches(n: int, batch_size: int, rng: np.random.Generator, groups: Opti
 # %% ../nbs/2_training/02_train.ipynb #1b7c40c7
 def seed_everything(seed: int):
     "Seed Python's, NumPy's and torch's global generators."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 # %% ../nbs/2_training/02_train.ipynb #5561ef9d
 def _col(token: str) -> str:
     return token.strip("<>")
 
-
+# %% ../nbs/2_training/02_train.ipynb #a70a08e1
 def _history_row(epoch: int, train_loss: float, train_acc: float, val: dict, tokens: Sequence[str],
                  attrs: Sequence[str], epoch_time: float) -> dict:
     "One history.csv row (column order = the output contract)."
@@ -86,12 +92,12 @@ def _history_row(epoch: int, train_loss: float, train_acc: float, val: dict, tok
     row["epoch_time_s"] = epoch_time
     return row
 
-
+# %% ../nbs/2_training/02_train.ipynb #6210571f
 def _is_better(value: float, best: Optional[float], metric: str) -> bool:
     if best is None or np.isnan(best): return not np.isnan(value)
     return value < best if "loss" in metric else value > best
 
-
+# %% ../nbs/2_training/02_train.ipynb #41748ec7
 def _param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
     """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas)
     without it — decoupled decay would shrink the row of every labeler absent from a batch towards its init word."""
@@ -99,7 +105,7 @@ def _param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay:
     rows = [p for n, p in named if is_token_param(n)]
     return [g for g in (dict(params=decay, weight_decay=weight_decay), dict(params=rows, weight_decay=0.0)) if g["params"]]
 
-
+# %% ../nbs/2_training/02_train.ipynb #5e1d2bac
 def _make_optimizer(named: Sequence[tuple[str, torch.nn.Parameter]], config: TrainConfig,
                     device: torch.device) -> torch.optim.Optimizer:
     "AdamW over the named trainable parameters (`_param_groups`); fused kernels on CUDA/CPU when this torch build has them."
@@ -119,7 +125,7 @@ def _model_summary(model) -> dict:
                 total_params=int(getattr(model, "n_total", 0)), token_mode=getattr(model, "token_mode", None),
                 tokens=list(getattr(model, "tokens", []) or []), config=cfg)
 
-
+# %% ../nbs/2_training/02_train.ipynb #fc46a038
 def _data_summary(data: LabelerData, data_info: Optional[dict] = None) -> dict:
     "summary.json's `data`: data_dir/split/seed from `data_info`, else from a `meta` dict on `data` (None if unknown)."
     meta = {**dict(getattr(data, "meta", None) or {}), **dict(data_info or {})}
@@ -127,13 +133,13 @@ def _data_summary(data: LabelerData, data_info: Optional[dict] = None) -> dict:
     if out["data_dir"] is not None: out["data_dir"] = str(out["data_dir"])
     return {**out, **meta, "image_size": int(data.images.shape[-1]), "n_images": int(data.images.shape[0])}  # the tensor's size wins
 
-
+# %% ../nbs/2_training/02_train.ipynb #4b34dfdf
 def _users_summary(data: LabelerData) -> list[dict]:
     u = data.users
     return [dict(token=r["token"], user_id=str(r["user_id"]), n_labels=int(r["n_labels"]),
                  **({"n_samples": int(r["n_samples"])} if "n_samples" in u else {})) for _, r in u.iterrows()]
 
-
+# %% ../nbs/2_training/02_train.ipynb #80930ad9
 def _check_inputs(data: LabelerData, model):
     need = ["item_id", "user_id", "token", "attribute", "label", "split", "i1", "i2"]
     miss = [c for c in need if c not in data.samples]
@@ -164,7 +170,7 @@ class TrainState:
     best_state: dict = field(default_factory=dict)  # trainable parameters of the best epoch (CPU tensors)
     timings: dict = field(default_factory=dict)
 
-
+# %% ../nbs/2_training/02_train.ipynb #5dc67600
 class PairEncoder(torch.nn.Module):
     """The training forward: (features of unique images [U, D], of unique prompts [P, D], the per-labeler temperatures
     or None) in one call (for DDP/Accelerate: every trained parameter is used inside it)."""
@@ -177,7 +183,7 @@ class PairEncoder(torch.nn.Module):
         feats = self.encode_images(images) if labelers is None else self.model.encode_images(images, labelers)
         return feats, self.model.encode_prompts(list(prompts)), self.model.labeler_temperatures()
 
-
+# %% ../nbs/2_training/02_train.ipynb #95d55d04
 @dataclass
 class Engine:
     "What stays fixed during a run (built by `train`)."
@@ -221,10 +227,10 @@ def _shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
     if len(part) == 0: return idx[:1], 0.0
     return part, len(part) * world / len(idx)
 
-
+# %% ../nbs/2_training/02_train.ipynb #fc410f48
 def _no_mark(phase: str): pass
 
-
+# %% ../nbs/2_training/02_train.ipynb #c4603fa7
 def _attention_kernels(device: torch.device):
     """On CUDA, scaled-dot-product attention from the flash, memory-efficient or math kernels, not cuDNN's: on an H200,
     cuDNN's attention cost about 0.9 ms of host time per call, and a ViT-B-32 training step (batch 256) took 132.6 ms
@@ -234,7 +240,7 @@ def _attention_kernels(device: torch.device):
     except ImportError: return nullcontext()
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
-
+# %% ../nbs/2_training/02_train.ipynb #50a08d04
 def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str], None] = _no_mark) -> torch.Tensor:
     """One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n].
     `mark(phase)` is called as each phase starts ("data", "forward", "backward", "optimizer") and at the "end" (profiling)."""
@@ -281,7 +287,7 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     mark("end")
     return stats
 
-
+# %% ../nbs/2_training/02_train.ipynb #0ffdf087
 def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[float, float]:
     "Train epoch `epoch` (shuffle and templates from `(seed, epoch)`); returns (mean train loss, train accuracy)."
     config, dev = engine.config, engine.device
@@ -307,7 +313,9 @@ def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[floa
             if not np.isfinite(loss_v):
                 raise FloatingPointError(f"non-finite training loss ({loss_v}) at epoch {epoch}, step {step} "
                                          f"of {len(batches)} (batch of {nb} samples)")
-            tot["loss"] += loss_v * nb; tot["correct"] += corr_v; tot["n"] += nb
+            tot["loss"] += loss_v * nb
+            tot["correct"] += corr_v
+            tot["n"] += nb
             bar.update(1)
             bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.4f}", acc=f"{tot['correct'] / tot['n']:.3f}")
             for cb in callbacks: cb("step", dict(epoch=epoch, step=step, n_steps=len(batches), loss=loss_v,
@@ -332,13 +340,13 @@ def _log_epoch(engine: Engine, row: dict, images_per_s: Optional[float]):
     if images_per_s is not None: vals["train/images_per_s"] = images_per_s
     engine.accelerator.log(vals, step=row["epoch"])
 
-
+# %% ../nbs/2_training/02_train.ipynb #eb8b383d
 def _write_outputs(engine: Engine, state: TrainState):
     atomic_write(engine.out / "history.csv", pd.DataFrame(state.history).to_csv(index=False))
     engine.summary["timings"] = state.timings
     atomic_write(engine.out / "summary.json", json_text(engine.summary))
 
-
+# %% ../nbs/2_training/02_train.ipynb #91ee1c6c
 def save_state(engine: Engine, state: TrainState):
     "Commit epoch `state.epoch` (main process): checkpoints, resume state, history.csv, summary.json, trackers, callbacks."
     if engine.is_main:
@@ -356,7 +364,7 @@ def save_state(engine: Engine, state: TrainState):
         for cb in engine.callbacks: cb("epoch", dict(epoch=epoch, row=state.history[-1], model=engine.model))
     engine.accelerator.wait_for_everyone()
 
-
+# %% ../nbs/2_training/02_train.ipynb #bb2b7cd6
 def _record_epoch(engine: Engine, state: TrainState, epoch: int, train_loss: float, train_acc: float, ev_va: dict,
                   t_train: float, t_epoch: float):
     "Append epoch `epoch`'s history row and timings to `state`; keep its weights if it is the best so far."
@@ -380,7 +388,7 @@ def _launched() -> bool:
     d = torch.distributed
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 or (d.is_available() and d.is_initialized() and d.get_world_size() > 1)
 
-
+# %% ../nbs/2_training/02_train.ipynb #4151dd69
 def _accelerator(config: TrainConfig, out: Path):
     "Accelerate's Accelerator for this run: gloo on CPU, bf16 mixed precision on CUDA (`amp`), trackers per `report_to`."
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -397,7 +405,7 @@ def _accelerator(config: TrainConfig, out: Path):
                       kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
     return acc, (device if device is not None and acc.num_processes == 1 else acc.device)
 
-
+# %% ../nbs/2_training/02_train.ipynb #3a218b60
 def _agree(acc, fn: Callable):
     "Run `fn` on every process; if it raises on any, raise that error on all (no process is left waiting for the others)."
     if acc.num_processes == 1: return fn()
@@ -410,7 +418,7 @@ def _agree(acc, fn: Callable):
     if first is not None: raise first
     return res
 
-
+# %% ../nbs/2_training/02_train.ipynb #33df7728
 def _close(acc, lock: Optional[RunLock], launched: bool):
     try:
         if acc is not None and acc.log_with: acc.end_training()
@@ -432,7 +440,7 @@ def _labeler_tables(model, config: TrainConfig, data: LabelerData):
         raise ValueError("the model has learned per-labeler temperatures: train it with labeler_temperature='learned'")
     check_labeler_rows(model, data.samples["token"])
 
-
+# %% ../nbs/2_training/02_train.ipynb #163f4883
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
           resume: bool = False, callbacks: Sequence[Callable[[str, dict], Any]] = (),
           data_info: Optional[dict] = None) -> dict:
@@ -487,11 +495,11 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
     finally:
         _close(acc, lock, launched)
 
-
+# %% ../nbs/2_training/02_train.ipynb #83f3923c
 def _tracker_config(config: TrainConfig) -> dict:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
 
-
+# %% ../nbs/2_training/02_train.ipynb #93d5f5bb
 def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint, model_config):
     model.to(device)
     samples = data.samples
@@ -523,7 +531,7 @@ def _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, 
                   tokens_order=labeler_token_order(data, samples), attrs_order=attribute_order(samples), summary=summary,
                   meta_base=meta_base, callbacks=tuple(callbacks))
 
-
+# %% ../nbs/2_training/02_train.ipynb #26a896c8
 def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
     "Restore the saved state, or evaluate the untrained model (epoch 0) and commit it."
     config = engine.config
@@ -550,7 +558,7 @@ def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
               f"[{row['val_acc_lo']:.2%}, {row['val_acc_hi']:.2%}] (before training)")
     return state
 
-
+# %% ../nbs/2_training/02_train.ipynb #a307f11d
 def _finish(engine: Engine, state: TrainState, t_start: float) -> dict:
     "Test with the best weights (the model keeps them), write test_predictions.csv and the final summary."
     config, data, timings = engine.config, engine.data, state.timings
