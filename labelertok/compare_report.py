@@ -277,6 +277,137 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
                                 value=fmt_pct(s["mean"], s["sd"], s["lo"], s["hi"])))
     return out
 
+# %% ../nbs/3_results/09_compare_report.ipynb #7156f687
+def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]:
+    "The per-labeler gains of the report: the tokens against no token, with the labelers' ceilings or bounds."
+    md = []
+    cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + (["Bayes ceiling"] if bayes else []) + \
+           (["lower bound (agreement)", "upper bound (implied)"] if has_bounds else []) + \
+           ["no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)"]
+    rows = []
+    for t, r in lab.iterrows():
+        g = lambda k: r.get(k, np.nan)
+        row = [md_code(t)] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
+        row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling"), np.nan, g("ceiling lo"), g("ceiling hi"))] if bayes else []
+        row += ["n/a" if not np.isfinite(g(b)) else fmt_pct(g(b), np.nan, g(f"{b} lo"), g(f"{b} hi")) for b in ("lower", "upper")] if has_bounds else []
+        row += [fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
+                fmt_pts(g("gain text"), g("gain text sd"), g("gain text lo"), g("gain text hi")),
+                fmt_pts(g("gain learned"), g("gain learned sd"), g("gain learned lo"), g("gain learned hi"))]
+        rows.append(row)
+    md += ["## Personalisation gain per labeler", "",
+           "Gain = labeler tokens − no token, in accuracy points (mean ± sd over seeds [95% paired interval: the "
+           "per-seed, per-sample difference, seeds × image pairs]).", "", md_table(cols, rows), ""]
+    return md
+
+# %% ../nbs/3_results/09_compare_report.ipynb #d8b03228
+def _gap_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]:
+    "The share of the gap to each labeler's ceiling (or bounds) that the tokens close."
+    md = []
+    refs = ["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])
+    ref_names = {"ceiling": "Bayes ceiling", "upper": "upper bound", "lower": "lower bound"}
+    gcols = [f"gap {s} {b} {ref}" for s in ("text", "learned") for b in GAP_BASES.values() for ref in refs]
+    if refs and any(c in lab for c in gcols):
+        fg = lambda r, c: "—" if not np.isfinite(r.get(c, np.nan)) else f"{100 * r[c]:.0f}% [{100 * r[c + ' lo']:.0f}%, {100 * r[c + ' hi']:.0f}%]"
+        grows = [[md_code(t), ref_names[ref]] + [fg(r, f"gap {s} {b} {ref}") for s in ("text", "learned") for b in GAP_BASES.values()]
+                 for t, r in lab.iterrows() for ref in refs]
+        md += ["## Gap closed", "",
+               "Share of the gap to the " + ("Bayes ceiling of each test answer" if bayes else
+                                             "ceiling, measured against each bound of the bracket (against the upper bound the "
+                                             "share is understated, against the lower bound overstated)")
+               + ". From chance: (accuracy − 50%) / (reference − 50%); from no token: (accuracy − no token) / (reference − no "
+               "token), paired by seed and sample. 95% intervals: the ratio linearised over seeds × image pairs "
+               "(`intervals.ratio_interval`)" + ("" if bayes else ", plus the bound's own uncertainty from the labeler's repeated pairs")
+               + "; — where the reference is less than 5 points above the base.", "",
+               md_table(["labeler", "reference", "text, from chance", "text, from no token", "learned, from chance",
+                         "learned, from no token"], grows), ""]
+    return md
+
+# %% ../nbs/3_results/09_compare_report.ipynb #cc31c1cc
+def _visibility_section(visibility: dict, lab: pd.DataFrame) -> list[str]:
+    "What the backbone can see: how well each representation encodes each latent feature and each labeler's utility."
+    md = []
+    reps = visibility["representations"]
+    fv = visibility["features"]
+    rows = [[f"`{k}`", f"{r['salience']:.1f}"] + [f"{r[p]:.2f}" for p in reps] for k, r in fv.iterrows()]
+    lv = visibility["labelers"]
+    lrows = [[md_code(t), fmt_pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
+             for t in lv.index]
+    md += ["## What the backbone can see", "",
+           "A ceiling assumes every latent feature is known; a model only has what its image features encode. "
+           "Cross-validated ridge R² (5 folds, all images) of each latent feature, and of each labeler's utility "
+           "u(x) = w·z(x) (mean over attributes), from pooled pixels, the frozen base model and trained image "
+           "towers. Low R² for a labeler means part of their taste is invisible to every method built on that "
+           "backbone (salience: how much tastes may load on the feature; 0 = nuisance).", "",
+           md_table(["feature", "salience"] + reps, rows), "", md_table(["labeler", "ceiling"] + reps, lrows), ""]
+    return md
+
+# %% ../nbs/3_results/09_compare_report.ipynb #b953e3e7
+def _leakage_section(leak: pd.DataFrame, n_boot: int) -> list[str]:
+    "The study's split against leak-free splits."
+    md = []
+    lt = leakage_table(leak, n_boot=n_boot)
+    rows = [[f"`{r.split}`", method_label(r.method), f"{r.n_train}/{r.n_val}/{r.n_test}", fmt_pct(r.val_acc),
+             fmt_pct(r.test_acc, r.test_sd if r.n_seeds > 1 else np.nan, r.test_lo, r.test_hi),
+             "—" if r.split == "sample" else fmt_pts(r.val_inflation),
+             "—" if r.split == "sample" else fmt_pts(r.test_inflation, np.nan, r.test_inflation_lo, r.test_inflation_hi)]
+            for r in lt.itertuples()]
+    md += ["## Leakage: the study's split against leak-free splits", "",
+           "Same labelers, same method, three ways to split: `sample` (the study: samples shuffled, so other "
+           "attributes of a test pair are in training), `pair` (all samples of an image pair in one split), `image` "
+           "(test faces never seen in training). Val acc at the best epoch (what the study reported; for the probe, "
+           "at the chosen l2) and test acc [interval over seeds and image pairs]; inflation = accuracy under `sample` − under "
+           "this split, with an interval on the difference (each split's test set resampled on its own: they hold "
+           "different samples). The splits' training sets differ in size (n train): under `image` part of a drop is "
+           "less training data, not leakage.", "",
+           md_table(["split", "method", "n train/val/test", "val acc", "test acc", "inflation val (pts)",
+                      "inflation test (pts)"], rows), ""]
+    return md
+
+# %% ../nbs/3_results/09_compare_report.ipynb #ea7fcab4
+def _fewshot_section(fewshot: dict, fig_dir: Path) -> tuple[list[str], Path]:
+    "A new labeler from few answers: the table and its plot (returned)."
+    md = []
+    f = plot_fewshot(fewshot, fig_dir / "fewshot.png")
+    s, info = fewshot["summary"], fewshot["info"]
+    ks = sorted(s.k.unique())
+    get = lambda m, k: s[(s.method == m) & (s.k == k)]
+    rows = [[k] + [(fmt_pct(*get(m, k)[["mean", "sd", "lo", "hi"]].iloc[0]) if len(get(m, k)) else "—")
+                   for m in ("labeler token (new row)", "linear probe")] for k in ks]
+    md += ["## A new labeler from few answers", "",
+           f"{md_code(info['token'])} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
+           f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {md_code(info['token'])}'s token row fitted "
+           f"({info['token_steps']} full-batch AdamW steps, lr {info['token_lr']}) on k comparisons; scored on "
+           f"{info['n_eval_samples']} answers to {info['n_eval_pairs']} other pairs, the same for every k and draw"
+           + (f" (the {info['n_eval_dropped_from_base']} answers of the other labelers to these pairs were left out of the "
+              "base model's data, so no evaluation pair reached it)" if "n_eval_dropped_from_base" in info else "")
+           + f"; {info['reps']} random draws of the k from a pool of {info.get('pool', '?')} comparisons (about "
+           f"{info.get('n_pool_samples', 3 * info.get('pool', 0)) / max(info.get('pool', 1), 1):.1f} answers each) per point "
+           "(mean ± sd [95% interval over draws × evaluation pairs]; at k = pool size every draw is the same). k = 0 is "
+           "the new row's initialisation. The linear probe (one per attribute, "
+           f"l2={info['l2']:g} as tuned on the other labelers) is fitted on the same k. "
+           + (f"Bayes ceiling on these answers: {100 * info['ceiling']:.1f}%." if info.get("ceiling") else ""), "",
+           md_table(["k", "labeler token (new row)", "linear probe"], rows), "", f"![few-shot]({f.name})", ""]
+    return md, f
+
+# %% ../nbs/3_results/09_compare_report.ipynb #55ff76fc
+def _taste_section(taste: dict, fig_dir: Path) -> tuple[list[str], Path]:
+    "The taste map: do labelers who agree get nearby tokens? The table and its plot (returned)."
+    md = []
+    stats = taste.get("stats") or taste_map(taste["similarity"], taste["agreement"])
+    extra = dict(taste.get("extra") or {})
+    f = plot_taste_map(taste["similarity"], taste["agreement"], fig_dir / "taste_map.png", stats, extra)
+    rows = [["token rows of the learned mode (displacement from init)", f"{stats['pearson']:.2f}", f"{stats['spearman']:.2f}",
+             ", ".join(f"{x:.2f}" for x in taste.get("per_seed", []))]]
+    for title, M in extra.items():
+        s_ = taste_map(M, taste["agreement"])
+        rows.append([title.replace("\n", " "), f"{s_['pearson']:.2f}", f"{s_['spearman']:.2f}",
+                     ", ".join(f"{x:.2f}" for x in (taste.get("extra_per_seed") or {}).get(title, []))])
+    md += ["## Taste map", "",
+           "Do labelers who agree get nearby tokens? Correlation, over the pairs of labelers, between a similarity "
+           "(cosine, averaged over seeds) and the labelers' agreement on shared pairs:", "",
+           md_table(["similarity", "Pearson r", "Spearman", "Pearson r per seed"], rows), "", f"![taste map]({f.name})", ""]
+    return md, f
+
 # %% ../nbs/3_results/09_compare_report.ipynb #94fea155
 def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Optional[dict] = None,
                          ground_truth: Optional[pd.DataFrame] = None, leak: Optional[pd.DataFrame] = None,
@@ -313,111 +444,22 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     if na: md += ["Bounds n/a: " + "; ".join(f"{md_code(t)}: {n}" for t, n in na.items()) + ".", ""]
     lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
     bayes, has_bounds = "ceiling" in cmp.correct, lab["lower"].notna().any()
-    cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + (["Bayes ceiling"] if bayes else []) + \
-           (["lower bound (agreement)", "upper bound (implied)"] if has_bounds else []) + \
-           ["no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)"]
-    rows = []
-    for t, r in lab.iterrows():
-        g = lambda k: r.get(k, np.nan)
-        row = [md_code(t)] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
-        row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling"), np.nan, g("ceiling lo"), g("ceiling hi"))] if bayes else []
-        row += ["n/a" if not np.isfinite(g(b)) else fmt_pct(g(b), np.nan, g(f"{b} lo"), g(f"{b} hi")) for b in ("lower", "upper")] if has_bounds else []
-        row += [fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
-                fmt_pts(g("gain text"), g("gain text sd"), g("gain text lo"), g("gain text hi")),
-                fmt_pts(g("gain learned"), g("gain learned sd"), g("gain learned lo"), g("gain learned hi"))]
-        rows.append(row)
-    md += ["## Personalisation gain per labeler", "",
-           "Gain = labeler tokens − no token, in accuracy points (mean ± sd over seeds [95% paired interval: the "
-           "per-seed, per-sample difference, seeds × image pairs]).", "", md_table(cols, rows), ""]
-    refs = ["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])
-    ref_names = {"ceiling": "Bayes ceiling", "upper": "upper bound", "lower": "lower bound"}
-    gcols = [f"gap {s} {b} {ref}" for s in ("text", "learned") for b in GAP_BASES.values() for ref in refs]
-    if refs and any(c in lab for c in gcols):
-        fg = lambda r, c: "—" if not np.isfinite(r.get(c, np.nan)) else f"{100 * r[c]:.0f}% [{100 * r[c + ' lo']:.0f}%, {100 * r[c + ' hi']:.0f}%]"
-        grows = [[md_code(t), ref_names[ref]] + [fg(r, f"gap {s} {b} {ref}") for s in ("text", "learned") for b in GAP_BASES.values()]
-                 for t, r in lab.iterrows() for ref in refs]
-        md += ["## Gap closed", "",
-               "Share of the gap to the " + ("Bayes ceiling of each test answer" if bayes else
-                                             "ceiling, measured against each bound of the bracket (against the upper bound the "
-                                             "share is understated, against the lower bound overstated)")
-               + ". From chance: (accuracy − 50%) / (reference − 50%); from no token: (accuracy − no token) / (reference − no "
-               "token), paired by seed and sample. 95% intervals: the ratio linearised over seeds × image pairs "
-               "(`intervals.ratio_interval`)" + ("" if bayes else ", plus the bound's own uncertainty from the labeler's repeated pairs")
-               + "; — where the reference is less than 5 points above the base.", "",
-               md_table(["labeler", "reference", "text, from chance", "text, from no token", "learned, from chance",
-                         "learned, from no token"], grows), ""]
+    md += _gain_section(lab, bayes, has_bounds)
+    md += _gap_section(lab, bayes, has_bounds)
     chk = compare_checks(cmp, lab, n_boot, visibility=visibility, method=check_method, summ=summ)
     if chk:
         md += ["## Checks", "", f"Checked for `{check_method}` ({method_label(check_method)}), the method declared before the run "
                f"(preset key `check_method`), with the intervals above.", ""] + [f"- {'PASS' if c['ok'] else 'FAIL'}: {c['check']} — {c['value']}" for c in chk] + [""]
-    if visibility is not None:
-        reps = visibility["representations"]
-        fv = visibility["features"]
-        rows = [[f"`{k}`", f"{r['salience']:.1f}"] + [f"{r[p]:.2f}" for p in reps] for k, r in fv.iterrows()]
-        lv = visibility["labelers"]
-        lrows = [[md_code(t), fmt_pct(lab.loc[t].get("ceiling", np.nan)) if t in lab.index else "—"] + [f"{lv.loc[t, p]:.2f}" for p in reps]
-                 for t in lv.index]
-        md += ["## What the backbone can see", "",
-               "A ceiling assumes every latent feature is known; a model only has what its image features encode. "
-               "Cross-validated ridge R² (5 folds, all images) of each latent feature, and of each labeler's utility "
-               "u(x) = w·z(x) (mean over attributes), from pooled pixels, the frozen base model and trained image "
-               "towers. Low R² for a labeler means part of their taste is invisible to every method built on that "
-               "backbone (salience: how much tastes may load on the feature; 0 = nuisance).", "",
-               md_table(["feature", "salience"] + reps, rows), "", md_table(["labeler", "ceiling"] + reps, lrows), ""]
-    if leak is not None and len(leak):
-        lt = leakage_table(leak, n_boot=n_boot)
-        rows = [[f"`{r.split}`", method_label(r.method), f"{r.n_train}/{r.n_val}/{r.n_test}", fmt_pct(r.val_acc),
-                 fmt_pct(r.test_acc, r.test_sd if r.n_seeds > 1 else np.nan, r.test_lo, r.test_hi),
-                 "—" if r.split == "sample" else fmt_pts(r.val_inflation),
-                 "—" if r.split == "sample" else fmt_pts(r.test_inflation, np.nan, r.test_inflation_lo, r.test_inflation_hi)]
-                for r in lt.itertuples()]
-        md += ["## Leakage: the study's split against leak-free splits", "",
-               "Same labelers, same method, three ways to split: `sample` (the study: samples shuffled, so other "
-               "attributes of a test pair are in training), `pair` (all samples of an image pair in one split), `image` "
-               "(test faces never seen in training). Val acc at the best epoch (what the study reported; for the probe, "
-               "at the chosen l2) and test acc [interval over seeds and image pairs]; inflation = accuracy under `sample` − under "
-               "this split, with an interval on the difference (each split's test set resampled on its own: they hold "
-               "different samples). The splits' training sets differ in size (n train): under `image` part of a drop is "
-               "less training data, not leakage.", "",
-               md_table(["split", "method", "n train/val/test", "val acc", "test acc", "inflation val (pts)",
-                          "inflation test (pts)"], rows), ""]
+    if visibility is not None: md += _visibility_section(visibility, lab)
+    if leak is not None and len(leak): md += _leakage_section(leak, n_boot)
     if fewshot is not None:
-        f = plot_fewshot(fewshot, fig_dir / "fewshot.png")
+        lines, f = _fewshot_section(fewshot, fig_dir)
+        md += lines
         files.append(f)
-        s, info = fewshot["summary"], fewshot["info"]
-        ks = sorted(s.k.unique())
-        get = lambda m, k: s[(s.method == m) & (s.k == k)]
-        rows = [[k] + [(fmt_pct(*get(m, k)[["mean", "sd", "lo", "hi"]].iloc[0]) if len(get(m, k)) else "—")
-                       for m in ("labeler token (new row)", "linear probe")] for k in ks]
-        md += ["## A new labeler from few answers", "",
-               f"{md_code(info['token'])} held out ({info['n_comparisons']} comparisons): the learned-mode model trained on the "
-               f"other labelers (best val {100 * info['base_val_acc']:.1f}%), then only {md_code(info['token'])}'s token row fitted "
-               f"({info['token_steps']} full-batch AdamW steps, lr {info['token_lr']}) on k comparisons; scored on "
-               f"{info['n_eval_samples']} answers to {info['n_eval_pairs']} other pairs, the same for every k and draw"
-               + (f" (the {info['n_eval_dropped_from_base']} answers of the other labelers to these pairs were left out of the "
-                  "base model's data, so no evaluation pair reached it)" if "n_eval_dropped_from_base" in info else "")
-               + f"; {info['reps']} random draws of the k from a pool of {info.get('pool', '?')} comparisons (about "
-               f"{info.get('n_pool_samples', 3 * info.get('pool', 0)) / max(info.get('pool', 1), 1):.1f} answers each) per point "
-               "(mean ± sd [95% interval over draws × evaluation pairs]; at k = pool size every draw is the same). k = 0 is "
-               "the new row's initialisation. The linear probe (one per attribute, "
-               f"l2={info['l2']:g} as tuned on the other labelers) is fitted on the same k. "
-               + (f"Bayes ceiling on these answers: {100 * info['ceiling']:.1f}%." if info.get("ceiling") else ""), "",
-               md_table(["k", "labeler token (new row)", "linear probe"], rows), "", f"![few-shot]({f.name})", ""]
     if taste is not None:
-        stats = taste.get("stats") or taste_map(taste["similarity"], taste["agreement"])
-        extra = dict(taste.get("extra") or {})
-        f = plot_taste_map(taste["similarity"], taste["agreement"], fig_dir / "taste_map.png", stats, extra)
+        lines, f = _taste_section(taste, fig_dir)
+        md += lines
         files.append(f)
-        rows = [["token rows of the learned mode (displacement from init)", f"{stats['pearson']:.2f}", f"{stats['spearman']:.2f}",
-                 ", ".join(f"{x:.2f}" for x in taste.get("per_seed", []))]]
-        for title, M in extra.items():
-            s_ = taste_map(M, taste["agreement"])
-            rows.append([title.replace("\n", " "), f"{s_['pearson']:.2f}", f"{s_['spearman']:.2f}",
-                         ", ".join(f"{x:.2f}" for x in (taste.get("extra_per_seed") or {}).get(title, []))])
-        md += ["## Taste map", "",
-               "Do labelers who agree get nearby tokens? Correlation, over the pairs of labelers, between a similarity "
-               "(cosine, averaged over seeds) and the labelers' agreement on shared pairs:", "",
-               md_table(["similarity", "Pearson r", "Spearman", "Pearson r per seed"], rows), "", f"![taste map]({f.name})", ""]
     f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot, summ)
     files.append(f)
     md += ["## Figures", "", f"![per labeler]({f.name})", ""]
