@@ -236,6 +236,25 @@ def _refuse_booleans(labels: pd.DataFrame, path: Path):
                          "1 (im2 chosen), 0 or blank (no answer): a spreadsheet may have turned the column into booleans, "
                          "format it as numbers and save again")
 
+# %% ../nbs/0_study/01_data.ipynb #435079ce
+def _clean_items(items: pd.DataFrame, rep: dict, verbose: bool) -> pd.DataFrame:
+    "The data sheet's rows with an id and both image paths, exact repeats collapsed; an id naming two image pairs is refused."
+    blank = items["_id"].isna() | items["im1_path"].isna() | items["im2_path"].isna()
+    if blank.any():
+        print_if(verbose, f"data sheet: dropped {int(blank.sum())} row(s) with a blank _id or image path")
+        items = items[~blank]
+    rep["items_blank"] = int(blank.sum())
+    items = items.assign(im1_path=items["im1_path"].astype(str), im2_path=items["im2_path"].astype(str))
+    n_before = len(items)
+    items = items.drop_duplicates()
+    rep["items_repeated"] = n_before - len(items)
+    if rep["items_repeated"]: print_if(verbose, f"data sheet: collapsed {rep['items_repeated']} exact repeat(s) of an item row")
+    dup = items["_id"].duplicated(keep=False)
+    if dup.any():
+        raise ValueError(f"data sheet lists {items.loc[dup, '_id'].nunique()} _id(s) with different images: "
+                         f"{examples_text(items.loc[dup, '_id'].unique())}")
+    return items
+
 # %% ../nbs/0_study/01_data.ipynb #bb94e260
 def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: bool = True) -> pd.DataFrame:
     """Read the study's two sheets under `data_dir` into the tidy table: one row per (item, labeler,
@@ -251,21 +270,7 @@ def read_study(data_dir, images_dir=None, duplicates: str = "last", verbose: boo
     _refuse_booleans(labels, label_file)
     rep = dict(n_items=len(items), n_label_rows=len(labels))
 
-    # data sheet: ids must be present and unambiguous
-    blank = items["_id"].isna() | items["im1_path"].isna() | items["im2_path"].isna()
-    if blank.any():
-        print_if(verbose, f"data sheet: dropped {int(blank.sum())} row(s) with a blank _id or image path")
-        items = items[~blank]
-    rep["items_blank"] = int(blank.sum())
-    items = items.assign(im1_path=items["im1_path"].astype(str), im2_path=items["im2_path"].astype(str))
-    n_before = len(items)
-    items = items.drop_duplicates()
-    rep["items_repeated"] = n_before - len(items)
-    if rep["items_repeated"]: print_if(verbose, f"data sheet: collapsed {rep['items_repeated']} exact repeat(s) of an item row")
-    dup = items["_id"].duplicated(keep=False)
-    if dup.any():
-        raise ValueError(f"data sheet lists {items.loc[dup, '_id'].nunique()} _id(s) with different images: "
-                         f"{examples_text(items.loc[dup, '_id'].unique())}")
+    items = _clean_items(items, rep, verbose)   # data sheet: ids must be present and unambiguous
 
     # label sheet: blank ids, unknown items
     labels, n_blank, n_unknown = drop_unlinked_labels(labels, items, "label sheet", "the data sheet", verbose)
