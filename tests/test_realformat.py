@@ -53,6 +53,9 @@ def test_compare_study_without_ground_truth(tmp_path, study_world, env):
     for section in ['## Personalisation gain per labeler', '## Leakage', '## A new labeler from few answers', '## Taste map']:
         assert section in md, section
     assert '## What the backbone can see' not in md  # needs latent features: synthetic worlds only
+    sec = md.split('## Ratings (1–4) per method')[1].split('## Figures')[0]   # the study's rating sheets: every trained model on ratings
+    for m in ('no_token', 'tokens_text', 'tokens_learned', 'mean_rating', 'mlp_labeler', 'mlp_population'): assert f'| `{m}`' in sec, m
+    assert 'Bayes ceiling' not in sec and '`tokens_learned` | `no_token` |' in sec and '### Ratings: conclusion' in sec
     assert json.loads((out/'params.json').read_text())['seeds'] == [0, 1]
 
 
