@@ -573,10 +573,10 @@ def _rating_head(model, config: TrainConfig, ratings, num_processes: int, device
         raise ValueError(f"task={config.task!r} trains on the 1-4 ratings: pass ratings=load_rating_data(data) "
                          "(labelertok.ordinal); the data folder needs big_label/big_data or small_label/small_data")
     if num_processes > 1: raise ValueError(f"task={config.task!r} trains in one process (num_processes=1), not {num_processes}")
-    from labelertok.ordinal import _head_rows, initial_cutpoints, rating_scores
+    from labelertok.ordinal import initial_cutpoints, rating_rows, rating_scores
     tr = ratings.split("train")
     if len(tr) == 0: raise ValueError("no training ratings (split 'train' of the ratings is empty)")
-    _head_rows(model, ratings.ratings)   # every rated labeler has a token: refused by name otherwise
+    rating_rows(model, ratings.ratings)   # every rated labeler has a token: refused by name otherwise
     if model.rating_cuts is None:
         model.to(device)
         model.add_rating_head(init=initial_cutpoints(model, tr, rating_scores(model, ratings.images, tr, config)))
