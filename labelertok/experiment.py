@@ -213,6 +213,22 @@ def check_types(params: dict, notebook: str|Path|None=None) -> dict:
     return params
 
 # %% ../nbs/3_results/10_experiment.ipynb #483048b7
+def _rating_problems(params: dict) -> list[str]:
+    "The 1-4 ratings' settings (`task`, `ratings`) against each other and the data folder (its sheets' names only)."
+    probs, task, ratings = [], params.get('task', 'compare'), params.get('ratings', 'auto')
+    if 'ratings' in params and ratings not in ('auto', 'on', 'off'): probs.append(f"ratings={ratings!r} ('auto', 'on' or 'off')")
+    if task in ('rate', 'both'):
+        if ratings == 'off': probs.append(f"ratings='off' with task={task!r} (the task trains on the ratings)")
+        if int(params.get('num_processes') or 1) > 1:
+            probs.append(f"num_processes={params['num_processes']!r} with task={task!r} (training on ratings runs in one process)")
+    if (task in ('rate', 'both') or ratings == 'on') and params.get('data_dir') and Path(params['data_dir']).is_dir():
+        from labelertok.ratings import has_ratings
+        if not has_ratings(params['data_dir']):
+            probs.append(f"task={task!r}, ratings={ratings!r}: {params['data_dir']} has no rating sheets (big_label + big_data or "
+                         "small_label + small_data, as .xlsx/.parquet/.csv); use task 'compare' with ratings 'auto' or 'off'")
+    return probs
+
+# %% ../nbs/3_results/10_experiment.ipynb #fab471ef
 def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     """`params` checked against the notebook's parameters, before any kernel starts: one ValueError naming every
     bad value, its value and what is allowed (`check_types`, then the ranges). Returns `params` with number-looking
@@ -233,6 +249,7 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     if isinstance(params.get('leakage_splits'), list) and set(params['leakage_splits']) - set(SPLITS):
         probs.append(f"leakage_splits={params['leakage_splits']!r} (a list of {list(SPLITS)})")
     if params.get('threads') is not None and params['threads'] < 1: probs.append(f"threads={params['threads']!r} (an int >= 1, or null)")
+    probs += _rating_problems(params)
     device = params.get('device')
     if isinstance(device, str) and not re.fullmatch(r'auto|cpu|mps|cuda(:\d+)?', device):
         probs.append(f"device={device!r} ('auto', 'cpu', 'cuda', 'cuda:N' or 'mps')")

@@ -28,6 +28,7 @@ from .explore import retest_ceilings
 from .intervals import cluster_bootstrap
 from .model import load_model
 from .synthetic import answer_bayes_acc
+from .ordinal import ratings_section
 
 # %% ../nbs/3_results/08_report.ipynb #1cde756f
 @dataclass
@@ -490,6 +491,8 @@ def _config_line(run: Run) -> str:
              f"{len(run.tokens)} labelers; samples train {ns.get('train', 0):,} / val {ns.get('val', 0):,} / test {ns.get('test', 0):,} (split `{split}`)",
              f"{c.get('epochs')} epochs, batch {c.get('batch_size')}/{c.get('eval_batch_size')}, lr {c.get('lr')}, temperature {c.get('temperature')}"
              + (" (learned per labeler)" if c.get('labeler_temperature') == 'learned' else ''),
+             f"trained on `{c.get('task')}`" + (f" (ratings' weight {c.get('rating_weight')})" if c.get('task') == 'both' else '')
+             if c.get('task', 'compare') != 'compare' else None,
              f"{(m.get('config') or {}).get('visual_tokens')} visual tokens per labeler" if (m.get('config') or {}).get('visual_tokens') else None]
     tm = run.summary.get('timings') or {}
     tot = tm.get('total_s') or tm.get('train_s')
@@ -575,6 +578,8 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
             if (run.path/'calibration.png').is_file():
                 shutil.copyfile(run.path/'calibration.png', out/'calibration.png')
                 figs.append(out/'calibration.png')
+        if (run.path/'ratings.json').is_file():   # the 1-4 ratings (labelertok.ordinal)
+            md += [""] + ratings_section(run.path)[:-1]
         md += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs]
         write_if_changed(out/'results.md', '\n'.join(md) + '\n')   # a rerun that only took longer leaves it as it is
         written += [out/'results.md'] + figs

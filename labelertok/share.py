@@ -28,6 +28,7 @@ from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MAN
 from .intervals import crossed_interval
 from .paths import md_code
 from .fewshot import fit_token_row, score_with_features
+from .ordinal import save_rating_head
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
@@ -119,6 +120,8 @@ def save_export(sc: Scorer, out_dir) -> Path:
                       str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         rows = m.token_parameters()
         if rows: save_file({t: p.detach().float().cpu().reshape(-1).contiguous() for t, p in rows.items()}, str(tmp / TOKEN_ROWS))
+        if m.rating_cuts is not None:   # the 1-4 ratings' cut-points travel with the model
+            save_rating_head(m, tmp)
         meta = _export_meta(sc)
         (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1, default=str))
         (tmp / "README.md").write_text(model_card(meta))
