@@ -222,7 +222,7 @@ def _rating_problems(params: dict) -> list[str]:
         if int(params.get('num_processes') or 1) > 1:
             probs.append(f"num_processes={params['num_processes']!r} with task={task!r} (training on ratings runs in one process)")
     if (task in ('rate', 'both') or ratings == 'on') and params.get('data_dir') and Path(params['data_dir']).is_dir():
-        from labelertok.ratings import has_ratings
+        from labelertok.ratings import has_ratings   # deferred: labelertok.ratings loads pandas
         if not has_ratings(params['data_dir']):
             probs.append(f"task={task!r}, ratings={ratings!r}: {params['data_dir']} has no rating sheets (big_label + big_data or "
                          "small_label + small_data, as .xlsx/.parquet/.csv); use task 'compare' with ratings 'auto' or 'off'")
