@@ -29,6 +29,8 @@ def _add_use_commands(sub) -> None:
     g.add_argument("--images", nargs="+", metavar="DIR_OR_FILES", help="image files and/or folders")
     g.add_argument("--pairs", help="CSV with columns im1, im2 (and optionally label: 2 = im1 chosen, 1 = im2 chosen)")
     s.add_argument("--out", required=True, help="output CSV")
+    s.add_argument("--ratings", action="store_true", help="with --images: each image's predicted 1-4 rating distribution "
+                                                          "(p1..p4, most likely rating, expected rating) instead of scores and ranks")
     s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
     s.add_argument("--batch-size", type=int, default=256, help="images encoded at a time (lower it if memory runs out)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
