@@ -153,19 +153,26 @@ def _registry_problems(model, pretrained, names: set[str]) -> list[str]:
     why = weights_reachable(model, pretrained)   # offline and not cached: said now, not after minutes of retries
     return [f"pretrained={pretrained!r} ({why})"] if why else []
 
-def check_model_params(model: str='ViT-B-32', pretrained: str|None='openai', token_mode: str='text', lora_rank: int=4,
-                       lora_alpha: float=1.0, lora_targets: str='mlp', towers: str='both', n_users: int=2,
-                       visual_tokens: int=0, tags: bool=True):
+def _model_fields() -> dict:
+    "ModelConfig's fields and their defaults (the one place they are written), less `tokens` (made from `n_users`)."
+    import dataclasses
+    from labelertok.config import ModelConfig
+    return {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != 'tokens'}
+
+def check_model_params(n_users: int=2, tags: bool=True, **model):
     """Check the model's settings without building it (no weights loaded or downloaded): `ModelConfig`'s own checks,
     plus that open_clip knows the model, a weights file can be read safely and `n_users` is a count; all without
     torch. `tags`: also look an open_clip pretrained tag up in open_clip's registry (this imports open_clip, so it is
     done only when everything else is right). A ValueError names each bad one with its value and what is allowed."""
     from labelertok.config import MODEL_CONFIGS, ModelConfig
     from labelertok.paths import check_weights_file
-    bad = _problems(ModelConfig, dict(model=model, pretrained=pretrained, token_mode=token_mode, lora_rank=lora_rank,
-                                      lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers,
-                                      visual_tokens=visual_tokens,
-                                      tokens=tuple(f'<user{i + 1}>' for i in range(n_users)) if type(n_users) is int else ()))
+    known = _model_fields()
+    unknown = sorted(set(model) - set(known))
+    if unknown: raise ValueError(f"{len(unknown)} invalid model value(s): " + "; ".join(f"{k} (not a ModelConfig setting; "
+                                                                                     f"known: {', '.join(known)})" for k in unknown))
+    model = {**known, **model}
+    bad = _problems(ModelConfig, dict(model, tokens=tuple(f'<user{i + 1}>' for i in range(n_users)) if type(n_users) is int else ()))
+    model, pretrained = model['model'], model['pretrained']
     names = _open_clip_names()
     if isinstance(model, str) and names and not (model in MODEL_CONFIGS or model in names): bad.append(_unknown_model(model))
     elif isinstance(model, str) and _pretrained_kind(pretrained) == 'file':
@@ -211,7 +218,7 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     probs = _problems(TrainConfig, {k: v for k, v in params.items() if k in fields and k in defaults})
     if type(params.get('epochs')) is int and params['epochs'] == 0 and 'epochs' in defaults:
         probs.append("epochs=0 (an int >= 1: epoch 0 is the model before training, not a trained run)")
-    model_keys = set(check_model_params.__code__.co_varnames[:check_model_params.__code__.co_argcount]) - {'tags'}
+    model_keys = set(_model_fields()) | {'n_users'}
     model_kw = {k: v for k, v in params.items() if k in model_keys}
     if 'model' in params: probs += _problems(check_model_params, {**model_kw, 'tags': False})
     for k in ('seed', 'split_seed'):
@@ -228,7 +235,7 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     # everything above is checked without torch (a bad value is refused at once); what needs open_clip's registry or
     # the accelerator is checked last, only for otherwise valid parameters
     if 'model' in params:   # the rest of the model's checks passed above without open_clip
-        pretrained = model_kw.get('pretrained', inspect.signature(check_model_params).parameters['pretrained'].default)
+        pretrained = model_kw.get('pretrained', _model_fields()['pretrained'])
         probs += _registry_problems(model_kw['model'], pretrained, _open_clip_names())
     if isinstance(device, str) and device not in ('auto', 'cpu'):
         from labelertok.config import resolve_device
@@ -547,6 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/<name>/ (default figures)')
     s.add_argument('--jobs', type=int, default=1, help='runs side by side (default 1; or give each run -p num_processes N)')
     s.add_argument('--report-only', action='store_true', help='write the report from the finished runs; run nothing')
+    s = sub.add_parser('conditioning', help="every labeler conditioning (token, attribute tokens, hybrid, ideal points; image "
+                       "tower adapted or frozen) beside the probe, the MLP and the ceiling -> <fig-root>/sweeps/conditioning/")
+    s.add_argument('--preset', default='compare', help="the preset whose world, split, model and training settings it uses")
+    s.add_argument('--seeds', type=int, default=5, help='seeds 0 .. N-1 (default 5)')
+    s.add_argument('--modes', default=None, help='comma-separated modes of labelertok.conditioning.MODES (default: all)')
+    s.add_argument('--out-dir', default='runs/conditioning', help='folder of the runs (resumed when there)')
+    s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/conditioning/')
+    s.add_argument('--no-fewshot', action='store_true', help='skip the new labeler in the best mode')
+    s.add_argument('--report-only', action='store_true', help='write the report from the saved results; run nothing')
     _add_use_commands(sub)
     for s in sub.choices.values():
         s.add_argument('--debug', action='store_true', help='show the traceback of an error (default: one line)')
@@ -645,7 +661,7 @@ def _cmd_report(a):
     for rd in a.run_dirs:   # a run outside the repository: its report beside it, not in the repository's figures/
         for f in write_report([rd], fig_root=report_root(rd, a.fig_root)): print(f)
 
-USE_COMMANDS = {'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app', 'quality': 'quality'}  # command -> the labelertok module that runs it
+USE_COMMANDS = {'conditioning': 'conditioning', 'score': 'score', 'export': 'share', 'add-labeler': 'share', 'explain': 'explain', 'app': 'app', 'quality': 'quality'}  # command -> the labelertok module that runs it
 
 def _use(name: str):
     "The command `name` of its module (`USE_COMMANDS`), imported only when it runs (it loads torch)."

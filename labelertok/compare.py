@@ -23,7 +23,7 @@ from .data import ATTRIBUTES, LabelerData
 from .evaluation import evaluate
 from .intervals import cluster_bootstrap, crossed_interval, paired_difference
 from .synthetic import answer_bayes_acc, has_ground_truth
-from .model import LabelerCLIP, create_model
+from .model import LabelerCLIP, ModelConfig, create_model, model_config
 from .tokens import TEMPLATES
 from .train import train
 
@@ -223,15 +223,16 @@ def _test_predictions(run_dir: Path, test: pd.DataFrame) -> Optional[np.ndarray]
     return pred["p_first"].to_numpy(float) if same else None
 
 
-def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: str = "ViT-B-32",
-                    pretrained: Optional[str] = "openai", config: Optional[TrainConfig] = None,
-                    out_dir="runs/compare/methods", methods: Sequence[str] = METHODS, lora_rank: int = 4,
-                    lora_alpha: float = 1.0, lora_targets: str = "mlp", towers: str = "both", data_dir=None,
+def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: str | ModelConfig = ModelConfig.model,
+                    pretrained: Optional[str] = ModelConfig.pretrained, config: Optional[TrainConfig] = None,
+                    out_dir="runs/compare/methods", methods: Sequence[str] = METHODS, data_dir=None,
                     l2_grid: Sequence[float] = L2_GRID, mlp_kw: Optional[dict] = None, resume: bool = False,
-                    verbose: bool = True) -> Comparison:
+                    verbose: bool = True, **model_settings) -> Comparison:
     """Run `methods` (ids from `METHODS`) for every seed on `data`'s split and collect per-sample test results.
-    `config` is the engine's `TrainConfig` for the LoRA models (its seed is replaced by each seed); `data_dir`
-    locates ground truth for the ceiling (synthetic) — without it the ceiling comes from test–retest."""
+    `model`: a `ModelConfig`, or a model name with `pretrained` and `model_settings` (ModelConfig's fields, e.g.
+    `lora_rank`); each method sets its tokens, token mode and seed. `config` is the engine's `TrainConfig` for the
+    LoRA models (its seed is replaced by each seed); `data_dir` locates ground truth for the ceiling (synthetic) —
+    without it the ceiling comes from test–retest."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown: raise ValueError(f"{len(unknown)} unknown method(s): {unknown}; known: {list(METHODS)}")
     if not len(seeds): raise ValueError("seeds is empty")
@@ -245,7 +246,7 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
                 n_samples={s: int((data.samples["split"] == s).sum()) for s in ("train", "val", "test")})
     tic = lambda: time.perf_counter()
     def took(method, t0): info["timings"][method] = info["timings"].get(method, 0.0) + time.perf_counter() - t0
-    mk = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers)
+    base_config = model_config(model, pretrained, **model_settings)
     tr, va = data.split("train"), data.split("val")
     frozen, prior = {}, None  # the frozen base model's results: once for a pretrained backbone, per seed for random init
     for s in seeds:
@@ -254,11 +255,11 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         quiet = TrainConfig(**{**cfg.to_dict(), "n_boot": 0})  # per-sample predictions only, no intervals
         feats = None
         if any(m in methods for m in ("zero_shot", "linear_probe", "mlp_decoder")):
-            key = s if pretrained is None else "pretrained"  # random init: the base weights depend on the seed
+            key = s if base_config.pretrained is None else "pretrained"  # random init: the base weights depend on the seed
             if key not in frozen:
                 b = frozen[key] = {}
                 t0 = tic()
-                base = create_model(model, pretrained, tokens=(), seed=s, device=resolve_device(cfg.device), **mk)
+                base = create_model(base_config, tokens=(), conditioning="token", seed=s, device=resolve_device(cfg.device))
                 if "zero_shot" in methods: b["zero_shot"] = evaluate(base, data, "test", quiet)["p_first"]
                 took("zero_shot", t0); t0 = tic()
                 b["feats"] = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(tr))
@@ -292,8 +293,8 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         for method, (mode, with_tokens) in TRAINED.items():
             if method not in methods: continue
             t0 = tic()
-            m = create_model(model, pretrained, tokens=data.tokens if with_tokens else (), token_mode=mode, seed=s,
-                             device=resolve_device(cfg.device), **mk)
+            m = create_model(base_config, tokens=data.tokens if with_tokens else (), token_mode=mode, conditioning="token",
+                             seed=s, device=resolve_device(cfg.device))
             run = method_run_dir(out_dir, s, method)
             summ = train(data, m, cfg, run, resume=resume)
             p = _test_predictions(run, test)

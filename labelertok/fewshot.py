@@ -20,7 +20,7 @@ from .config import TrainConfig, resolve_device
 from .data import LabelerData
 from .evaluation import pair_logits, pair_loss
 from .intervals import crossed_interval
-from .model import LabelerCLIP, create_model
+from .model import LabelerCLIP, ModelConfig, create_model, model_config
 from .tokens import TEMPLATES, make_prompt
 from .train import train
 
@@ -31,12 +31,14 @@ __all__ = ['fit_token_row', 'score_with_features', 'fewshot_curve']
 def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFrame, token: str, steps: int = 150,
                   lr: float = 1e-2, weight_decay: float = 0.0, temperature: float = 0.15,
                   templates: Sequence[str] = TEMPLATES, seed: int = 0) -> list[float]:
-    """Fit only `token`'s embedding row (learned mode) on `samples` with everything else frozen; `features` are the
-    model's image features of every image row (frozen tower). Full-batch AdamW; each step draws one template per
-    attribute. Leaves the model with only that row trainable; returns the loss per step."""
-    if model.token_mode != "learned" or token not in model.token_ids:
-        raise ValueError(f"fit_token_row needs a learned-mode model with token {token!r}; it has "
-                         f"token_mode={model.token_mode!r}, learned tokens {list(model.token_ids)}")
+    """Fit only `token`'s own parameters on `samples` with everything else frozen: its embedding row (learned mode)
+    and its rows of the conditioning tables (`LabelerCLIP.labeler_state`; ideal points: its mixture weights only);
+    `features` are the model's image features of every image row (frozen tower). Full-batch AdamW; each step draws
+    one template per attribute. Leaves the model with only those trainable; returns the loss per step."""
+    if token not in model.tokens or not model.labeler_state(token):
+        raise ValueError(f"fit_token_row needs a model in which {token!r} has parameters of its own (a learned-mode "
+                         f"token row or a conditioning table); it has token_mode={model.token_mode!r}, conditioning="
+                         f"{model.conditioning!r}, learned tokens {list(model.token_ids)}")
     if len(samples) == 0: raise ValueError("no samples to fit on")
     model.set_trainable(lora=False, token_rows=[token])
     params = model.trainable_parameters()
@@ -86,18 +88,18 @@ def _hold_out(data: LabelerData, token: str, pairs: Sequence[int] = ()) -> Label
 
 
 def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[int] = (25, 50, 100, 200, 400),
-                  reps: int = 3, seed: int = 0, model: str = "ViT-B-32", pretrained: Optional[str] = "openai",
+                  reps: int = 3, seed: int = 0, model: str | ModelConfig = ModelConfig.model,
+                  pretrained: Optional[str] = ModelConfig.pretrained,
                   config: Optional[TrainConfig] = None, out_dir="runs/compare/fewshot", token_steps: int = 150,
                   token_lr: float = 1e-2, l2: Optional[float] = None, min_eval: int = 100, data_dir=None,
-                  lora_rank: int = 4, lora_alpha: float = 1.0, lora_targets: str = "mlp", towers: str = "both",
-                  resume: bool = False, verbose: bool = True) -> dict:
+                  resume: bool = False, verbose: bool = True, **model_settings) -> dict:
     """Hold out labeler `token` (default: the one with the most comparisons), train the learned-mode model on the
     others, then fit only the held-out token's row on k of their comparisons (pairs) and score their `eval` pairs;
     the linear probe on frozen base-CLIP features is fitted on the same k. The evaluation pairs are the same for every k
     and draw, and no labeler's answers to them are in the base model's data (train, val or test). k = 0 is the new row's
     initialisation (what the model says before any answer of theirs). Intervals resample the draws and the evaluation
     pairs, crossed (`intervals.crossed_interval`). Returns dict(curve: one row per (method, k, rep) with `acc`; summary:
-    mean/sd/CI per (method, k); info)."""
+    mean/sd/CI per (method, k); info; per_sample: (method, k) -> per draw the correctness of each evaluation answer; eval_pairs: their pair ids)."""
     say = print if verbose else (lambda *a, **k: None)
     config = config or TrainConfig()
     token = token or data.users.sort_values("n_labels", ascending=False, kind="stable")["token"].iloc[0]
@@ -115,22 +117,24 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     labels = ev["label"].to_numpy()
     base_data = _hold_out(data, token, eval_pairs)
     n_shared = int((data.samples["pair_id"].isin(eval_pairs) & (data.samples["token"] != token)).sum())
-    mk = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers)
+    base_config = model_config(model, pretrained, **model_settings)
+    # the labeler's own parameters: a learned token row (the plain token model), or their conditioning rows
+    token_mode = "learned" if base_config.conditioning == "token" else base_config.token_mode
     dev = resolve_device(config.device)
     t0 = time.perf_counter()
     # the base model: learned tokens for everyone, trained without the held-out labeler
     cfg = TrainConfig(**{**config.to_dict(), "seed": int(seed), "use_tokens": None})
-    m = create_model(model, pretrained, tokens=data.tokens, token_mode="learned", seed=seed, device=dev, **mk)
-    row0 = m.token_parameters()[token].detach().clone()
+    m = create_model(base_config, tokens=data.tokens, token_mode=token_mode, seed=seed, device=dev)
+    row0 = m.labeler_state(token)
     # the held-out row stays out of the optimiser: AdamW's weight decay would move it even without a gradient
     m.set_trainable(lora=True, token_rows=[t for t in data.tokens if t != token])
     summ = train(base_data, m, cfg, Path(out_dir) / "base", resume=resume)
-    if not torch.equal(m.token_parameters()[token].detach(), row0):
+    if any(not torch.equal(v, row0[k]) for k, v in m.labeler_state(token).items()):
         raise RuntimeError(f"the held-out token {token}'s row changed while training on the other labelers")
     t_base = time.perf_counter() - t0
     say(f"few-shot base without {token}: best epoch {summ['best_epoch']}, val {summ['best_val_acc']:.4f} ({t_base:.0f} s)")
     feats = image_features(m, data.images, cfg.eval_batch_size)  # the adapted (LoRA) image tower, frozen from here on
-    base = create_model(model, pretrained, tokens=(), seed=seed, device=dev, **mk)
+    base = create_model(base_config, tokens=(), conditioning="token", seed=seed, device=dev)
     pfeats = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(base_data.split("train")))
     del base
     if l2 is None: l2 = tune_l2(pfeats, base_data.split("train"), base_data.split("val"))[0]
@@ -143,7 +147,7 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
         for r in range(reps):
             pick = np.random.default_rng([seed, k, r]).choice(pool, size=k, replace=False)
             fit = mine[mine["pair_id"].isin(pick)]
-            with torch.no_grad(): m.token_parameters()[token].copy_(row0)
+            m.set_labeler_state(token, row0)
             fit_token_row(m, feats, fit, token, steps=token_steps, lr=token_lr, temperature=cfg.temperature,
                           templates=cfg.templates, seed=int(seed * 1000 + r))
             ct = correct_from_p(score_with_features(m, feats, ev, token, cfg.temperature, cfg.templates), labels)
@@ -153,7 +157,7 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
                 rows.append(dict(method=meth, k=k, rep=r, acc=float(c.mean()), n_eval=len(ev), n_fit=len(fit)))
         say(f"k={k}: token {np.mean([x['acc'] for x in rows if x['k'] == k and x['method'].startswith('labeler')]):.4f}, "
             f"probe {np.mean([x['acc'] for x in rows if x['k'] == k and x['method'] == 'linear probe']):.4f}")
-    with torch.no_grad(): m.token_parameters()[token].copy_(row0)
+    m.set_labeler_state(token, row0)
     m.set_trainable()
     summary = []
     for (meth, k), cs in per_sample.items():
@@ -168,4 +172,4 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
                 base_best_epoch=summ["best_epoch"], base_val_acc=summ["best_val_acc"], ceiling=ceiling,
                 base_s=t_base, fit_s=time.perf_counter() - t1)
     return dict(curve=pd.DataFrame(rows), summary=pd.DataFrame(summary).sort_values(["method", "k"]).reset_index(drop=True),
-                info=info)
+                info=info, per_sample=per_sample, eval_pairs=ev["pair_id"].to_numpy())

@@ -14,7 +14,7 @@ import pandas as pd
 from .baselines import TRAINED, model_image_size
 from .compare import compare_methods
 from .intervals import crossed_interval, unpaired_difference
-from .config import TrainConfig
+from .config import ModelConfig, TrainConfig
 
 # %% auto #0
 __all__ = ['leakage', 'leakage_table']
@@ -22,7 +22,7 @@ __all__ = ['leakage', 'leakage_table']
 # %% ../nbs/08b_leakage.ipynb #a0969121
 def leakage(data_dir, n_users: int = 2, splits: Sequence[str] = ("sample", "pair", "image"),
             seeds: Sequence[int] = (0,), methods: Sequence[str] = ("tokens_text", "linear_probe"),
-            model: str = "ViT-B-32", pretrained: Optional[str] = "openai", config: Optional[TrainConfig] = None,
+            model: str = ModelConfig.model, pretrained: Optional[str] = ModelConfig.pretrained, config: Optional[TrainConfig] = None,
             out_dir="runs/compare/leakage", split_seed: int = 42, image_size: Optional[int] = None, images_dir=None,
             cache_dir=None, resume: bool = False, verbose: bool = True, **kw) -> pd.DataFrame:
     """Accuracy of `methods` on the top `n_users` labelers under each split: one row per (split, method, seed) with

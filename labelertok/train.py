@@ -24,7 +24,7 @@ from .data import LabelerData
 from .evaluation import (_attr_order, _check_labeler_rows, _check_tokens, _gather_images, _public, _sample_tokens,
                                    _to_device, _token_order, _use_tokens, _visual, bootstrap_ci, encode_pairs, evaluate,
                                    pair_batch_loss, pair_logits, pair_loss)
-from .model import _is_token_param
+from .model import _is_labeler_param, _is_token_param
 from .runs import (RunLock, mark_run_folder, _atomic_write, _dumps, _load_trainable, _optimizer_from_files, _param_names,
                              _rng_from_files, _trainable_state, check_same_run, open_run, run_fingerprint,
                              save_checkpoint, write_state)
@@ -93,10 +93,11 @@ def _is_better(value: float, best: Optional[float], metric: str) -> bool:
 
 
 def _param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
-    """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas)
-    without it — decoupled decay would shrink the row of every labeler absent from a batch towards its init word."""
-    decay = [p for n, p in named if not _is_token_param(n)]
-    rows = [p for n, p in named if _is_token_param(n)]
+    """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas) and
+    the per-labeler conditioning tables without it — decoupled decay would shrink the row of every labeler absent from
+    a batch towards its init word (or a table's row towards zero), and move a row that must stay as it is."""
+    decay = [p for n, p in named if not _is_labeler_param(n)]
+    rows = [p for n, p in named if _is_labeler_param(n)]
     return [g for g in (dict(params=decay, weight_decay=weight_decay), dict(params=rows, weight_decay=0.0)) if g["params"]]
 
 
