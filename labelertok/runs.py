@@ -466,6 +466,9 @@ def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: di
         raise ValueError(f"cannot resume {out}: config differs in {len(diff)} field(s): "
                          + "; ".join(f"{k}: saved {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:5]))
     mold = meta.get("model_config")
+    if isinstance(mold, dict):   # settings added since the run was saved: their defaults are what it ran with
+        from labelertok.config import ModelConfig
+        mold = {**{k: v for k, v in ModelConfig().to_dict().items() if k in model_config}, **mold}
     if mold != model_config:
         diff = sorted(k for k in set(mold or {}) | set(model_config) if (mold or {}).get(k) != model_config.get(k))
         raise ValueError(f"cannot resume {out}: the model differs from the saved run's: "
