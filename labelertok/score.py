@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import ATTRIBUTES, decode_answers, preprocess_image, resize_crop
 from .backbone import looks_like_checkpoint
-from .model import _LABELER_TABLES, META_FILE, LabelerCLIP, create_model, load_model
+from .model import _LABELER_TABLES, META_FILE, LabelerCLIP, ModelConfig, create_model, load_model
 from .tokens import TEMPLATES
 from .config import resolve_device
 from .evaluation import _autocast, bootstrap_ci
@@ -413,7 +413,7 @@ def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tup
     if pre is not None and looks_like_checkpoint(pre) and not os.path.isfile(pre):
         raise FileNotFoundError(f"the base weights {pre!r} recorded in {folder.name} are not on this machine; "
                                 f"pass pretrained=<path to your copy> (its fingerprint is checked: {meta['fingerprint']})")
-    model = create_model(**cfg, device=device)
+    model = create_model(ModelConfig.from_dict(cfg), device=device)
     bad = _same_base(meta["fingerprint"], model.fingerprint)
     if bad:
         raise ValueError(f"{folder} was exported for another base model: {meta['fingerprint']['model']} "
