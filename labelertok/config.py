@@ -162,7 +162,7 @@ class ModelConfig:
         if isinstance(self.prototypes, bool) or not isinstance(self.prototypes, int) or self.prototypes < 1:
             bad.append(f"prototypes={self.prototypes!r} (int >= 1)")
         if self.image_tower not in IMAGE_TOWER: bad.append(f"image_tower={self.image_tower!r} (one of {IMAGE_TOWER})")
-        elif self.image_tower == "frozen" and self.towers == "vision" and self.lora_rank > 0:
+        elif self.image_tower == "frozen" and self.towers == "vision" and type(self.lora_rank) is int and self.lora_rank > 0:
             bad.append("image_tower='frozen' with towers='vision' (LoRA would be nowhere: use lora_rank=0, or towers='both')")
         return bad
 
