@@ -474,7 +474,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return h
 
 
-PRETRAIN_KINDS = ('captions', 'readout')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
+PRETRAIN_KINDS = ('readout-p8', 'readout-p16', 'captions-p8')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
 
 def build_parser() -> argparse.ArgumentParser:
     "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
@@ -495,8 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "OpenAI's weights on the CPU; see 05b_pretrain)")
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
-                   help="'captions' (default): contrastive on faces and captions only, on tiny-p8; 'readout': the earlier "
-                        "stand-in (captions plus a linear read-out of the features), on tiny")
+                   help="'readout-p8' (default): captions plus a linear read-out of the features, on tiny-p8; "
+                        "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8")
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
     s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's, 12)")
     s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')

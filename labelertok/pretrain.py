@@ -84,12 +84,13 @@ def caption_levels(feats: pd.DataFrame) -> torch.Tensor:
     cols.append((feats["glasses"].to_numpy(float) >= 0.5).astype(np.int64))
     return torch.from_numpy(np.stack(cols, 1))
 
-# %% ../nbs/05b_pretrain.ipynb #220df364
+# %% ../nbs/05b_pretrain.ipynb #b4d5e110
 RECIPES = {   # kind -> settings; `make data` builds DEFAULT_KIND
-    "captions": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=1.0, attr_weight=0.0),
-    "readout": dict(model="tiny", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
+    "readout-p8": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
+    "readout-p16": dict(model="tiny", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
+    "captions-p8": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=10.0, attr_weight=0.0),
 }
-DEFAULT_KIND = "captions"
+DEFAULT_KIND = "readout-p8"
 
 
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
