@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'readout-p8' (default): captions plus a linear read-out of the features, on tiny-p8; "
                         "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8")
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
-    s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's, 12)")
+    s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's: 24 for readout-p8, 12 for the others)")
     s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')
     s.add_argument('--threads', type=int, default=1, help='torch CPU threads (1 = reproducible and robust on a shared CPU)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint')

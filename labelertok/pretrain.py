@@ -86,7 +86,7 @@ def caption_levels(feats: pd.DataFrame) -> torch.Tensor:
 
 # %% ../nbs/05b_pretrain.ipynb #b4d5e110
 RECIPES = {   # kind -> settings; `make data` builds DEFAULT_KIND
-    "readout-p8": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
+    "readout-p8": dict(model="tiny-p8", epochs=24, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
     "readout-p16": dict(model="tiny", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
     "captions-p8": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=10.0, attr_weight=0.0),
 }
