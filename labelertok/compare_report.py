@@ -21,8 +21,8 @@ from .report import fmt_pct, fmt_pts, md_table
 
 # %% auto #0
 __all__ = ['CEILINGS', 'GAP_BASES', 'CHECK_METHOD', 'comparison_table', 'gap_closed', 'per_labeler_results', 'plot_per_labeler',
-           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report', 'write_compare_tables',
-           'compare_answer', 'stated_numbers', 'numbers_in_tables']
+           'plot_fewshot', 'plot_learning_curves', 'learning_curves_section', 'plot_taste_map', 'compare_checks',
+           'write_compare_report', 'write_compare_tables', 'compare_answer', 'stated_numbers', 'numbers_in_tables']
 
 # %% ../nbs/07b_compare_report.ipynb #9e1e16d0
 def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] = None) -> tuple[pd.DataFrame, str]:
@@ -179,6 +179,72 @@ def plot_fewshot(result: dict, path) -> Path:
     return path
 
 
+def plot_learning_curves(curves: dict, path) -> Path:
+    """Accuracy vs answers per labeler (log scale), one panel per labeler and one overall: the token model and the
+    linear probe (95% interval bands), the Bayes ceiling (black, dashed) and the visible ceiling (red, dotted)."""
+    plt = _plt()
+    S, C, info = curves["summary"], curves["ceilings"], curves["info"]
+    groups = ["overall"] + [g for g in C.index if g in set(S.group)]
+    cols = min(4, len(groups)); rows_ = -(-len(groups) // cols)
+    fig, axs = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.0 * rows_), squeeze=False, sharey=True)
+    for ax, g in zip(axs.flat, groups):
+        for k, (meth, mk) in enumerate(((info["method"], "o-"), ("linear probe", "s-"))):
+            d = S[(S.method == meth) & (S.group == g)].sort_values("n_answers")
+            if not len(d): continue
+            line, = ax.plot(d.n_answers, d["mean"], mk, ms=3, label=meth)
+            ax.fill_between(d.n_answers, d.lo, d.hi, color=line.get_color(), alpha=0.2)
+        if g in C.index:
+            if np.isfinite(C.loc[g, "bayes"]): ax.axhline(C.loc[g, "bayes"], color="k", ls="--", lw=1, label="Bayes ceiling")
+            if np.isfinite(C.loc[g, "visible"]): ax.axhline(C.loc[g, "visible"], color="tab:red", ls=":", lw=1.2, label="visible ceiling")
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_xscale("log"); ax.set_title(g if g == "overall" else f"{g}", fontsize=9)
+        ax.set_xlabel("training answers" + (" per labeler (mean)" if g == "overall" else ""), fontsize=8)
+    for ax in axs.flat[len(groups):]: ax.axis("off")
+    axs[0, 0].set_ylabel("test accuracy"); axs[0, 0].legend(fontsize=6)
+    fig.suptitle(f"Learning curves: {len(info['seeds'])} seeds per point, 95% intervals over seeds × image pairs", fontsize=9)
+    fig.tight_layout(); path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110); plt.close(fig)
+    return path
+
+
+def learning_curves_section(curves: dict) -> list[str]:
+    """The report's learning-curve section (markdown lines): per labeler and share of their answers, the token model
+    and the probe with intervals, the ceilings, and sentences generated from the intervals."""
+    S, C, info = curves["summary"], curves["ceilings"], curves["info"]
+    meth = info["method"]
+    fr = sorted(S.fraction.unique())
+    get = lambda m, f, g: S[(S.method == m) & (S.fraction == f) & (S.group == g)]
+    rows = []
+    for g in ["overall"] + list(C.index):
+        for f in fr:
+            a, b = get(meth, f, g), get("linear probe", f, g)
+            if not len(a): continue
+            a, b = a.iloc[0], b.iloc[0]
+            rows.append([g if g == "overall" else md_code(g), f"{100 * f:.0f}%", f"{a.n_answers:.0f}",
+                         fmt_pct(a["mean"], a["sd"], a.lo, a.hi), fmt_pct(b["mean"], b["sd"], b.lo, b.hi)]
+                        + ([fmt_pct(C.loc[g, "bayes"]) if np.isfinite(C.loc[g, "bayes"]) else "n/a",
+                            fmt_pct(C.loc[g, "visible"]) if np.isfinite(C.loc[g, "visible"]) else "n/a"] if g in C.index else ["", ""]))
+    said = []
+    top = fr[-1]
+    for g in C.index:
+        full = get(meth, top, g)
+        if not len(full): continue
+        full = full.iloc[0]
+        # the smallest share whose interval reaches the full-data mean: fewer answers are not measurably worse
+        enough = [f for f in fr if len(get(meth, f, g)) and get(meth, f, g).iloc[0].hi >= full["mean"]]
+        if enough:
+            e = get(meth, enough[0], g).iloc[0]
+            said.append(f"{md_code(g)}: {e.n_answers:.0f} answers ({100 * enough[0]:.0f}%) already hold the accuracy of all "
+                        f"{full.n_answers:.0f} within their interval ({_p(e['mean'])}% {_iv(e.lo, e.hi)} against {_p(full['mean'])}%)")
+    return ["## Learning curves: how many answers per labeler?", "",
+            f"{meth} and the linear probe trained on {', '.join(f'{100 * f:.0f}%' for f in fr)} of every labeler's training "
+            f"answers (whole image pairs, a new draw per seed; the same validation and {info['n_test']} test answers), "
+            f"{len(info['seeds'])} seeds per point; accuracy % mean ± sd [{INTERVAL_NOTE}]. Ceilings: the Bayes ceiling and "
+            f"the visible ceiling ({info['visible_source']}).", "",
+            md_table(["labeler", "share", "answers", meth, "linear probe", "Bayes ceiling", "visible ceiling"], rows), "",
+            ("For " + "; ".join(said) + ". (The smallest share whose interval reaches the mean with all answers.)") if said else "", ""]
+
+
 def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stats: Optional[dict] = None,
                    extra: Optional[dict[str, pd.DataFrame]] = None) -> Path:
     "Token-displacement cosine similarity and labeler agreement side by side (plus `extra` maps), and their scatter."
@@ -271,10 +337,11 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
 def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Optional[dict] = None,
                          ground_truth: Optional[pd.DataFrame] = None, leak: Optional[pd.DataFrame] = None,
                          fewshot: Optional[dict] = None, taste: Optional[dict] = None, runtime_s: Optional[float] = None,
-                         n_boot: int = 1000, visibility: Optional[dict] = None, check_method: str = CHECK_METHOD) -> list[Path]:
+                         n_boot: int = 1000, visibility: Optional[dict] = None, check_method: str = CHECK_METHOD,
+                         curves: Optional[dict] = None) -> list[Path]:
     """Write `fig_dir/results.md` (the method table, per-labeler gains and checks, what the backbone sees, leakage,
     few-shot, taste map) and the plots; returns the written files (results.md first). `taste` = dict(similarity,
-    agreement[, stats]); `visibility` = `backbone_visibility(...)`."""
+    agreement[, stats]); `visibility` = `backbone_visibility(...)`; `curves` = `fewshot.learning_curves(...)`."""
     fig_dir = Path(fig_dir); fig_dir.mkdir(parents=True, exist_ok=True)
     files = []
     n_seeds = len(cmp.seeds)
@@ -416,17 +483,21 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
                "Do labelers who agree get nearby tokens? Correlation, over the pairs of labelers, between a similarity "
                "(cosine, averaged over seeds) and the labelers' agreement on shared pairs:", "",
                md_table(["similarity", "Pearson r", "Spearman", "Pearson r per seed"], rows), "", f"![taste map]({f.name})", ""]
+    if curves is not None:
+        f = plot_learning_curves(curves, fig_dir / "learning_curves.png"); files.append(f)
+        md += learning_curves_section(curves) + [f"![learning curves]({f.name})", ""]
     f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot, summ); files.append(f)
     md += ["## Figures", "", f"![per labeler]({f.name})", ""]
     t = cmp.info.get("timings", {})
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
     res = fig_dir / "results.md"
     write_if_changed(res, "\n".join(md))   # a rerun that only took longer leaves it as it is
-    return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot)
+    return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot, curves)
 
 
 def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame, leak: Optional[pd.DataFrame] = None,
-                         fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000) -> list[Path]:
+                         fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000,
+                         curves: Optional[dict] = None) -> list[Path]:
     """The numbers behind `results.md` as CSVs beside it (what a notebook's sentences are computed from):
     `methods.csv` (method, group, mean, sd, lo, hi, n_seeds), `per_labeler.csv` (`per_labeler_results`),
     `leakage.csv` (`leakage_table`), `fewshot.csv` (summary with the held-out labeler's info) and `taste.csv`."""
@@ -448,6 +519,11 @@ def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame
         rows += [dict(similarity=t.split("\n")[0], pearson=taste_map(M, taste["agreement"])["pearson"],
                       spearman=taste_map(M, taste["agreement"])["spearman"]) for t, M in (taste.get("extra") or {}).items()]
         pd.DataFrame(rows).to_csv(fig_dir / "taste.csv", index=False); out.append(fig_dir / "taste.csv")
+    if curves is not None:
+        c = curves["ceilings"]
+        curves["summary"].assign(bayes=lambda d: d.group.map(c["bayes"]), visible=lambda d: d.group.map(c["visible"])).to_csv(
+            fig_dir / "learning_curves.csv", index=False)
+        out.append(fig_dir / "learning_curves.csv")
     return out
 
 
