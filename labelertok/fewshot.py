@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .baselines import (_rows, correct_from_p, image_features, image_rows, linear_probe, standardise, tune_l2)
-from .compare import _test_predictions, ceiling_per_sample
+from .compare import ceiling_per_sample
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
 from .evaluation import evaluate, pair_logits, pair_loss
@@ -215,8 +215,7 @@ def learning_curves(data: LabelerData, fractions: Sequence[float] = CURVE_FRACTI
             m = create_model(model, pretrained, tokens=data.tokens, token_mode=token_mode, seed=s, device=dev, **mk)
             run = Path(out_dir) / f"fraction{f:g}" / f"seed{s}"
             summ = train(part, m, TrainConfig(**{**config.to_dict(), "seed": s, "use_tokens": None}), run, resume=resume)
-            p = _test_predictions(run, test)
-            if p is None: p = evaluate(m, part, "test", quiet)["p_first"]
+            p = evaluate(m, part, "test", quiet)["p_first"]
             del m
             timings[label] = timings.get(label, 0.0) + time.perf_counter() - t1
             for meth, c in ((label, correct_from_p(p, labels)), ("linear probe", correct_from_p(linear_probe(feats, sub, test, l2), labels))):
