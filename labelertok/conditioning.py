@@ -35,7 +35,7 @@ MODES = {   # method id -> the ModelConfig settings of that conditioning (the re
     "ideal_points": dict(conditioning="ideal_points", token_mode="text"),
 }
 MODES.update({f"{k}_frozen": dict(v, image_tower="frozen") for k, v in list(MODES.items())})
-BASELINES = ("linear_probe", "mlp_decoder", "ceiling")   # from `compare_methods`, on the same split and seeds
+BASELINES = ("linear_probe", "mlp_decoder", "ceiling", "visible_ceiling")   # from `compare_methods`, on the same split and seeds
 
 
 def mode_label(method: str) -> str:
@@ -89,12 +89,14 @@ def conditioning_summary(cmp: Comparison, reference: str = "linear_probe") -> pd
     """One row per (method, group: overall, each labeler, each attribute): `mean, sd, lo, hi, n, n_seeds`
     (`compare.summarise`), the group's Bayes `ceiling`, and for every study mode its differences, paired by seed and
     test answer (`compare.paired_gain`): `gain*` against `reference`, `vs_token*` against the `token` mode, `frozen*`
-    (a `*_frozen` mode) against the same conditioning with the image tower adapted; and per labeler `gap*`, the share of
-    the gap from chance to the Bayes ceiling it closes (`compare_report.gap_closed`). Everything the conclusions
+    (a `*_frozen` mode) against the same conditioning with the image tower adapted; the group's `visible` ceiling; and
+    per labeler (modes and the probe) `gap*` and `vgap*`, the shares of the gap from chance to the Bayes and to the
+    visible ceiling it closes (`compare_report.gap_closed`). Everything the conclusions
     say is in this table."""
     from labelertok.compare_report import gap_closed
     summ = cmp.summary()
     ceil = summ["ceiling"]["mean"] if "ceiling" in summ else None
+    vis = summ["visible_ceiling"]["mean"] if "visible_ceiling" in summ else None
     def diff(s, a, b, col):
         if a in cmp.correct and b in cmp.correct and len(cmp.correct[a]) == len(cmp.correct[b]):
             g = paired_gain(cmp.correct[a], cmp.correct[b], cmp.test, cmp.tokens)
@@ -105,13 +107,15 @@ def conditioning_summary(cmp: Comparison, reference: str = "linear_probe") -> pd
         s = s.reset_index().rename(columns={"index": "group"})
         s.insert(0, "method", m)
         s["ceiling"] = s["group"].map(ceil) if ceil is not None else np.nan
+        s["visible"] = s["group"].map(vis) if vis is not None else np.nan
         for col, b in (("gain", reference), ("vs_token", "token"), ("frozen", m.removesuffix("_frozen"))):
             diff(s, m, b, col) if m in MODES and b != m else diff(s, "", "", col)
-        s["gap"] = s["gap_lo"] = s["gap_hi"] = np.nan
-        if m in MODES and "ceiling" in cmp.correct:
-            for t in cmp.tokens:
-                g = gap_closed(cmp, m, t)
-                s.loc[s.group == t, ["gap", "gap_lo", "gap_hi"]] = g["mean"], g["lo"], g["hi"]
+        for col, ref in (("gap", "ceiling"), ("vgap", "visible_ceiling")):
+            s[col] = s[col + "_lo"] = s[col + "_hi"] = np.nan
+            if (m in MODES or m == "linear_probe") and ref in cmp.correct:
+                for t in cmp.tokens:
+                    g = gap_closed(cmp, m, t, reference=ref)
+                    s.loc[s.group == t, [col, col + "_lo", col + "_hi"]] = g["mean"], g["lo"], g["hi"]
         rows.append(s)
     return pd.concat(rows, ignore_index=True)
 
@@ -157,7 +161,8 @@ def conditioning_conclusions(summary: pd.DataFrame) -> str:
     if ("mlp_decoder", "overall") in S.index:
         mm = S.loc[("mlp_decoder", "overall")]
         out.append(f"- The MLP on frozen features: {fmt_pct(mm['mean'], lo=mm.lo, hi=mm.hi)}%; the Bayes ceiling "
-                   f"{fmt_pct(b.ceiling)}% (a bound).")
+                   f"{fmt_pct(b.ceiling)}% (a bound)" + (f", the visible ceiling {fmt_pct(b.visible)}% (the best linear read-out "
+                                                        "of the frozen features, a bound for a probe)." if "visible" in b and np.isfinite(b.visible) else "."))
     out += ["", "Every mode against the linear probe and against the token (`token`, today's model):"]
     for m in modes:
         r = S.loc[(m, "overall")]
@@ -169,17 +174,22 @@ def conditioning_conclusions(summary: pd.DataFrame) -> str:
         out += [f"- `{m.removesuffix('_frozen')}`: {_pts(S.loc[(m, 'overall')], 'frozen')} points, "
                 f"{_verdict(S.loc[(m, 'overall')].frozen_lo, S.loc[(m, 'overall')].frozen_hi)}." for m in froz]
     toks = [g for g in dict.fromkeys(summary.group) if str(g).startswith("<")]
+    has_vis = "visible" in summary and bool(np.isfinite(summary["visible"]).any())
     if toks and np.isfinite(S.loc[(best, toks[0]), "ceiling"]):
-        out += ["", f"Per labeler, `{best}` against the Bayes ceiling (consistent: ceiling ≥ {100 * CONSISTENT:.0f}%, goal "
-                f"{100 * GOAL_GAP:.0f}% of the gap from chance; near random: ceiling < {100 * NEAR_RANDOM:.0f}%, goal: at chance):"]
+        ref, col = ("visible", "vgap") if has_vis else ("ceiling", "gap")
+        out += ["", f"Per labeler, `{best}` against the {'visible' if has_vis else 'Bayes'} ceiling (consistent: Bayes ceiling ≥ "
+                f"{100 * CONSISTENT:.0f}%, goal {100 * GOAL_GAP:.0f}% of the gap from chance to the "
+                f"{'visible' if has_vis else 'Bayes'} ceiling; near random: Bayes ceiling < {100 * NEAR_RANDOM:.0f}%, goal: at chance):"]
         n_cons = n_met = 0
         for t in toks:
             a = S.loc[(best, t)]
             if a.ceiling >= CONSISTENT:
-                n_cons += 1; n_met += bool(a.gap >= GOAL_GAP)
-                out.append(f"- {md_code(t)}: {fmt_pct(a['mean'], lo=a.lo, hi=a.hi)}% of a {fmt_pct(a.ceiling)}% ceiling, "
-                           f"{100 * a.gap:.0f}% [{100 * a.gap_lo:.0f}, {100 * a.gap_hi:.0f}] of the gap from chance "
-                           + ("(goal met)." if a.gap >= GOAL_GAP else "(goal not met)."))
+                g, glo, ghi = a[col], a[col + "_lo"], a[col + "_hi"]
+                n_cons += 1; n_met += bool(g >= GOAL_GAP)
+                out.append(f"- {md_code(t)}: {fmt_pct(a['mean'], lo=a.lo, hi=a.hi)}% of a {fmt_pct(a[ref])}% "
+                           f"{'visible' if has_vis else 'Bayes'} ceiling" + (f" (Bayes {fmt_pct(a.ceiling)}%)" if has_vis else "")
+                           + f", {100 * g:.0f}% [{100 * glo:.0f}, {100 * ghi:.0f}] of the gap from chance "
+                           + ("(goal met)." if g >= GOAL_GAP else "(goal not met)."))
             elif a.ceiling < NEAR_RANDOM:
                 out.append(f"- {md_code(t)} (near random, ceiling {fmt_pct(a.ceiling)}%): {fmt_pct(a['mean'], lo=a.lo, hi=a.hi)}%, "
                            + ("at chance (the interval holds 50%)." if a.lo <= 0.5 <= a.hi else "not at chance (the interval excludes 50%)."))
@@ -222,6 +232,10 @@ def conditioning_explanation(summary: pd.DataFrame) -> str:
                       "the rest is **what the image features carry** (the backbone's limit, not the labeler's conditioning; a "
                       "visible ceiling, the best linear read-out of these features, would measure it directly)." if vis else
                       "so little is left that the backbone's features are not what limits these labelers."))
+        if "visible" in r and np.isfinite(r.visible):
+            out.append(f"The visible ceiling (the best linear read-out of the frozen features, from the true choice "
+                       f"probabilities) is {fmt_pct(r.visible)}%: {100 * (ceil - r.visible):.1f} of those points are what the "
+                       f"backbone's features do not carry, {100 * (r.visible - top):.1f} what the learners leave on the table.")
         out.append("The data support " + ("both explanations: the row was a bottleneck, and the features limit what is left."
                                           if row and vis else "the row as a bottleneck, and little else." if row else
                                           "what the image features carry, not the row, as what limits the token model."
