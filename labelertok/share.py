@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
                              read_table, resolve_images)
 from .backbone import looks_like_checkpoint
-from .model import _LABELER_TABLES, _PER_LABELER, ModelConfig, _adapter_state, create_model
+from .model import _PER_LABELER, ModelConfig, _adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MANIFEST, EXPORT_META, EXPORT_VERSION,
-                              LABELER_TABLES, TOKEN_ROWS, export_manifest,
+                              LABELER_TABLES, TOKEN_ROWS, _TABLE_NAMES, export_manifest,
                               Scorer, _correct, _same_base, load)
 from .intervals import crossed_interval
 from .paths import md_code
@@ -116,8 +116,11 @@ def save_export(sc: Scorer, out_dir) -> Path:
                       str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         rows = m.token_parameters()
         if rows: save_file({t: p.detach().float().cpu().reshape(-1).contiguous() for t, p in rows.items()}, str(tmp / TOKEN_ROWS))
-        tables = {n: getattr(m, n) for n in _LABELER_TABLES if getattr(m, n) is not None}
+        tables = {n: getattr(m, n) for n in _TABLE_NAMES if getattr(m, n) is not None}
         if tables: save_file({n: p.detach().float().cpu().contiguous() for n, p in tables.items()}, str(tmp / LABELER_TABLES))
+        if m.rating_cuts is not None:   # the 1-4 ratings' cut-points travel with the model
+            from labelertok.ordinal import save_rating_head
+            save_rating_head(m, tmp)
         meta = _export_meta(sc)
         (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1, default=str))
         (tmp / "README.md").write_text(model_card(meta))
