@@ -395,7 +395,7 @@ def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Seque
                                 verbose=verbose)
         _write_fewshot(few, fjson)
     cmd = "labelertok conditioning" + (f" --preset {preset}" if preset != "compare" else "") + \
-          (f" --seeds {seeds}" if seeds != 5 else "")
+          (f" --seeds {seeds}" if seeds != 5 else "") + (f" --modes {','.join(modes)}" if list(modes) != list(MODES) else "")
     return write_conditioning_report(cmp, resolve_path(fig_root) / "sweeps" / "conditioning", cmd, few)
 
 
