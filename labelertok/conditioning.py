@@ -229,8 +229,7 @@ def conditioning_explanation(summary: pd.DataFrame) -> str:
         vis = left > 0.02
         out.append(f"The Bayes ceiling is {fmt_pct(ceil)}%: {100 * left:.1f} points above the better of `{best}` and the probe, "
                    + ("a gap that neither a richer conditioning nor a probe or an MLP on the same features closes, as expected if "
-                      "the rest is **what the image features carry** (the backbone's limit, not the labeler's conditioning; a "
-                      "visible ceiling, the best linear read-out of these features, would measure it directly)." if vis else
+                      "the rest is **what the image features carry** (the backbone's limit, not the labeler's conditioning)." if vis else
                       "so little is left that the backbone's features are not what limits these labelers."))
         if "visible" in r and np.isfinite(r.visible):
             out.append(f"The visible ceiling (the best linear read-out of the frozen features, from the true choice "

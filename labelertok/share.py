@@ -264,9 +264,15 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
         if _same_base(m.fingerprint, m2.fingerprint) or any(m2.token_ids[t] != i for t, i in m.token_ids.items()):
             raise RuntimeError("the model with the new token row does not match the loaded one")
         own, new_state = _adapter_state(m), _adapter_state(m2)
+        for k in ("rating_cuts", "rating_log_slope"):   # the ratings' cut-points: one more row, the others' mean
+            if k in own and k not in new_state:
+                v = own[k].detach()
+                setattr(m2, k, torch.nn.Parameter(torch.cat([v, v.mean(0, keepdim=True)]).to(m2.device), requires_grad=False))
+                new_state[k] = getattr(m2, k).detach()
         with torch.no_grad():   # everyone's parameters as they were; the new labeler's start as the mean of theirs
             for k, v in own.items():
                 if k in _PER_LABELER: new_state[k][:len(m.tokens)].copy_(v); new_state[k][-1].copy_(v.mean(0))
+                elif k in ("rating_cuts", "rating_log_slope"): continue   # copied with their new row above
                 else: new_state[k].copy_(v)
             rows = m2.token_parameters()
             if new in rows: rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
