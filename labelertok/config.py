@@ -13,10 +13,11 @@ from typing import Optional
 from .tokens import TEMPLATES, TOKEN_MODES
 # torch is imported where a device is resolved: every setting is checked without it (the command line refuses a bad
 # value in a fraction of a second, before any kernel starts)
+from .data import ATTRIBUTES
 
 # %% auto #0
-__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'LORA_TARGETS', 'TrainConfig',
-           'resolve_device', 'ModelConfig']
+__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'IMAGE_TOWER', 'CONDITIONING', 'LORA_TARGETS',
+           'TrainConfig', 'resolve_device', 'ModelConfig']
 
 # %% ../nbs/1_method/02_config.ipynb #88be6c54
 _SELECT_FIXED = ("val_acc", "val_loss")
@@ -113,16 +114,24 @@ MODEL_CONFIGS = {
         "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     },
+    "tiny-p8": {   # tiny with 8-pixel patches (an 8 x 8 grid): the mouth, eyes and brows of a 64-pixel face are visible
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    },
 }
 
 TOWERS = ("both", "vision", "text")
+IMAGE_TOWER = ("adapted", "frozen")
+# how a labeler conditions the score (`05_model` explains each); all but "token" have rows per (labeler, attribute)
+CONDITIONING = ("token", "attribute_tokens", "hybrid", "ideal_points")
 LORA_TARGETS = {"mlp": r"mlp\.(?:c_fc|c_proj)", "mlp+attn": r"(?:mlp\.(?:c_fc|c_proj)|attn)", "attn": r"attn"}
 
 
 @dataclass
 class ModelConfig:
     "What `create_model` builds: the base, the labeler tokens, LoRA; saved into every model and run file, restored on load."
-    model: str = "ViT-B-32"  # open_clip model name, or "tiny"
+    model: str = "ViT-B-32"  # open_clip model name, or "tiny" / "tiny-p8" (the CPU stand-ins' architectures)
     pretrained: Optional[str] = "openai"  # open_clip pretrained tag, a local checkpoint file, or None (random init)
     tokens: tuple = ()  # labeler tokens, e.g. `user_tokens(2)`
     token_mode: str = "text"  # "text": literal BPE pieces (the study); "learned": new trainable embedding rows
@@ -133,6 +142,10 @@ class ModelConfig:
     init_word: str = "person"  # learned mode: new rows start as this word's embedding
     seed: int = 0  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
     visual_tokens: int = 0  # learned prompt vectors per labeler in the image tower's token sequence (0 = none)
+    conditioning: str = "token"  # how a labeler conditions the score: "token", "attribute_tokens", "hybrid" or "ideal_points" (`CONDITIONING`)
+    attributes: tuple = ()  # the attributes that per-attribute conditioning has rows for (empty: the study's `data.ATTRIBUTES`)
+    prototypes: int = 4  # ideal_points: the number K of shared taste prototypes each labeler mixes
+    image_tower: str = "adapted"  # "adapted": LoRA in the image tower as `towers` says; "frozen": none there (pretrained image features)
 
     def __post_init__(self):
         if isinstance(self.tokens, str): self.tokens = (self.tokens,)
@@ -156,12 +169,41 @@ class ModelConfig:
             bad.append(f"visual_tokens={self.visual_tokens!r} (int >= 0)")
         elif self.visual_tokens > 0 and not self.tokens:
             bad.append(f"visual_tokens={self.visual_tokens!r} (needs labeler tokens: each labeler has its own)")
+        bad += self._conditioning_problems()
         if bad: raise ValueError(f"{len(bad)} invalid ModelConfig value(s): " + "; ".join(bad))
+
+    def _conditioning_problems(self) -> list[str]:
+        "The problems of `conditioning`, `attributes`, `prototypes` and `image_tower` (fills the study's attributes when needed)."
+        bad = []
+        if isinstance(self.attributes, str): self.attributes = (self.attributes,)
+        self.attributes = tuple(self.attributes)
+        if self.conditioning not in CONDITIONING: bad.append(f"conditioning={self.conditioning!r} (one of {CONDITIONING})")
+        elif self.conditioning != "token":
+            if not self.tokens: bad.append(f"conditioning={self.conditioning!r} (needs labeler tokens: each labeler has its own rows)")
+            if not self.attributes:
+                self.attributes = tuple(ATTRIBUTES)
+        if self.conditioning == "attribute_tokens" and self.token_mode != "learned":
+            bad.append("conditioning='attribute_tokens' (needs token_mode='learned': each (labeler, attribute) token is an embedding row)")
+        if self.conditioning == "ideal_points" and self.token_mode != "text":
+            bad.append("conditioning='ideal_points' (needs token_mode='text': a labeler is only their mixture, the prompt has no token row)")
+        if any(not isinstance(a, str) or not a.strip() or a != a.strip() for a in self.attributes) or len(set(self.attributes)) < len(self.attributes):
+            bad.append(f"attributes={self.attributes!r} (distinct words without surrounding spaces)")
+        if isinstance(self.prototypes, bool) or not isinstance(self.prototypes, int) or self.prototypes < 1:
+            bad.append(f"prototypes={self.prototypes!r} (int >= 1)")
+        if self.image_tower not in IMAGE_TOWER: bad.append(f"image_tower={self.image_tower!r} (one of {IMAGE_TOWER})")
+        elif self.image_tower == "frozen" and self.towers == "vision" and type(self.lora_rank) is int and self.lora_rank > 0:
+            bad.append("image_tower='frozen' with towers='vision' (LoRA would be nowhere: use lora_rank=0, or towers='both')")
+        return bad
+
+    @property
+    def lora_towers(self) -> str:
+        "The towers that get LoRA: `towers`, less the image tower when `image_tower` is 'frozen'."
+        return "text" if self.image_tower == "frozen" else self.towers
 
     def to_dict(self) -> dict:
         "JSON-able dict of all fields (tokens as a list; the form saved in model and run files)."
         d = asdict(self)
-        d["tokens"] = list(self.tokens)
+        d["tokens"], d["attributes"] = list(self.tokens), list(self.attributes)
         if d["pretrained"] is not None: d["pretrained"] = str(d["pretrained"])
         return d
 
@@ -171,3 +213,9 @@ class ModelConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown: raise ValueError(f"unknown ModelConfig field(s) {unknown}; known: {[f.name for f in fields(cls)]}")
         return cls(**d)
+
+    def replace(self, **overrides) -> "ModelConfig":
+        "A copy with `overrides` (checked again; unknown names refused by name)."
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown: raise ValueError(f"unknown ModelConfig field(s) {unknown}; known: {[f.name for f in fields(self)]}")
+        return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **overrides})

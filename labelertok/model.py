@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -27,13 +28,14 @@ from torch import nn
 
 from .backbone import create_base, resolve_weights   # the base model (04_backbone)
 from .runs import DamagedFile, read_json, read_tensors
-from .config import LORA_TARGETS, TOWERS   # the model's settings (and ModelConfig, below) live in 02_config
-from .tokens import (TEMPLATES, added_token_ids, check_tokens, ensemble_text_features,
+from .config import CONDITIONING, LORA_TARGETS, TOWERS   # the model's settings (and ModelConfig, below) live in 02_config
+from .tokens import (TEMPLATES, TOKEN_MODES, added_token_ids, check_tokens, ensemble_text_features,
                                make_tokenizer, token_ids, token_pieces, user_tokens)
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex', 'is_token_param', 'LabelerCLIP',
-           'create_model', 'adapter_state', 'load_model', 'model_info']
+__all__ = ['PER_LABELER', 'CONDITIONING_TABLES', 'FORMAT', 'FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'lora_target_regex',
+           'is_token_param', 'is_labeler_param', 'LabelerCLIP', 'create_model', 'model_config', 'adapter_state',
+           'load_model', 'model_info']
 
 # %% ../nbs/1_method/05_model.ipynb #1e97fac4
 def lora_target_regex(towers: str = "both", lora_targets: str = "mlp") -> str:
@@ -91,6 +93,14 @@ def is_token_param(name: str) -> bool:
     "Whether the parameter `name` is a labeler-token row (peft's trainable tokens)."
     return ".trainable_tokens_delta." in name
 
+# %% ../nbs/1_method/05_model.ipynb #4bbe7a58
+# per-labeler conditioning tables (one row per labeler, trained with that labeler, no weight decay) and the shared one
+PER_LABELER = ("attribute_token_delta", "taste_head", "ideal_logits")
+CONDITIONING_TABLES = PER_LABELER + ("taste_prototypes",)
+def is_labeler_param(name: str) -> bool:
+    "Whether the parameter `name` belongs to one labeler: a token row or a per-labeler conditioning table (trained without weight decay)."
+    return is_token_param(name) or name in PER_LABELER
+
 # %% ../nbs/1_method/05_model.ipynb #e3cffab0
 def _truncatable_text(clip: nn.Module) -> bool:
     "Whether `clip`'s text tower may be cut after the last pooled position: open_clip `CLIP`, causal mask, argmax/eos pooling."
@@ -139,6 +149,11 @@ class LabelerCLIP(nn.Module):
         self._fast_text: bool | None = None  # whether the text tower can be cut short (checked on first use)
         self.register_parameter("visual_prompts", None)  # [n_tokens, visual_tokens, width] (see `add_visual_prompts`)
         self.register_parameter("labeler_log_temperature", None)  # [n_tokens] (see `add_labeler_temperatures`)
+        # labeler conditioning beyond the token (see *Labeler conditioning*): set up by `add_conditioning`
+        self.conditioning, self.attributes = config.get("conditioning", "token"), list(config.get("attributes", ()))
+        for n in CONDITIONING_TABLES: self.register_parameter(n, None)
+        self._row_mask: torch.Tensor | None = None   # labelers whose table rows train (None: all; see `set_trainable`)
+        self._embed_offset: torch.Tensor | None = None   # attribute_tokens: added to the token embedding's output
         self.register_parameter("rating_cuts", None)  # [max(1, n_tokens), attributes, 3] (see `add_rating_head`)
         self.register_parameter("rating_log_slope", None)  # [max(1, n_tokens), attributes]
 
@@ -285,7 +300,8 @@ def encode_prompts(self: LabelerCLIP, prompts: Sequence[str]) -> torch.Tensor:
     "L2-normalised text features [P, D] of `prompts`; each distinct prompt is encoded once per call."
     if isinstance(prompts, str): raise TypeError("prompts must be a list of strings, not one string")
     uniq = list(dict.fromkeys(prompts))
-    feats = F.normalize(self._encode_text(self.tokenize(uniq)), dim=-1)
+    if self.conditioning == "token": feats = F.normalize(self._encode_text(self.tokenize(uniq)), dim=-1)
+    else: feats = self._conditioned_features(uniq)
     if len(uniq) == len(prompts): return feats
     pos = {p: i for i, p in enumerate(uniq)}
     return feats[torch.tensor([pos[p] for p in prompts], device=feats.device)]
@@ -303,6 +319,115 @@ def _encode_text(self: LabelerCLIP, ids: torch.Tensor) -> torch.Tensor:
 def encode_ensembles(self: LabelerCLIP, pairs: Sequence[tuple[str, str | None]], templates: Sequence[str] = TEMPLATES):
     "Prompt-ensemble features [len(pairs), D] for (attribute, token) pairs (see `01_tokens`)."
     return ensemble_text_features(self.encode_prompts, pairs, templates)
+
+# %% ../nbs/1_method/05_model.ipynb #3ff70df4
+def _attribute_regex(attributes: Sequence[str]) -> re.Pattern:
+    "Whole-word match of any of `attributes` (longest first, so 'very smart' wins over 'smart')."
+    alts = "|".join(re.escape(a) for a in sorted(attributes, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])({alts})(?![\w-])")
+
+# %% ../nbs/1_method/05_model.ipynb #f8934d75
+@patch
+def prompt_keys(self: LabelerCLIP, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(labeler index, attribute index) of every prompt, -1 where none: its leading labeler token (`make_prompt`
+    puts it first) and the one model attribute it names (none when it names no attribute or several)."""
+    pos = {t: i for i, t in enumerate(self.tokens)}
+    apos = {a: i for i, a in enumerate(self.attributes)}
+    rx = getattr(self, "_attr_rx", None)
+    if rx is None: rx = self._attr_rx = _attribute_regex(self.attributes) if self.attributes else None
+    lab, att = np.full(len(prompts), -1, np.int64), np.full(len(prompts), -1, np.int64)
+    for i, p in enumerate(prompts):
+        head, _, rest = p.partition(" ")
+        lab[i] = pos.get(head, -1)
+        found = set(rx.findall(rest if lab[i] >= 0 else p)) if rx is not None else set()
+        if len(found) == 1: att[i] = apos[found.pop()]
+    return lab, att
+
+# %% ../nbs/1_method/05_model.ipynb #ac23024d
+@patch
+def add_conditioning(self: LabelerCLIP, seed: int = 0, std: float = 0.02) -> "LabelerCLIP":
+    "The tables of this model's `conditioning` (see above); the prototypes drawn normal(0, `std`) from `seed`."
+    c = self.conditioning
+    if c not in CONDITIONING: raise ValueError(f"conditioning={c!r}: one of {CONDITIONING}")
+    if c == "token": return self
+    n, A = len(self.tokens), len(self.attributes)
+    if not n or not A: raise ValueError(f"conditioning={c!r} needs labeler tokens and attributes (has {n} and {A})")
+    dev = self.mean.device
+    with torch.no_grad(): D = int(self._encode_text(self.tokenize(["a"])).shape[-1])
+    if c == "attribute_tokens":
+        if not self.token_ids: raise ValueError("conditioning='attribute_tokens' needs learned token rows (token_mode='learned')")
+        owner = _text_owner(self.clip)[0]
+        width = int(owner.positional_embedding.shape[-1])
+        self.attribute_token_delta = nn.Parameter(torch.zeros(n, A, width, device=dev))
+        owner.token_embedding.register_forward_hook(self._embed_hook)
+    elif c == "hybrid": self.taste_head = nn.Parameter(torch.zeros(n, A, D, device=dev))
+    elif c == "ideal_points":
+        K = int(self.config.get("prototypes", 4))
+        g = torch.Generator().manual_seed(int(seed))
+        self.ideal_logits = nn.Parameter(torch.zeros(n, K, device=dev))
+        self.taste_prototypes = nn.Parameter((torch.randn(K, A, D, generator=g) * std).to(dev))
+    return self
+
+# %% ../nbs/1_method/05_model.ipynb #f5995c08
+@patch
+def _embed_hook(self: LabelerCLIP, module, inputs, output):
+    "attribute_tokens: the (labeler, attribute) offsets added to the token embedding's output (set for one call)."
+    off = self._embed_offset
+    return output if off is None else output + off[:, :output.shape[1]].to(output.dtype)
+
+# %% ../nbs/1_method/05_model.ipynb #b9675bba
+@patch
+def _own_rows(self: LabelerCLIP, name: str) -> torch.Tensor:
+    "A per-labeler table, with no gradient to the rows of labelers that do not train now (`set_trainable`)."
+    t = getattr(self, name)
+    if self._row_mask is None or not t.requires_grad: return t
+    m = self._row_mask.to(t.device).view(-1, *([1] * (t.ndim - 1)))
+    return torch.where(m, t, t.detach())
+
+# %% ../nbs/1_method/05_model.ipynb #1da93624
+@patch
+def _conditioned_features(self: LabelerCLIP, prompts: Sequence[str]) -> torch.Tensor:
+    "L2-normalised features of distinct `prompts` under this model's conditioning (see above)."
+    lab, att = self.prompt_keys(prompts)
+    keyed = (lab >= 0) & (att >= 0)
+    c, dev = self.conditioning, self.device
+    text = [p.partition(" ")[2] if l >= 0 else p for p, l in zip(prompts, lab)] if c == "ideal_points" else list(prompts)
+    ids = self.tokenize(text)
+    li, ai = torch.from_numpy(np.where(keyed, lab, 0)).to(dev), torch.from_numpy(np.where(keyed, att, 0)).to(dev)
+    k = torch.from_numpy(keyed).to(dev)[:, None].float()
+    if c == "attribute_tokens" and keyed.any():
+        tid = torch.tensor([self.token_ids[self.tokens[l]] if l >= 0 else -1 for l in lab], dtype=ids.dtype)
+        at = (ids == tid[:, None]) & torch.from_numpy(keyed)[:, None]   # the labeler token's position in each keyed prompt
+        delta = self._own_rows("attribute_token_delta")[li, ai]          # [P, width]
+        self._embed_offset = at.to(dev)[..., None].float() * delta[:, None, :]
+    try: x = F.normalize(self._encode_text(ids), dim=-1)
+    finally: self._embed_offset = None
+    if c == "hybrid": x = F.normalize(x + k * self._own_rows("taste_head")[li, ai], dim=-1)
+    elif c == "ideal_points":
+        w = torch.softmax(self._own_rows("ideal_logits")[li], dim=-1)        # [P, K]
+        ideal = torch.einsum("pk,kpd->pd", w, self.taste_prototypes[:, ai])  # the labeler's mixed direction
+        x = F.normalize(x + k * ideal, dim=-1)
+    return x
+
+# %% ../nbs/1_method/05_model.ipynb #95b53845
+@patch
+def labeler_state(self: LabelerCLIP, token: str) -> dict[str, torch.Tensor]:
+    "Copies of `token`'s own parameters: its learned token row (`token_row`) and its row of every per-labeler table."
+    if token not in self.tokens: raise ValueError(f"unknown labeler {token!r}; this model's tokens: {self.tokens}")
+    i, out = self.tokens.index(token), {}
+    if token in self.token_ids: out["token_row"] = self.token_parameters()[token].detach().clone()
+    for n in PER_LABELER:
+        if getattr(self, n) is not None: out[n] = getattr(self, n)[i].detach().clone()
+    return out
+
+# %% ../nbs/1_method/05_model.ipynb #55c70f5d
+@patch
+def set_labeler_state(self: LabelerCLIP, token: str, state: dict) -> "LabelerCLIP":
+    "Put back what `labeler_state` took (e.g. to fit a labeler again from the same start)."
+    i = self.tokens.index(token)
+    with torch.no_grad():
+        for k, v in state.items(): (self.token_parameters()[token] if k == "token_row" else getattr(self, k)[i]).copy_(v)
+    return self
 
 # %% ../nbs/1_method/05_model.ipynb #ef6183b3
 @patch
@@ -326,18 +451,26 @@ def _token_layer(self: LabelerCLIP) -> TrainableTokensLayer:
 # %% ../nbs/1_method/05_model.ipynb #0f846dfc
 @patch
 def set_trainable(self: LabelerCLIP, lora: bool = True, token_rows: Sequence[str] | None = None) -> "LabelerCLIP":
-    "Freeze the base; LoRA trains if `lora`; learned mode: rows of `token_rows` train (None = all tokens)."
+    """Freeze the base; LoRA (and the shared taste prototypes) train if `lora`; the labelers of `token_rows` train their
+    own parameters (None = all labelers): in learned mode their token rows, and their rows of the conditioning tables
+    (the other labelers' rows get no gradient)."""
     token_params = self.token_parameters()
-    if token_rows is None: token_rows = list(token_params)
-    unknown = [t for t in token_rows if t not in token_params]
+    tables = [getattr(self, n) for n in PER_LABELER if getattr(self, n) is not None]
+    if token_rows is None: token_rows = list(token_params) if token_params or not tables else list(self.tokens)
+    own = set(token_params) | (set(self.tokens) if tables else set())
+    unknown = [t for t in token_rows if t not in own]
     if unknown:
         raise ValueError(f"{len(unknown)} token row(s) cannot train: {unknown[:5]} "
-                         f"(token_mode={self.token_mode!r}, learned tokens: {list(token_params)})")
+                         f"(token_mode={self.token_mode!r}, conditioning={self.conditioning!r}, learned tokens: {list(token_params)})")
     for n, p in self.clip.named_parameters():
         p.requires_grad_(bool(lora) and _is_lora_param(n))
     for t, p in token_params.items(): p.requires_grad_(t in token_rows)
     for p in (self.visual_prompts, self.labeler_log_temperature, self.rating_cuts, self.rating_log_slope):   # per-labeler tables: train with the tokens
         if p is not None: p.requires_grad_(bool(token_rows) or not token_params)
+    for p in tables: p.requires_grad_(bool(token_rows))
+    if self.taste_prototypes is not None: self.taste_prototypes.requires_grad_(bool(lora))
+    rows = torch.tensor([t in set(token_rows) for t in self.tokens], dtype=torch.bool)
+    self._row_mask = None if bool(rows.all()) else rows
     return self
 
 # %% ../nbs/1_method/05_model.ipynb #7445812f
@@ -347,26 +480,17 @@ def trainable_parameters(self: LabelerCLIP) -> list[nn.Parameter]:
     return [p for p in self.parameters() if p.requires_grad]
 
 # %% ../nbs/1_method/05_model.ipynb #3df39a7d
-def create_model(
-    model: str | ModelConfig = "ViT-B-32",  # open_clip model name, or "tiny"; or a `ModelConfig` (then the rest is ignored)
-    pretrained: str | None = "openai",  # open_clip pretrained tag, a local checkpoint file, or None (random init)
-    tokens: Sequence[str] = (),  # labeler tokens, e.g. `user_tokens(2)`
-    token_mode: str = "text",  # "text": literal BPE pieces (the study); "learned": new trainable embedding rows
-    lora_rank: int = 4,  # 0 = no LoRA
-    lora_alpha: float = 1.0,  # LoRA scaling is alpha / rank
-    lora_targets: str = "mlp",  # "mlp" (c_fc, c_proj), "mlp+attn" or "attn"
-    towers: str = "both",  # "both", "vision" or "text"
-    init_word: str = "person",  # learned mode: new rows start as this word's embedding
-    device: str | torch.device = "cpu",
-    seed: int = 0,  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
-    visual_tokens: int = 0,  # learned prompt vectors per labeler in the image tower (0 = none)
-) -> LabelerCLIP:
-    "open_clip model with peft LoRA and labeler tokens; only LoRA and (learned mode) the new token rows train."
-    c = model if isinstance(model, ModelConfig) else ModelConfig(
-        model=model, pretrained=pretrained, tokens=tokens, token_mode=token_mode, lora_rank=lora_rank, lora_alpha=lora_alpha,
-        lora_targets=lora_targets, towers=towers, init_word=init_word, seed=seed, visual_tokens=visual_tokens)
+def create_model(*args, device: str | torch.device = "cpu", **overrides) -> LabelerCLIP:
+    """The open_clip model with peft LoRA and labeler tokens that a `ModelConfig` describes: `create_model(config,
+    **overrides)` (the overrides replace its fields), or `create_model("tiny", None, tokens, ...)` with ModelConfig's
+    fields by position or name (its defaults for the rest). Only LoRA, the learned token rows and the conditioning
+    tables train."""
+    if args and isinstance(args[0], ModelConfig):
+        if len(args) > 1: raise TypeError("create_model(config, **overrides): settings after a ModelConfig go by name")
+        c = args[0].replace(**overrides) if overrides else args[0]
+    else: c = ModelConfig(*args, **overrides)
     tokens = check_tokens(c.tokens)
-    regex = lora_target_regex(c.towers, c.lora_targets)
+    regex = lora_target_regex(c.lora_towers, c.lora_targets)
     clip, fp = create_base(c.model, c.pretrained, seed=c.seed)
     tokenizer = make_tokenizer(c.model, tokens, c.token_mode)
     learned = c.token_mode == "learned" and bool(tokens)
@@ -381,7 +505,7 @@ def create_model(
         if c.lora_rank > 0:
             cfg = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=0.0, bias="none", target_modules=regex)
             try: inject_adapter_in_model(cfg, clip, adapter_name="lora")
-            except ValueError as e: raise ValueError(f"no LoRA target in {c.model} for towers={c.towers!r}, "
+            except ValueError as e: raise ValueError(f"no LoRA target in {c.model} for towers={c.lora_towers!r}, "
                                                      f"lora_targets={c.lora_targets!r}: {e}") from e
         for t, i in ids.items():
             tcfg = TrainableTokensConfig(target_modules=["token_embedding"], token_indices=[i], init_weights=True)
@@ -391,11 +515,21 @@ def create_model(
         names = [n for n, x in clip.named_modules() if isinstance(x, LoraLayer)]
         per_tower = {"vision": sum(n.startswith("visual.") for n in names)}
         per_tower["text"] = len(names) - per_tower["vision"]
-        empty = [t for t in ("vision", "text") if c.towers in (t, "both") and per_tower[t] == 0]
+        empty = [t for t in ("vision", "text") if c.lora_towers in (t, "both") and per_tower[t] == 0]
         if empty: raise ValueError(f"no LoRA target in the {empty} tower(s) of {c.model} for lora_targets={c.lora_targets!r}")
     m = LabelerCLIP(clip, tokenizer, replace(c, pretrained=fp["pretrained"]).to_dict(), fp, ids)
     if c.visual_tokens: m.add_visual_prompts(c.visual_tokens, seed=c.seed)
+    m.add_conditioning(seed=c.seed)
     return m.set_trainable().to(device)
+
+# %% ../nbs/1_method/05_model.ipynb #fd749d76
+def model_config(model: str | ModelConfig = ModelConfig.model, pretrained: str | None = ModelConfig.pretrained,
+                 **settings) -> ModelConfig:
+    """The `ModelConfig` of a function that builds models (`compare_methods`, `fewshot_curve`, `leakage`): a
+    ModelConfig as it is (`settings` replace its fields; `pretrained` is then one of them), or a model name with
+    `pretrained` and `settings` (ModelConfig's defaults for the rest)."""
+    if isinstance(model, ModelConfig): return model.replace(**settings) if settings else model
+    return ModelConfig(model=model, pretrained=pretrained, **settings)
 
 # %% ../nbs/1_method/05_model.ipynb #3b9dc3b0
 FORMAT = "labelertok.model"
@@ -404,10 +538,10 @@ META_FILE = "labelertok_model.json"
 WEIGHTS_FILE = "adapters.safetensors"
 
 _STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "lora_alpha", "lora_targets", "towers",
-                   "visual_tokens")
+                   "visual_tokens", "conditioning", "attributes", "prototypes", "image_tower")
 
 
-_LABELER_TABLES = ("visual_prompts", "labeler_log_temperature", "rating_cuts", "rating_log_slope")
+_LABELER_TABLES = ("visual_prompts", "labeler_log_temperature", "rating_cuts", "rating_log_slope") + CONDITIONING_TABLES
 
 
 def adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
@@ -522,8 +656,8 @@ def _embed_dim(m: LabelerCLIP) -> int:
     with torch.no_grad(): return int(m.encode_prompts(["a"]).shape[-1])
 
 # %% ../nbs/1_method/05_model.ipynb #1aeb421f
-def model_info(model: str | LabelerCLIP = "ViT-B-32", pretrained: str | None = "openai", n_users: int = 2,
-               token_mode: str = "text", **kw) -> dict:
+def model_info(model: str | LabelerCLIP = ModelConfig.model, pretrained: str | None = ModelConfig.pretrained,
+               n_users: int = 2, token_mode: str = ModelConfig.token_mode, **kw) -> dict:
     "JSON-able summary: LoRA layers, trainable/total parameters, token ids and pieces, text pooling."
     if isinstance(model, LabelerCLIP): m, pretrained = model, model.config["pretrained"]
     else:

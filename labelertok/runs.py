@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 try: import fcntl
 except ImportError: fcntl = None  # Windows: the lock falls back to the owner's pid
+from .config import ModelConfig
 
 # %% auto #0
 __all__ = ['LOCK_FILE', 'HELD_LOCKS_ENV', 'HELD_LOCKS_PID_ENV', 'RUN_MARKER', 'DamagedFile', 'atomic_write', 'json_text',
@@ -491,6 +492,8 @@ def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: di
         raise ValueError(f"cannot resume {out}: config differs in {len(diff)} field(s): "
                          + "; ".join(f"{k}: saved {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:5]))
     mold = meta.get("model_config")
+    if isinstance(mold, dict):   # settings added since the run was saved: their defaults are what it ran with
+        mold = {**{k: v for k, v in ModelConfig().to_dict().items() if k in model_config}, **mold}
     if mold != model_config:
         diff = sorted(k for k in set(mold or {}) | set(model_config) if (mold or {}).get(k) != model_config.get(k))
         raise ValueError(f"cannot resume {out}: the model differs from the saved run's: "

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import ATTRIBUTES, decode_answers, preprocess_image, resize_crop
 from .backbone import looks_like_checkpoint
-from .model import META_FILE, LabelerCLIP, create_model, load_model
+from .model import CONDITIONING_TABLES, META_FILE, LabelerCLIP, ModelConfig, create_model, load_model
 from .tokens import TEMPLATES
 from .config import resolve_device
 from .evaluation import amp_autocast
@@ -31,15 +31,18 @@ from .ordinal import load_rating_head
 
 # %% auto #0
 __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'EXPORT_MANIFEST', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
-           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'RATE_COLUMNS', 'SUMMARY_REMEDY', 'RANK_COLUMNS', 'PAIR_COLUMNS',
-           'COMMANDS', 'folder_kind', 'export_manifest', 'check_export', 'expand_images', 'load_images',
-           'exact_two_way', 'Scorer', 'same_base', 'load', 'correct_two_way', 'written_by_score']
+           'LABELER_TABLES', 'TABLE_NAMES', 'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'RATE_COLUMNS', 'SUMMARY_REMEDY',
+           'RANK_COLUMNS', 'PAIR_COLUMNS', 'COMMANDS', 'folder_kind', 'export_manifest', 'check_export',
+           'expand_images', 'load_images', 'exact_two_way', 'Scorer', 'same_base', 'load', 'correct_two_way',
+           'written_by_score']
 
 # %% ../nbs/2_training/04_score.ipynb #c9b2f0da
 EXPORT_META = "labelertok_export.json"
 EXPORT_FORMAT, EXPORT_VERSION = "labelertok.export", 2   # 2: with a manifest of every file's sha256
 EXPORT_MANIFEST = "labelertok_manifest.json"
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, TOKEN_ROWS = "adapter_config.json", "adapter_model.safetensors", "labeler_tokens.safetensors"
+LABELER_TABLES = "labeler_tables.safetensors"   # the per-labeler tables (conditioning, visual tokens, temperatures)
+TABLE_NAMES = ("visual_prompts", "labeler_log_temperature") + CONDITIONING_TABLES   # the ratings' cut-points: their own file
 CALIBRATION_FILE = "calibration.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -447,7 +450,7 @@ def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tup
     if pre is not None and looks_like_checkpoint(pre) and not os.path.isfile(pre):
         raise FileNotFoundError(f"the base weights {pre!r} recorded in {folder.name} are not on this machine; "
                                 f"pass pretrained=<path to your copy> (its fingerprint is checked: {meta['fingerprint']})")
-    model = create_model(**cfg, device=device)
+    model = create_model(ModelConfig.from_dict(cfg), device=device)
     bad = same_base(meta["fingerprint"], model.fingerprint)
     if bad:
         raise ValueError(f"{folder} was exported for another base model: {meta['fingerprint']['model']} "
@@ -470,6 +473,17 @@ def _load_export(folder: Path, meta: dict, device, pretrained="recorded") -> tup
         if miss: raise ValueError(f"{folder / TOKEN_ROWS} lacks the rows of {miss}")
         with torch.no_grad():
             for t, p in rows.items(): p.copy_(saved[t].reshape(p.shape).to(p))
+    if (folder / LABELER_TABLES).is_file():
+        saved = load_file(str(folder / LABELER_TABLES))
+        if "labeler_log_temperature" in saved and model.labeler_log_temperature is None: model.add_labeler_temperatures()
+        own = {n: getattr(model, n) for n in TABLE_NAMES if getattr(model, n) is not None}
+        if set(own) != set(saved) or any(tuple(own[n].shape) != tuple(saved[n].shape) for n in own):
+            raise ValueError(f"{folder / LABELER_TABLES} holds {sorted((n, tuple(v.shape)) for n, v in saved.items())}; this model "
+                             f"needs {sorted((n, tuple(v.shape)) for n, v in own.items())}")
+        with torch.no_grad():
+            for n, p in own.items(): p.copy_(saved[n].to(p))
+    elif model.conditioning != "token":
+        raise ValueError(f"{folder} has no {LABELER_TABLES}, which a model with conditioning={model.conditioning!r} needs")
     return model, meta["card"]
 
 # %% ../nbs/2_training/04_score.ipynb #fe31dbcf

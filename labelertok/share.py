@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
                              read_table, resolve_images)
 from .backbone import looks_like_checkpoint
-from .model import adapter_state, create_model
+from .model import PER_LABELER, ModelConfig, adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MANIFEST, EXPORT_META, EXPORT_VERSION,
-                              TOKEN_ROWS, export_manifest,
+                              LABELER_TABLES, TOKEN_ROWS, TABLE_NAMES, export_manifest,
                               Scorer, correct_two_way, same_base, load)
 from .intervals import crossed_interval
 from .paths import md_code
@@ -120,6 +120,8 @@ def save_export(sc: Scorer, out_dir) -> Path:
                       str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         rows = m.token_parameters()
         if rows: save_file({t: p.detach().float().cpu().reshape(-1).contiguous() for t, p in rows.items()}, str(tmp / TOKEN_ROWS))
+        tables = {n: getattr(m, n) for n in TABLE_NAMES if getattr(m, n) is not None}
+        if tables: save_file({n: p.detach().float().cpu().contiguous() for n, p in tables.items()}, str(tmp / LABELER_TABLES))
         if m.rating_cuts is not None:   # the 1-4 ratings' cut-points travel with the model
             save_rating_head(m, tmp)
         meta = _export_meta(sc)
@@ -257,27 +259,38 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     c_pop = correct_two_way(p_pop, hold["label"].to_numpy())
     rep = dict(user_id=str(labeler), n_answers=len(mine), n_comparisons=int(mine["pair_id"].nunique()), n_fit=len(fit),
                n_held_out=len(hold), holdout=holdout, seed=seed, population_acc=float(c_pop.mean()))
-    if m.token_mode == "learned" and m.tokens and use_tokens:
+    if (m.token_mode == "learned" or m.conditioning != "token") and m.tokens and use_tokens:
         new = f"<user{len(m.tokens) + 1}>"
         while new in m.tokens: new = f"<user{int(new[5:-1]) + 1}>"
-        m2 = create_model(**{**m.config, "tokens": list(m.tokens) + [new]}, device=m.device)
+        m2 = create_model(ModelConfig.from_dict(m.config), tokens=list(m.tokens) + [new], device=m.device)
         if same_base(m.fingerprint, m2.fingerprint) or any(m2.token_ids[t] != i for t, i in m.token_ids.items()):
             raise RuntimeError("the model with the new token row does not match the loaded one")
         own, new_state = adapter_state(m), adapter_state(m2)
-        with torch.no_grad():
-            for k, v in own.items(): new_state[k].copy_(v)
+        for k in ("rating_cuts", "rating_log_slope"):   # the ratings' cut-points: one more row, the others' mean
+            if k in own and k not in new_state:
+                v = own[k].detach()
+                setattr(m2, k, torch.nn.Parameter(torch.cat([v, v.mean(0, keepdim=True)]).to(m2.device), requires_grad=False))
+                new_state[k] = getattr(m2, k).detach()
+        with torch.no_grad():   # everyone's parameters as they were; the new labeler's start as the mean of theirs
+            for k, v in own.items():
+                if k in PER_LABELER:
+                    new_state[k][:len(m.tokens)].copy_(v)
+                    new_state[k][-1].copy_(v.mean(0))
+                elif k in ("rating_cuts", "rating_log_slope"): continue   # copied with their new row above
+                else: new_state[k].copy_(v)
             rows = m2.token_parameters()
-            rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
+            if new in rows: rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
         m2.eval()
         rep["init_acc"] = float(correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
-        say(f"fitting the token row of {new}: {steps} steps ...", flush=True)
+        say(f"fitting {new}'s own parameters ({', '.join(m2.labeler_state(new))}): {steps} steps ...", flush=True)
         losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
         m2.eval()
         for p in m2.parameters(): p.requires_grad_(False)
         c = correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy())
         card = copy.deepcopy(sc.card)
         card["labelers"] = card["labelers"] + [dict(token=new, user_id=str(labeler))]
-        rep.update(token=new, method="new token row", loss_first=losses[0], loss_last=losses[-1], steps=steps, lr=lr)
+        rep.update(token=new, method="new token row" if m.conditioning == "token" else f"own {m.conditioning} parameters",
+                   loss_first=losses[0], loss_last=losses[-1], steps=steps, lr=lr)
         sc2 = Scorer(m2, card, source=None)
     else:
         why = ("the model was trained without labeler tokens" if not (m.tokens and use_tokens) else

@@ -24,7 +24,7 @@ from .data import LabelerData
 from .evaluation import (attribute_order, check_labeler_rows, check_sample_tokens, gather_images, public_result, sample_token_index,
                                    to_device, labeler_token_order, uses_tokens, has_visual_tokens, evaluate, pair_logits,
                                    pair_loss)
-from .model import is_token_param
+from .model import is_labeler_param, is_token_param
 from .runs import (RunLock, mark_run_folder, atomic_write, json_text, load_trainable, optimizer_from_files, param_names,
                              rng_from_files, trainable_tensors, check_same_run, open_run, run_fingerprint,
                              save_checkpoint, write_state)
@@ -100,10 +100,11 @@ def _is_better(value: float, best: Optional[float], metric: str) -> bool:
 
 # %% ../nbs/2_training/03_train.ipynb #41748ec7
 def _param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
-    """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas)
-    without it — decoupled decay would shrink the row of every labeler absent from a batch towards its init word."""
-    decay = [p for n, p in named if not is_token_param(n)]
-    rows = [p for n, p in named if is_token_param(n)]
+    """AdamW groups: LoRA (and anything else) with `weight_decay`; labeler-token rows (peft TrainableTokens deltas) and
+    the per-labeler conditioning tables without it — decoupled decay would shrink the row of every labeler absent from
+    a batch towards its init word (or a table's row towards zero), and move a row that must stay as it is."""
+    decay = [p for n, p in named if not is_labeler_param(n)]
+    rows = [p for n, p in named if is_labeler_param(n)]
     return [g for g in (dict(params=decay, weight_decay=weight_decay), dict(params=rows, weight_decay=0.0)) if g["params"]]
 
 # %% ../nbs/2_training/03_train.ipynb #5e1d2bac

@@ -103,3 +103,33 @@ def test_run_with_two_processes_from_the_cli(tmp_path, preset, env):
     assert s['status'] == 'complete' and s['timings']['num_processes'] == 2
     assert list((out/'tensorboard').glob('events.out.tfevents.*'))
     assert (tmp_path/'figures'/'run'/'results.md').exists()   # the notebook went on to the report
+
+
+def _run_mode(world, out, mode, epochs=1, resume=False, kill_at=None):
+    "Train the tiny model with one of the conditioning modes of `labelertok.conditioning.MODES` (in every process)."
+    import torch
+    from labelertok.conditioning import MODES
+    from labelertok.model import create_model
+    from labelertok.train import TrainConfig, train
+    torch.set_num_threads(1)
+    data = _load(world)
+    m = create_model('tiny', None, tokens=data.tokens, seed=0, **MODES[mode])
+    train(data, m, TrainConfig(**{**CFG, 'epochs': epochs, 'batch_size': _batch_size(data)}), out, resume=resume,
+          callbacks=[_killer(*kill_at)] if kill_at else [])
+
+
+@pytest.mark.parametrize('mode', ['attribute_tokens', 'hybrid', 'ideal_points_frozen'])
+def test_conditioning_two_processes_match_one(tmp_path, tiny_world, mode):
+    "Every conditioning table is used in every step (no unused-parameter error under DDP) and 2 processes train like 1."
+    from accelerate import notebook_launcher
+    _run_mode(tiny_world, tmp_path/'one', mode)
+    notebook_launcher(_run_mode, args=(tiny_world, tmp_path/'two', mode), num_processes=2, use_port=str(free_port()))
+    _close(_hist(tmp_path/'one'), _hist(tmp_path/'two'))
+
+
+def test_conditioning_resume_is_exact(tmp_path, tiny_world):
+    "A hybrid run stopped inside epoch 2 and resumed ends where the uninterrupted run ends (tables, optimiser, RNG)."
+    _run_mode(tiny_world, tmp_path/'full', 'hybrid', epochs=2)
+    with pytest.raises(Kill): _run_mode(tiny_world, tmp_path/'cut', 'hybrid', epochs=2, kill_at=(2, 1))
+    _run_mode(tiny_world, tmp_path/'cut', 'hybrid', epochs=2, resume=True)
+    _close(_hist(tmp_path/'full'), _hist(tmp_path/'cut'))

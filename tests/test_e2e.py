@@ -42,13 +42,13 @@ def test_presets(name):
     assert (p['n_users'], p['epochs'], p['split'], p['token_mode']) == ((6, 11) if six else (2, 13)) + ('sample', 'text')
     assert (p['lora_rank'], p['lora_alpha'], p['temperature']) == (4, 1.0, 0.15)
     if name.endswith('_demo'):
-        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny', 'data/tiny_clip_synthetic.pt', 'data/synthetic')
+        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny-p8', 'data/tiny_clip_synthetic.pt', 'data/synthetic')
     else:
         assert (p['model'], p['pretrained'], p['lr'], p['data_dir']) == ('ViT-B-32', 'openai', 1e-4, None)
         assert (p['batch_size'], p['eval_batch_size']) == ((128, 256) if six else (256, 512))
 
 
-def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
+def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None, model: str = 'tiny'):
     "The engine's output contract plus what the experiment notebook adds."
     h = pd.read_csv(out/'history.csv')
     assert list(h.columns[:5]) == ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc']
@@ -73,7 +73,7 @@ def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
     assert t['acc_lo'] <= t['acc'] <= t['acc_hi'] and len(t['per_user']) == n_users and set(t['per_attribute']) == set(ATTRS)
     assert s['config']['epochs'] == epochs
     for k in ['name', 'pretrained', 'lora_layers', 'trainable_params', 'token_mode']: assert k in s['model'], k
-    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == ('tiny', pretrained, 'text')
+    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == (model, pretrained, 'text')
     assert s['model']['lora_layers'] > 0
     for k in ['data_dir', 'split', 'seed']: assert k in s['data'], k
 
@@ -150,7 +150,7 @@ def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, en
     out.mkdir(parents=True)   # papermill does not create the output notebook's folder
     r = run(cmd, env, tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
-    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained))
+    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained), model='tiny-p8')   # the preset's stand-in
     check_report(figs/'two_users_demo')
 
 
@@ -192,3 +192,35 @@ def test_compare_tiny(tmp_path, tiny_world, tiny_pretrained, env):
     for png in ['per_labeler.png', 'fewshot.png', 'taste_map.png']: assert (figs/'compare'/png).stat().st_size > 5000, png
     assert json.loads((out/'params.json').read_text())['seeds'] == [0, 1]
     assert set(pd.read_csv(out/'leakage.csv').split) == {'sample', 'pair', 'image'}
+
+
+def test_conditioning_end_to_end(tmp_path, tiny_world, env):
+    """A labeler conditioning through the command line: `labelertok run` with `conditioning` and `image_tower`, then
+    `score`, `export` and `add-labeler` on what it trained (the tables travel with the model)."""
+    from labelertok.data import read_study
+    import yaml
+    p = tmp_path/'cond.yaml'
+    p.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(tiny_world), epochs=1, conditioning='hybrid',
+                                     image_tower='frozen')))
+    out = tmp_path/'runs'/'cond'
+    r = run(labelertok_cmd() + ['run', str(p), '--out-dir', str(out), '-p', 'fig_root', str(tmp_path/'figures')], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    cfg = json.loads((out/'summary.json').read_text())['model']['config']
+    assert (cfg['conditioning'], cfg['image_tower'], cfg['attributes']) == ('hybrid', 'frozen', ['attractive', 'smart', 'trustworthy'])
+    imgs = sorted((tiny_world/'images').glob('*.png'))[:3]
+    r = run(labelertok_cmd() + ['score', out, '--labeler', 'all', '--attribute', 'smart', '--images', *imgs,
+                                '--out', tmp_path/'scores.csv', '--device', 'cpu'], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    run_scores = pd.read_csv(tmp_path/'scores.csv')
+    r = run(labelertok_cmd() + ['export', out, tmp_path/'exported'], env, tmp_path)
+    assert r.returncode == 0 and (tmp_path/'exported'/'labeler_tables.safetensors').is_file(), r.stderr[-4000:]
+    r = run(labelertok_cmd() + ['score', tmp_path/'exported', '--labeler', 'all', '--attribute', 'smart', '--images', *imgs,
+                                '--out', tmp_path/'scores_exported.csv', '--device', 'cpu'], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'scores_exported.csv'), run_scores)
+    new = read_study(tiny_world, verbose=False)['user_id'].value_counts().index[3]   # not one of the 2 trained labelers
+    r = run(labelertok_cmd() + ['add-labeler', tmp_path/'exported', '--answers', tiny_world, '--labeler', new,
+                                '--out', tmp_path/'plus', '--device', 'cpu'], env, tmp_path)
+    assert r.returncode == 0 and 'own hybrid parameters' not in r.stderr, r.stdout[-2000:] + r.stderr[-4000:]
+    card = json.loads((tmp_path/'plus'/'labelertok_export.json').read_text())['card']
+    assert card['added_labelers'][0]['method'] == 'own hybrid parameters' and len(card['labelers']) == 3

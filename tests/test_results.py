@@ -41,12 +41,22 @@ def test_experiment_prose_types_no_results(nb):
     assert not typed, typed
 
 
+def _conclusions(d) -> str:
+    """The conclusions generated from a committed study's `summary.csv`: `sweep_conclusions` of a grid sweep, or
+    `conditioning_conclusions` of the conditioning study (its summary has one row per method, not per cell)."""
+    s = pd.read_csv(d/'summary.csv')
+    if 'method' in s.columns:
+        from labelertok.conditioning import conditioning_conclusions
+        return conditioning_conclusions(s)
+    from labelertok.sweep import sweep_conclusions
+    return sweep_conclusions(s)
+
+
 @pytest.mark.parametrize('name', sorted(p.name for p in (ROOT/'figures'/'sweeps').iterdir() if p.is_dir()))
 def test_sweep_conclusions_are_generated(name):
-    "Each committed sweep's conclusion is `sweep_conclusions` of its committed summary, word for word, in results.md too."
-    from labelertok.sweep import sweep_conclusions
+    "Each committed sweep's conclusion is generated from its committed summary, word for word, in results.md too."
     d = ROOT/'figures'/'sweeps'/name
-    text = sweep_conclusions(pd.read_csv(d/'summary.csv'))
+    text = _conclusions(d)
     assert (d/'conclusion.md').read_text().strip() == text.strip()
     assert text.strip() in (d/'results.md').read_text()
 
@@ -69,10 +79,10 @@ def test_guide_compare_section_quotes_the_committed_run():
 
 def test_guide_sweep_conclusions_are_the_generated_ones():
     "The guide quotes each sweep's generated conclusion word for word."
-    from labelertok.sweep import sweep_conclusions
     readme = GUIDE.read_text()
     for d in sorted(p for p in (ROOT/'figures'/'sweeps').iterdir() if p.is_dir()):
-        assert sweep_conclusions(pd.read_csv(d/'summary.csv')).strip() in readme, d.name
+        assert _conclusions(d).strip() in readme, d.name
+
 
 
 @pytest.mark.parametrize('name', sorted(p.name for p in (ROOT/'figures'/'sweeps').iterdir() if (p/'ratings_summary.csv').is_file()))
