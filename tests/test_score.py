@@ -225,7 +225,7 @@ def test_add_labeler_beats_chance(run, scorer, world, weights, tmp_path, capsys)
     rc = _cli("add-labeler", run, "--answers", study / "big_compare_label.xlsx", "--labeler", new, "--out", tmp_path / "plus")
     assert rc == 0
     said = capsys.readouterr().out   # what it does, while it does it: loading, encoding, fitting, the result
-    assert all(w in said for w in ("loading", "encoding", "fitting the token row of <user3>", "added labeler")), said
+    assert all(w in said for w in ("loading", "encoding", "fitting <user3>'s own parameters", "added labeler")), said
     meta = json.loads((tmp_path / "plus" / "labelertok_export.json").read_text())
     rep = meta["added_labelers"][-1]
     assert rep["token"] == "<user3>" and rep["n_held_out"] > 0 and rep["n_fit"] > rep["n_held_out"]
