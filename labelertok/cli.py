@@ -199,6 +199,21 @@ def check_types(params: dict, notebook: str|Path|None=None) -> dict:
     if bad: raise ValueError(f"{len(bad)} invalid parameter value(s): " + "; ".join(bad.values()))
     return params
 
+def _rating_problems(params: dict) -> list[str]:
+    "The 1-4 ratings' settings (`task`, `ratings`) against each other and the data folder (its sheets' names only)."
+    probs, task, ratings = [], params.get('task', 'compare'), params.get('ratings', 'auto')
+    if 'ratings' in params and ratings not in ('auto', 'on', 'off'): probs.append(f"ratings={ratings!r} ('auto', 'on' or 'off')")
+    if task in ('rate', 'both'):
+        if ratings == 'off': probs.append(f"ratings='off' with task={task!r} (the task trains on the ratings)")
+        if int(params.get('num_processes') or 1) > 1:
+            probs.append(f"num_processes={params['num_processes']!r} with task={task!r} (training on ratings runs in one process)")
+    if (task in ('rate', 'both') or ratings == 'on') and params.get('data_dir') and Path(params['data_dir']).is_dir():
+        from labelertok.ratings import has_ratings
+        if not has_ratings(params['data_dir']):
+            probs.append(f"task={task!r}, ratings={ratings!r}: {params['data_dir']} has no rating sheets (big_label + big_data or "
+                         "small_label + small_data, as .xlsx/.parquet/.csv); use task 'compare' with ratings 'auto' or 'off'")
+    return probs
+
 def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     """`params` checked against the notebook's parameters, before any kernel starts: one ValueError naming every
     bad value, its value and what is allowed (`check_types`, then the ranges). Returns `params` with number-looking
@@ -221,6 +236,7 @@ def check_parameters(params: dict, notebook: str|Path|None=None) -> dict:
     if isinstance(params.get('leakage_splits'), list) and set(params['leakage_splits']) - set(SPLITS):
         probs.append(f"leakage_splits={params['leakage_splits']!r} (a list of {list(SPLITS)})")
     if params.get('threads') is not None and params['threads'] < 1: probs.append(f"threads={params['threads']!r} (an int >= 1, or null)")
+    probs += _rating_problems(params)
     device = params.get('device')
     if isinstance(device, str) and not re.fullmatch(r'auto|cpu|mps|cuda(:\d+)?', device):
         probs.append(f"device={device!r} ('auto', 'cpu', 'cuda', 'cuda:N' or 'mps')")
@@ -417,6 +433,8 @@ def _add_use_commands(sub) -> None:
     g.add_argument("--images", nargs="+", metavar="DIR_OR_FILES", help="image files and/or folders")
     g.add_argument("--pairs", help="CSV with columns im1, im2 (and optionally label: 2 = im1 chosen, 1 = im2 chosen)")
     s.add_argument("--out", required=True, help="output CSV")
+    s.add_argument("--ratings", action="store_true", help="with --images: each image's predicted 1-4 rating distribution "
+                                                          "(p1..p4, most likely rating, expected rating) instead of scores and ranks")
     s.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'")
     s.add_argument("--batch-size", type=int, default=256, help="images encoded at a time (lower it if memory runs out)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -15,11 +15,14 @@ from .tokens import TEMPLATES, TOKEN_MODES
 # value in a fraction of a second, before any kernel starts)
 
 # %% auto #0
-__all__ = ['REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'LORA_TARGETS', 'TrainConfig', 'resolve_device',
-           'ModelConfig']
+__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'LORA_TARGETS', 'TrainConfig',
+           'resolve_device', 'ModelConfig']
 
 # %% ../nbs/05c_config.ipynb #88be6c54
 _SELECT_FIXED = ("val_acc", "val_loss")
+_SELECT_RATE = ("val_rate_loss", "val_rate_exact", "val_rate_mae")   # history columns of a run that trains on ratings
+TASKS = ("compare", "rate", "both")   # what a run trains on: the comparisons, the 1-4 ratings, or both at once
+_AUTO_SELECT = {"compare": "val_acc", "rate": "val_rate_loss", "both": "val_joint_loss"}
 REPORT_TO = ("tensorboard", "wandb", "none")
 LABELER_TEMPERATURE = ("shared", "learned")
 
@@ -46,6 +49,8 @@ class TrainConfig:
     use_tokens: Optional[bool] = None  # None: labeler token in the prompt iff the model has tokens
     images_on_device: bool = True  # keep the uint8 image cache on the accelerator
     report_to: str = "tensorboard"  # experiment tracker: "tensorboard" (event files in <run>/tensorboard), "wandb" or "none"
+    task: str = "compare"  # "compare": pairwise comparisons only; "rate": the 1-4 ratings only; "both": the two losses summed
+    rating_weight: float = 1.0  # task "both": weight of the ratings' loss beside the comparisons' (> 0)
 
     def __post_init__(self):
         self.templates = tuple(self.templates)
@@ -58,8 +63,22 @@ class TrainConfig:
             if not getattr(self, k) > 0: bad.append(f"{k}={getattr(self, k)!r} (> 0)")
         if not self.weight_decay >= 0: bad.append(f"weight_decay={self.weight_decay!r} (>= 0)")
         if not self.templates or any("{}" not in t for t in self.templates): bad.append(f"templates={self.templates!r} (each with '{{}}')")
-        if not (self.select_metric in _SELECT_FIXED or self.select_metric.startswith("val_acc_")):
-            bad.append(f"select_metric={self.select_metric!r} ('val_acc', 'val_loss' or a 'val_acc_*' history column)")
+        if self.task not in TASKS: bad.append(f"task={self.task!r} (one of {TASKS})")
+        if isinstance(self.rating_weight, bool) or not isinstance(self.rating_weight, (int, float)) or not self.rating_weight > 0:
+            bad.append(f"rating_weight={self.rating_weight!r} (> 0)")
+        compare_metric = self.select_metric in _SELECT_FIXED or self.select_metric.startswith("val_acc_")
+        rate_metric = self.select_metric in _SELECT_RATE or self.select_metric == "val_joint_loss"
+        if not (compare_metric or rate_metric or self.select_metric == "auto"):
+            bad.append(f"select_metric={self.select_metric!r} ('val_acc', 'val_loss', a 'val_acc_*' history column, "
+                       f"{', '.join(repr(m) for m in _SELECT_RATE)}, 'val_joint_loss' or 'auto')")
+        elif self.task == "rate" and compare_metric:   # a ratings-only run must not be chosen on the comparisons it never saw
+            bad.append(f"select_metric={self.select_metric!r} with task='rate' (a rate-only run is selected on its ratings: "
+                       f"'auto' = 'val_rate_loss', or one of {_SELECT_RATE})")
+        elif self.task == "compare" and rate_metric:
+            bad.append(f"select_metric={self.select_metric!r} with task='compare' (no ratings are trained or validated: "
+                       "'val_acc', 'val_loss' or 'auto')")
+        elif self.task == "rate" and self.select_metric == "val_joint_loss":
+            bad.append("select_metric='val_joint_loss' with task='rate' (the joint loss needs task='both')")
         if self.labeler_temperature not in LABELER_TEMPERATURE:
             bad.append(f"labeler_temperature={self.labeler_temperature!r} (one of {LABELER_TEMPERATURE})")
         if self.report_to not in REPORT_TO: bad.append(f"report_to={self.report_to!r} (one of {REPORT_TO})")
@@ -68,6 +87,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         "JSON-able dict of all fields."
         return json.loads(json.dumps(asdict(self)))
+
+    @property
+    def selected_metric(self) -> str:
+        "The history column that picks the best epoch: `select_metric`, or for 'auto' the task's own validation loss."
+        return _AUTO_SELECT[self.task] if self.select_metric == "auto" else self.select_metric
 
 # %% ../nbs/05c_config.ipynb #8b2a4497
 def resolve_device(device: str = "auto") -> torch.device:

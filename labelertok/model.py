@@ -137,6 +137,8 @@ class LabelerCLIP(nn.Module):
         self._fast_text: bool | None = None  # whether the text tower can be cut short (checked on first use)
         self.register_parameter("visual_prompts", None)  # [n_tokens, visual_tokens, width] (see `add_visual_prompts`)
         self.register_parameter("labeler_log_temperature", None)  # [n_tokens] (see `add_labeler_temperatures`)
+        self.register_parameter("rating_cuts", None)  # [max(1, n_tokens), attributes, 3] (see `add_rating_head`)
+        self.register_parameter("rating_log_slope", None)  # [max(1, n_tokens), attributes]
 
     @property
     def device(self) -> torch.device: return self.mean.device
@@ -242,6 +244,39 @@ def labeler_temperatures(self: LabelerCLIP) -> torch.Tensor | None:
     "The per-labeler temperatures [n_tokens] (differentiable), or None when the model has one shared temperature."
     return None if self.labeler_log_temperature is None else self.labeler_log_temperature.exp()
 
+# %% ../nbs/05_model.ipynb #c5cd9496
+@patch
+def add_rating_head(self: LabelerCLIP, n_attributes: int = 3, init=None) -> "LabelerCLIP":
+    """Per-(labeler, attribute) ordinal cut-points and slopes for 1–4 ratings; `init` ([rows, n_attributes, 3] cut-points)
+    sets the starting cut-points (default −1, 0, 1), the slopes start at 1."""
+    rows = max(1, len(self.tokens))
+    c = torch.tensor([-1.0, 0.0, 1.0]).expand(rows, n_attributes, 3) if init is None else torch.as_tensor(init, dtype=torch.float32)
+    if tuple(c.shape) != (rows, n_attributes, 3): raise ValueError(f"init has shape {tuple(c.shape)}; expected {(rows, n_attributes, 3)}")
+    gaps = (c[..., 1:] - c[..., :-1]).clamp_min(1e-3)
+    raw = torch.cat([c[..., :1], gaps.expm1().log()], -1)   # first cut-point, then softplus-inverse of the gaps
+    self.rating_cuts = nn.Parameter(raw.clone().to(self.device))
+    self.rating_log_slope = nn.Parameter(torch.zeros(rows, n_attributes, device=self.device))
+    return self
+
+
+@patch
+def rating_cutpoints(self: LabelerCLIP) -> torch.Tensor | None:
+    "The ordered cut-points [rows, attributes, 3] (differentiable), or None without a rating head."
+    if self.rating_cuts is None: return None
+    r = self.rating_cuts
+    return torch.cat([r[..., :1], r[..., :1] + F.softplus(r[..., 1:]).cumsum(-1)], -1)
+
+
+@patch
+def rating_probs(self: LabelerCLIP, scores: torch.Tensor, rows: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+    "P(rating = 1..4) [n, 4] of scores [n] read through the cut-points of (labeler row, attribute index) pairs."
+    if self.rating_cuts is None: raise ValueError("this model has no rating head (see `add_rating_head`)")
+    c = self.rating_cutpoints()[rows, attributes]                                 # [n, 3]
+    a = self.rating_log_slope[rows, attributes].exp()
+    F_ = torch.sigmoid(c - (a * scores.float())[:, None])                         # P(rating <= 1, 2, 3)
+    one = torch.ones_like(F_[:, :1])
+    return (torch.cat([F_, one], 1) - torch.cat([0 * one, F_], 1)).clamp_min(1e-9)
+
 # %% ../nbs/05_model.ipynb #10626d0a
 @patch
 def encode_prompts(self: LabelerCLIP, prompts: Sequence[str]) -> torch.Tensor:
@@ -299,7 +334,7 @@ def set_trainable(self: LabelerCLIP, lora: bool = True, token_rows: Sequence[str
     for n, p in self.clip.named_parameters():
         p.requires_grad_(bool(lora) and _is_lora_param(n))
     for t, p in token_params.items(): p.requires_grad_(t in token_rows)
-    for p in (self.visual_prompts, self.labeler_log_temperature):   # per-labeler tables: train with the tokens
+    for p in (self.visual_prompts, self.labeler_log_temperature, self.rating_cuts, self.rating_log_slope):   # per-labeler tables: train with the tokens
         if p is not None: p.requires_grad_(bool(token_rows) or not token_params)
     return self
 
@@ -370,7 +405,7 @@ _STRUCTURE_KEYS = ("model", "pretrained", "tokens", "token_mode", "lora_rank", "
                    "visual_tokens")
 
 
-_LABELER_TABLES = ("visual_prompts", "labeler_log_temperature")
+_LABELER_TABLES = ("visual_prompts", "labeler_log_temperature", "rating_cuts", "rating_log_slope")
 
 
 def _adapter_state(m: LabelerCLIP) -> dict[str, torch.Tensor]:
@@ -439,6 +474,8 @@ def load_adapters(self: LabelerCLIP, path) -> LabelerCLIP:
     tensors = read_tensors(folder / WEIGHTS_FILE, _REMEDY)
     if "labeler_log_temperature" in tensors and self.labeler_log_temperature is None:
         self.add_labeler_temperatures()   # a model trained with per-labeler temperatures: the table, then its values
+    if "rating_cuts" in tensors and self.rating_cuts is None:
+        self.add_rating_head(tensors["rating_cuts"].shape[1])   # a model with a rating head: the tables, then their values
     own = _adapter_state(self)
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or extra: raise ValueError(f"{folder}: {len(missing)} adapter tensors missing {missing[:3]}, "

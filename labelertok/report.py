@@ -513,6 +513,8 @@ def _config_line(run: Run) -> str:
              f"{len(run.tokens)} labelers; samples train {ns.get('train', 0):,} / val {ns.get('val', 0):,} / test {ns.get('test', 0):,} (split `{split}`)",
              f"{c.get('epochs')} epochs, batch {c.get('batch_size')}/{c.get('eval_batch_size')}, lr {c.get('lr')}, temperature {c.get('temperature')}"
              + (" (learned per labeler)" if c.get('labeler_temperature') == 'learned' else ''),
+             f"trained on `{c.get('task')}`" + (f" (ratings' weight {c.get('rating_weight')})" if c.get('task') == 'both' else '')
+             if c.get('task', 'compare') != 'compare' else None,
              f"{(m.get('config') or {}).get('visual_tokens')} visual tokens per labeler" if (m.get('config') or {}).get('visual_tokens') else None]
     tm = run.summary.get('timings') or {}
     tot = tm.get('total_s') or tm.get('train_s')
@@ -596,6 +598,9 @@ def write_report(run_dirs, fig_root='figures', study: bool|None=None, retest: bo
             md += ["", calibration_markdown(run.path, image=None).rstrip()]
             if (run.path/'calibration.png').is_file():
                 shutil.copyfile(run.path/'calibration.png', out/'calibration.png'); figs.append(out/'calibration.png')
+        if (run.path/'ratings.json').is_file():   # the 1-4 ratings (labelertok.ordinal, a later module)
+            from labelertok.ordinal import ratings_section
+            md += [""] + ratings_section(run.path)[:-1]
         md += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs]
         write_if_changed(out/'results.md', '\n'.join(md) + '\n')   # a rerun that only took longer leaves it as it is
         written += [out/'results.md'] + figs

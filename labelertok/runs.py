@@ -457,9 +457,11 @@ def check_resume(out: Path, params: dict):
                          + ". Resume with the settings it was started with, or start a new run in another folder (--out-dir)")
 
 
+_ADDED_LATER = {"task": "compare", "rating_weight": 1.0}   # settings newer than some saved runs: what those runs used
+
 def check_same_run(meta: dict, config: dict, model_config: dict, fingerprint: dict, out: Path):
     "Refuse (ValueError naming the field) to resume saved state `meta` with another config, model or data."
-    old = {k: v for k, v in meta["config"].items() if k not in _RESUME_FREE}
+    old = {k: v for k, v in {**_ADDED_LATER, **meta["config"]}.items() if k not in _RESUME_FREE}
     new = {k: v for k, v in config.items() if k not in _RESUME_FREE}
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:

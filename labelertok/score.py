@@ -29,8 +29,8 @@ from .runs import DamagedFile, RunFolderBusy, _atomic_write, lock_owner, read_js
 
 # %% auto #0
 __all__ = ['EXPORT_META', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'EXPORT_MANIFEST', 'ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TOKEN_ROWS',
-           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'RANK_COLUMNS', 'PAIR_COLUMNS', 'COMMANDS', 'folder_kind',
-           'export_manifest', 'check_export', 'load_images', 'Scorer', 'load', 'written_by_score']
+           'CALIBRATION_FILE', 'IMAGE_SUFFIXES', 'RATE_COLUMNS', 'RANK_COLUMNS', 'PAIR_COLUMNS', 'COMMANDS',
+           'folder_kind', 'export_manifest', 'check_export', 'load_images', 'Scorer', 'load', 'written_by_score']
 
 # %% ../nbs/10_score.ipynb #c9b2f0da
 EXPORT_META = "labelertok_export.json"
@@ -364,6 +364,37 @@ class Scorer:
         return (f"Scorer({c['model']} {self.model.token_mode} tokens, {len(self.card['labelers'])} labelers, "
                 f"attributes {self.attributes}, T={self.temperature:g}{cal}; from {self.source})")
 
+# %% ../nbs/10_score.ipynb #5702f278
+from fastcore.basics import patch
+
+RATE_COLUMNS = ("image", "labeler", "attribute", "p1", "p2", "p3", "p4", "rating", "expected")
+
+@patch
+def rate(self: Scorer, images, attribute: str, labeler=None) -> pd.DataFrame:
+    "The predicted 1–4 rating distribution of each image for `labeler` and `attribute` (`RATE_COLUMNS`)."
+    a, tok = self.resolve_attribute(attribute), self.resolve_labeler(labeler)
+    names, f = self.image_features(images, tok)
+    return self._rate(names, f, a, tok)
+
+
+@patch
+def _rate(self: Scorer, names: list[str], f: torch.Tensor, attribute: str, token: Optional[str]) -> pd.DataFrame:
+    "`rate` from the images' names and features."
+    m = self.model
+    if m.rating_cuts is None:
+        raise ValueError(f"{self.source or 'this model'} has no 1-4 rating cut-points: train with task 'rate' or 'both', or run on "
+                         "a data folder with rating sheets (a compare run then fits them after training)")
+    if m.tokens and token is None:
+        raise ValueError(f"ratings need a labeler: the cut-points are each labeler's own ({', '.join(m.tokens)}); pass --labeler")
+    if attribute not in ATTRIBUTES[:m.rating_cuts.shape[1]]: raise ValueError(f"no rating cut-points for attribute {attribute!r}")
+    s = torch.from_numpy(self.logits(f, attribute, token)).to(m.device)
+    rows = torch.full((len(s),), m.tokens.index(token) if m.tokens else 0, device=m.device)
+    with torch.no_grad(): P = m.rating_probs(s, rows, torch.full_like(rows, ATTRIBUTES.index(attribute))).float().cpu().numpy()
+    df = pd.DataFrame(dict(image=names, labeler=self.labeler_name(token), attribute=attribute))
+    for k in range(4): df[f"p{k + 1}"] = P[:, k]
+    df["rating"], df["expected"] = P.argmax(1) + 1, P @ np.arange(1, 5)
+    return df
+
 # %% ../nbs/10_score.ipynb #d8a67dd5
 _SUMMARY_REMEDY = "training rewrites it after each epoch: resume the run, or run it again, to write it anew"
 
@@ -457,6 +488,8 @@ def load(path, device: str = "auto", batch_size: int = 256, amp: bool = True, pr
         model = load_model(readable_checkpoint(path / "checkpoints" / "best"), device=dev)
     else:
         model, card = _load_export(path, meta, dev, pretrained)
+    from labelertok.ordinal import load_rating_head
+    load_rating_head(model, path)   # the 1-4 ratings' cut-points of a `compare` run (fitted after training), when it has them
     return Scorer(model, card, source=path, batch_size=batch_size, amp=amp, progress=progress)
 
 # %% ../nbs/10_score.ipynb #ca623113
@@ -532,6 +565,8 @@ def _cmd_score(a) -> None:
         if v not in feats: feats[v] = sc.encode(pixels, v)
         return feats[v][rows]
 
+    if a.pairs and getattr(a, "ratings", False):
+        raise ValueError("--ratings predicts the 1-4 rating of single images: use it with --images, not --pairs")
     if a.pairs:
         parts = []
         for t in toks:
@@ -553,8 +588,10 @@ def _cmd_score(a) -> None:
         for t in toks:
             tok = sc.resolve_labeler(t)
             f = features(tok)
-            parts += [sc._rank(items, f, at, tok).sort_values("image", kind="stable") for at in attrs]
-        df = pd.concat(parts, ignore_index=True)[["image", "labeler", "attribute", "score", "rank"]]
+            if getattr(a, "ratings", False): parts += [sc._rate(items, f, at, tok) for at in attrs]
+            else: parts += [sc._rank(items, f, at, tok).sort_values("image", kind="stable") for at in attrs]
+        cols = list(RATE_COLUMNS) if getattr(a, "ratings", False) else ["image", "labeler", "attribute", "score", "rank"]
+        df = pd.concat(parts, ignore_index=True)[cols]
         _atomic_write(out, df.to_csv(index=False))
     print(f"wrote {out} ({len(toks)} labeler(s) x {len(attrs)} attribute(s))")
 

@@ -116,6 +116,9 @@ def save_export(sc: Scorer, out_dir) -> Path:
                       str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         rows = m.token_parameters()
         if rows: save_file({t: p.detach().float().cpu().reshape(-1).contiguous() for t, p in rows.items()}, str(tmp / TOKEN_ROWS))
+        if m.rating_cuts is not None:   # the 1-4 ratings' cut-points travel with the model
+            from labelertok.ordinal import save_rating_head
+            save_rating_head(m, tmp)
         meta = _export_meta(sc)
         (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1, default=str))
         (tmp / "README.md").write_text(model_card(meta))

@@ -454,6 +454,11 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Opti
         L += ["## Learned temperatures (mean over seeds)", "",
               "A labeler whose answers the model cannot predict should get a higher temperature (flatter predictions).", ""] + \
              _table(['cell'] + [f"`{t}`" for t in toks], trows) + [""]
+    rating_lines, rating_text = [], ''
+    if any((r.out/'rating_predictions.csv').is_file() for r in sw.runs if r.done):   # runs with 1-4 ratings (labelertok.ordinal)
+        from labelertok.ordinal import sweep_ratings_section
+        rating_lines, rating_text = sweep_ratings_section(sw, out)
+        L += rating_lines
     plot_sweep(summ, ceil, ['overall'] + toks, out/'accuracy.png')
     plot_wall(res, out/'wall_time.png')
     L += ["## Figures", "", "![accuracy per cell](accuracy.png)", "", "![wall time per run](wall_time.png)", ""]
@@ -462,6 +467,9 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Opti
     text = sweep_conclusions(summ)
     (out/'conclusion.md').write_text(text + "\n")
     L += ["## Conclusion (generated from the intervals above)", "", text, ""]
+    if rating_text:   # the ratings' own conclusion (`labelertok.ordinal.sweep_ratings_conclusions` of the ratings' CSVs)
+        (out/'ratings_conclusion.md').write_text(rating_text + "\n")
+        L += ["## Ratings: conclusion (generated from the intervals above)", "", rating_text, ""]
     f = out/'results.md'
     f.write_text("\n".join(L))
     return f

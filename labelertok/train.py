@@ -203,6 +203,8 @@ class Engine:
     summary: dict
     meta_base: dict
     callbacks: Sequence[Callable] = ()
+    ratings: Any = None  # task 'rate'/'both': the `RatingData` (labelertok.ordinal)
+    rate_stats: dict = field(default_factory=dict)  # the epoch's ratings loss and exact accuracy (task 'rate'/'both')
 
     @property
     def n_train(self) -> int: return len(self.train_i1)
@@ -235,7 +237,8 @@ def _attention_kernels(device: torch.device):
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
-def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str], None] = _no_mark) -> torch.Tensor:
+def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str], None] = _no_mark,
+          extra: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
     """One optimiser step on batch `idx`; returns [loss, correct] (one process) or summed [loss x n, correct, n].
     `mark(phase)` is called as each phase starts ("data", "forward", "backward", "optimizer") and at the "end" (profiling)."""
     mark("data")
@@ -270,7 +273,9 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
     loss, correct = pair_loss(pair_logits(f[:B], f[B:], text, T), labels.to(f.device, non_blocking=True))
     mark("backward")
     engine.optimizer.zero_grad(set_to_none=True)
-    engine.accelerator.backward(loss if engine.world == 1 else loss * weight)
+    if extra is not None:   # task 'both': the ratings' loss of this step's share of the ratings, added
+        engine.accelerator.backward(loss + engine.config.rating_weight * extra())
+    else: engine.accelerator.backward(loss if engine.world == 1 else loss * weight)
     mark("optimizer")
     engine.optimizer.step()
     if engine.world == 1: stats = torch.stack([loss.detach().float(), correct.sum().float()])
@@ -285,9 +290,11 @@ def _step(engine: Engine, idx: np.ndarray, tmpl: np.ndarray, mark: Callable[[str
 def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[float, float]:
     "Train epoch `epoch` (shuffle and templates from `(seed, epoch)`); returns (mean train loss, train accuracy)."
     config, dev = engine.config, engine.device
+    if config.task == "rate": return _rate_epoch(engine, epoch)
     rng = np.random.default_rng([config.seed, epoch])
     batches = make_batches(engine.n_train, config.batch_size, rng, engine.groups)
     tmpl = rng.integers(0, len(config.templates), size=engine.n_train)
+    rate_step = _rating_steps(engine, epoch, len(batches)) if config.task == "both" else None
     engine.model.train()
     lag = 1 if dev.type == "cuda" else 0  # read a step's loss one step late on CUDA (no host-device stall)
     pending: list[tuple[int, int, torch.Tensor]] = []
@@ -315,12 +322,75 @@ def train_one_epoch(engine: Engine, state: TrainState, epoch: int) -> tuple[floa
 
     try:
         for step, idx in enumerate(batches, start=1):
-            pending.append((step, len(idx), _step(engine, idx, tmpl)))
+            extra = None if rate_step is None else (lambda s=step: rate_step(s))
+            pending.append((step, len(idx), _step(engine, idx, tmpl, extra=extra)))
             drain(lag)
         drain(0)
     finally:
         bar.close()
     return tot["loss"] / max(tot["n"], 1), tot["correct"] / max(tot["n"], 1)
+
+# %% ../nbs/06_train.ipynb #ceb2bfc3
+def _rating_steps(engine: Engine, epoch: int, n_steps: int) -> Callable[[int], torch.Tensor]:
+    """Task 'both': `step -> ratings loss` over one shuffled pass of the training ratings split into `n_steps` parts (its own
+    random stream, so the comparisons' batches and templates are those of a `compare` run); the epoch's totals go to
+    `engine.rate_stats`."""
+    from labelertok.ordinal import rating_batch_loss
+    config, tr = engine.config, engine.ratings.split("train")
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    parts = np.array_split(rng.permutation(len(tr)), max(n_steps, 1))
+    tmpl = rng.integers(0, len(config.templates), size=len(tr))
+    use_tokens = _use_tokens(engine.model, config)
+    engine.rate_stats = dict(loss=0.0, correct=0.0, n=0)
+    def step(s: int) -> torch.Tensor:
+        idx = parts[s - 1]
+        if len(idx) == 0: return torch.zeros((), device=engine.device)
+        loss, correct = rating_batch_loss(engine.model, engine.ratings.images, tr.iloc[idx], config.templates, tmpl[idx],
+                                          config.temperature, use_tokens)
+        st = engine.rate_stats
+        st["loss"] += float(loss.detach()) * len(idx); st["correct"] += float(correct.sum()); st["n"] += len(idx)
+        return loss
+    return step
+
+
+def _rate_epoch(engine: Engine, epoch: int) -> tuple[float, float]:
+    """Task 'rate': one shuffled pass over the training ratings (batches of `batch_size`); returns (nan, nan) — there is
+    no comparisons loss — and leaves the ratings' loss and exact accuracy in `engine.rate_stats`."""
+    from labelertok.ordinal import rating_batch_loss
+    config, tr = engine.config, engine.ratings.split("train")
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    batches = make_batches(len(tr), config.batch_size, rng)
+    tmpl = rng.integers(0, len(config.templates), size=len(tr))
+    use_tokens = _use_tokens(engine.model, config)
+    engine.model.train()
+    st = engine.rate_stats = dict(loss=0.0, correct=0.0, n=0)
+    bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs} (ratings)", disable=not (config.progress and engine.is_main),
+               leave=False)
+    try:
+        for step, idx in enumerate(batches, start=1):
+            with engine.accelerator.autocast(), _attention_kernels(engine.device):
+                loss, correct = rating_batch_loss(engine.model, engine.ratings.images, tr.iloc[idx], config.templates, tmpl[idx],
+                                                  config.temperature, use_tokens)
+            engine.optimizer.zero_grad(set_to_none=True)
+            engine.accelerator.backward(loss)
+            engine.optimizer.step()
+            v = float(loss.detach())
+            if not np.isfinite(v): raise FloatingPointError(f"non-finite ratings loss ({v}) at epoch {epoch}, step {step}")
+            st["loss"] += v * len(idx); st["correct"] += float(correct.sum()); st["n"] += len(idx)
+            bar.update(1); bar.set_postfix(loss=f"{st['loss'] / st['n']:.4f}", exact=f"{st['correct'] / st['n']:.3f}")
+    finally: bar.close()
+    return float("nan"), float("nan")
+
+
+def _rating_row(engine: Engine, epoch: int) -> dict:
+    "The ratings' columns of a history row (task 'rate'/'both'; empty for 'compare'): training and validation loss, exact accuracy, MAE."
+    if engine.config.task == "compare": return {}
+    from labelertok.ordinal import rating_split_metrics
+    st = engine.rate_stats if epoch > 0 else {}
+    n = st.get("n", 0)
+    row = dict(train_rate_loss=st["loss"] / n if n else float("nan"), train_rate_exact=st["correct"] / n if n else float("nan"))
+    row.update({f"val_{k}": v for k, v in rating_split_metrics(engine.model, engine.ratings, "val", engine.config).items()})
+    return row
 
 # %% ../nbs/06_train.ipynb #e77cea75
 def _log_epoch(engine: Engine, row: dict, images_per_s: Optional[float]):
@@ -358,10 +428,15 @@ def save_state(engine: Engine, state: TrainState):
 
 
 def _record_epoch(engine: Engine, state: TrainState, epoch: int, train_loss: float, train_acc: float, ev_va: dict,
-                  t_train: float, t_epoch: float):
+                  t_train: float, t_epoch: float, rate_row: Optional[dict] = None):
     "Append epoch `epoch`'s history row and timings to `state`; keep its weights if it is the best so far."
-    metric = engine.config.select_metric
+    metric = engine.config.selected_metric
     row = _history_row(epoch, train_loss, train_acc, ev_va, engine.tokens_order, engine.attrs_order, t_epoch)
+    if rate_row:   # task 'rate'/'both': the ratings' columns, before the epoch's time
+        t = row.pop("epoch_time_s")
+        row.update(rate_row)
+        if engine.config.task == "both": row["val_joint_loss"] = row["val_loss"] + engine.config.rating_weight * row["val_rate_loss"]
+        row["epoch_time_s"] = t
     if metric not in row:
         raise ValueError(f"select_metric {metric!r} is not a history column; "
                          f"e.g. {[k for k in row if k.startswith('val_')][:8]}")
@@ -435,10 +510,11 @@ def _labeler_tables(model, config: TrainConfig, data: LabelerData):
 
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
           resume: bool = False, callbacks: Sequence[Callable[[str, dict], Any]] = (),
-          data_info: Optional[dict] = None) -> dict:
+          data_info: Optional[dict] = None, ratings=None) -> dict:
     """Train `model` on `data` per `config`, writing the run folder `out_dir` (see the contract above); returns the summary.
     `data_info` (e.g. `dict(data_dir=..., split="pair", seed=42)`) is recorded as summary.json's `data`.
-    Runs in every process of an Accelerate launch (`accelerate launch`, `notebook_launcher`); only the main one writes."""
+    Runs in every process of an Accelerate launch (`accelerate launch`, `notebook_launcher`); only the main one writes.
+    `ratings` (a `labelertok.ordinal.RatingData`): the 1–4 ratings that `config.task` 'rate' or 'both' trains on."""
     t_start = time.perf_counter()
     config = config or TrainConfig()
     out = Path(out_dir)
@@ -450,6 +526,7 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
         use_tokens = _use_tokens(model, config)
         _check_tokens(model, data.samples, use_tokens)
         _labeler_tables(model, config, data)
+        if config.task != "compare": _rating_head(model, config, ratings, acc.num_processes, device)
         fingerprint = run_fingerprint(data, model, data_info)
         model_config = json.loads(_dumps(dict(getattr(model, "config", {}) or {})))
 
@@ -469,6 +546,7 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
         if acc.is_main_process: (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         engine = _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint,
                                model_config)
+        if config.task != "compare": engine.ratings = ratings
         if acc.log_with and acc.is_main_process: acc.init_trackers("tensorboard" if config.report_to == "tensorboard" else out.name,
                                                                    config=_tracker_config(config))
         state = _start(engine, saved)
@@ -477,7 +555,8 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
             train_loss, train_acc = train_one_epoch(engine, state, epoch)
             t_train = time.perf_counter() - t0
             ev_va = evaluate(model, data, "val", config, images=engine.images)
-            row = _record_epoch(engine, state, epoch, train_loss, train_acc, ev_va, t_train, time.perf_counter() - t0)
+            rate_row = _rating_row(engine, epoch)
+            row = _record_epoch(engine, state, epoch, train_loss, train_acc, ev_va, t_train, time.perf_counter() - t0, rate_row)
             save_state(engine, state)
             if config.progress and engine.is_main:
                 tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | val loss "
@@ -486,6 +565,21 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
         return _finish(engine, state, t_start)
     finally:
         _close(acc, lock, launched)
+
+
+def _rating_head(model, config: TrainConfig, ratings, num_processes: int, device):
+    "Task 'rate'/'both': check the ratings and give the model its rating head (cut-points from the untrained scores)."
+    if ratings is None:
+        raise ValueError(f"task={config.task!r} trains on the 1-4 ratings: pass ratings=load_rating_data(data) "
+                         "(labelertok.ordinal); the data folder needs big_label/big_data or small_label/small_data")
+    if num_processes > 1: raise ValueError(f"task={config.task!r} trains in one process (num_processes=1), not {num_processes}")
+    from labelertok.ordinal import initial_cutpoints, rating_rows, rating_scores
+    tr = ratings.split("train")
+    if len(tr) == 0: raise ValueError("no training ratings (split 'train' of the ratings is empty)")
+    rating_rows(model, ratings.ratings)   # every rated labeler has a token: refused by name otherwise
+    if model.rating_cuts is None:
+        model.to(device)
+        model.add_rating_head(init=initial_cutpoints(model, tr, rating_scores(model, ratings.images, tr, config)))
 
 
 def _tracker_config(config: TrainConfig) -> dict:
@@ -543,7 +637,7 @@ def _start(engine: Engine, saved: Optional[dict]) -> TrainState:
     ev_va = evaluate(engine.model, engine.data, "val", config, images=engine.images)
     state = TrainState(timings=dict(device=str(engine.device), epochs=[]))
     if engine.world > 1: state.timings["num_processes"] = engine.world
-    row = _record_epoch(engine, state, 0, ev_tr["loss"], ev_tr["acc"], ev_va, 0.0, time.perf_counter() - t0)
+    row = _record_epoch(engine, state, 0, ev_tr["loss"], ev_tr["acc"], ev_va, 0.0, time.perf_counter() - t0, _rating_row(engine, 0))
     save_state(engine, state)
     if config.progress and engine.is_main:
         print(f"epoch 0: val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} "

@@ -11,12 +11,12 @@ COMPARE_TINY = dict(model='tiny', pretrained='null', epochs=1, seeds=2, n_users=
                     fewshot_ks='[5, 10]', fewshot_reps=2, fewshot_min_eval=20, token_steps=5, device='cpu', threads=1)
 
 
-def run_on_study(tmp_path, study_world, env, out, n_users):
+def run_on_study(tmp_path, study_world, env, out, n_users, **extra):
     "`labelertok run` of the tiny model for 1 epoch on the study folder into `out` (figures under tmp_path, never the checkout's)."
     import yaml
     preset = tmp_path/'tiny.yaml'
     preset.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(study_world), epochs=1, n_users=n_users,
-                                          fig_root=str(tmp_path/'run_figures'))))
+                                          fig_root=str(tmp_path/'run_figures'), **extra)))
     r = run(labelertok_cmd() + ['run', preset, '--out-dir', out], env, tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
 
@@ -53,6 +53,9 @@ def test_compare_study_without_ground_truth(tmp_path, study_world, env):
     for section in ['## Personalisation gain per labeler', '## Leakage', '## A new labeler from few answers', '## Taste map']:
         assert section in md, section
     assert '## What the backbone can see' not in md  # needs latent features: synthetic worlds only
+    sec = md.split('## Ratings (1–4) per method')[1].split('## Figures')[0]   # the study's rating sheets: every trained model on ratings
+    for m in ('no_token', 'tokens_text', 'tokens_learned', 'mean_rating', 'mlp_labeler', 'mlp_population'): assert f'| `{m}`' in sec, m
+    assert 'Bayes ceiling' not in sec and '`tokens_learned` | `no_token` |' in sec and '### Ratings: conclusion' in sec
     assert json.loads((out/'params.json').read_text())['seeds'] == [0, 1]
 
 
@@ -106,6 +109,50 @@ def test_score_export_on_study_data(tmp_path, study_world, env):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     card = json.loads((tmp_path/'exported'/'labelertok_export.json').read_text())
     assert {u['user_id'] for u in card['card']['labelers']} <= set(pd.read_excel(study_world/'big_compare_label.xlsx')['user_id'].astype(str))
+    res = json.loads((out/'ratings.json').read_text())   # a comparisons run on a folder with rating sheets: cut-points fitted after
+    assert res['task'] == 'compare' and res['head'].startswith('fitted') and res['ceilings'] is None
+
+
+def test_ratings_on_study_data(tmp_path, study_world, env):
+    """The 1-4 ratings of the real-format study without ground truth (other machines' paths, a 0 or 5, the small set as
+    .csv): a `task both` run, its report, `score --ratings` on the run and on its export, and the refusals."""
+    assert not (study_world/'ground_truth.json').exists()
+    out = tmp_path/'run'
+    run_on_study(tmp_path, study_world, env, out, n_users=3, task='both', select_metric='auto', ratings='on')
+    h = pd.read_csv(out/'history.csv')
+    assert {'val_rate_loss', 'val_rate_exact', 'val_rate_mae', 'val_joint_loss', 'train_rate_loss'} <= set(h.columns)
+    assert h['val_rate_loss'].notna().all() and h.loc[h.epoch > 0, 'train_rate_loss'].notna().all()
+    res = json.loads((out/'ratings.json').read_text())
+    assert res['task'] == 'both' and res['head'] == 'trained with the model' and res['ceilings'] is None
+    groups = [r['group'] for r in res['metrics']]
+    assert groups[0] == 'overall' and set(groups[1:]) <= {'<user1>', '<user2>', '<user3>'} and len(groups) > 2
+    assert set(res['baselines']) == {'mean_rating', 'mlp_labeler', 'mlp_population'} and set(res['gains']) == set(res['baselines'])
+    o = res['metrics'][0]
+    assert 0 <= o['exact'] <= 1 and o['exact_lo'] <= o['exact'] <= o['exact_hi'] and 0 <= o['mae'] <= 3
+    md = (tmp_path/'run_figures'/'run'/'results.md').read_text()
+    sec = md.split('## Ratings (1–4)')[1].split('\n## ')[0]
+    assert '| `<user1>` |' in sec and '<user1>' not in sec.replace('`<user1>`', '') and 'Bayes' not in sec.split('|---')[0]
+    assert 'trained on `both`' in md
+    imgs = sorted(study_world.rglob('*.png'))[:3]
+    r = run(labelertok_cmd() + ['score', out, '--labeler', 'all', '--attribute', 'smart', '--images', *imgs, '--ratings',
+                                '--out', tmp_path/'rated.csv'], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    df = pd.read_csv(tmp_path/'rated.csv')
+    assert list(df.columns) == ['image', 'labeler', 'attribute', 'p1', 'p2', 'p3', 'p4', 'rating', 'expected'] and len(df) == 3 * 3
+    assert ((df[['p1', 'p2', 'p3', 'p4']].sum(axis=1) - 1).abs() < 1e-4).all() and df['rating'].between(1, 4).all()
+    r = run(labelertok_cmd() + ['score', out, '--attribute', 'smart', '--images', *imgs, '--ratings', '--out', tmp_path/'x.csv'], env, tmp_path)
+    assert r.returncode == 2 and 'ratings need a labeler' in r.stderr, r.stderr[-2000:]
+    r = run(labelertok_cmd() + ['score', out, '--labeler', 'user9', '--attribute', 'smart', '--images', *imgs, '--ratings',
+                                '--out', tmp_path/'x.csv'], env, tmp_path)
+    assert r.returncode == 2 and "unknown labeler 'user9'" in r.stderr, r.stderr[-2000:]
+    r = run(labelertok_cmd() + ['export', out, tmp_path/'exported'], env, tmp_path)
+    assert r.returncode == 0 and (tmp_path/'exported'/'rating_head.safetensors').is_file(), r.stderr[-2000:]
+    r = run(labelertok_cmd() + ['score', tmp_path/'exported', '--labeler', 'all', '--attribute', 'smart', '--images', *imgs,
+                                '--ratings', '--out', tmp_path/'rated_export.csv'], env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'rated_export.csv'), df, atol=1e-5)
+    r = run(labelertok_cmd() + ['run', tmp_path/'tiny.yaml', '--out-dir', tmp_path/'no', '-p', 'task', 'rate', '-p', 'select_metric', 'val_acc'], env, tmp_path)
+    assert r.returncode == 2 and "select_metric='val_acc' with task='rate'" in r.stderr, r.stderr[-2000:]
 
 
 def test_quality_on_study_data(tmp_path, study_world, env):

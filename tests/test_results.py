@@ -73,3 +73,13 @@ def test_guide_sweep_conclusions_are_the_generated_ones():
     readme = GUIDE.read_text()
     for d in sorted(p for p in (ROOT/'figures'/'sweeps').iterdir() if p.is_dir()):
         assert sweep_conclusions(pd.read_csv(d/'summary.csv')).strip() in readme, d.name
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in (ROOT/'figures'/'sweeps').iterdir() if (p/'ratings_summary.csv').is_file()))
+def test_sweep_ratings_conclusions_are_generated(name):
+    "A sweep with 1-4 ratings: its ratings conclusion is `sweep_ratings_conclusions` of its committed tables, in results.md and the guide too."
+    from labelertok.ordinal import sweep_ratings_conclusions
+    d = ROOT/'figures'/'sweeps'/name
+    text = sweep_ratings_conclusions(pd.read_csv(d/'ratings_summary.csv'), pd.read_csv(d/'ratings_gains.csv'))
+    assert text and (d/'ratings_conclusion.md').read_text().strip() == text.strip()
+    assert text.strip() in (d/'results.md').read_text() and text.strip() in GUIDE.read_text()
