@@ -9,7 +9,7 @@ PRETRAINED ?= data/tiny_clip_synthetic.pt
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install lab data explore demo test test-nbs test-py test-slow check-export export clean-nbs compare bench docs clean
+.PHONY: install lab data explore demo test test-nbs test-py test-slow check-export export clean-nbs compare bench standin docs clean
 
 install: $(STAMP)
 
@@ -34,8 +34,8 @@ lab: $(STAMP) data
 	@echo "start with nbs/index.ipynb. Remote machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) <host>. Ctrl-C stops it."
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ROOT) $(LAB_ARGS)
 
-# The embedded synthetic world and the tiny CLIP pretrained on synthetic faces, the CPU stand-in for OpenAI's
-# weights (both git-ignored; regenerated on demand, about 10 s + 2.5 min on one CPU thread).
+# The embedded synthetic world and the tiny CLIP pretrained on synthetic faces and captions (`readout-p8` recipe,
+# tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see 1_method/06_pretrain).
 data: $(DATA)/big_compare_label.xlsx $(DATA)/big_label.xlsx $(PRETRAINED)
 
 $(DATA)/big_compare_label.xlsx: | $(STAMP)
@@ -94,6 +94,12 @@ compare: $(STAMP) data
 
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick
+
+# What each CPU stand-in sees (figures/standin/): the default (`readout-p8` recipe, tiny-p8) against the earlier one
+# (`readout-p16`, tiny) and the captions-only one (`captions-p8`; both pretrained first if missing): R² of every latent feature from
+# the frozen embeddings, and each labeler's visible ceiling beside the Bayes ceiling.
+standin: $(STAMP) data
+	$(BIN)/python benchmarks/standin.py
 
 # The documentation site, offline: every notebook executed (cached in _proc/exec/: a warm build executes only the
 # notebooks a change can affect) and rendered with its outputs, how-to guides, the study's data format and results,

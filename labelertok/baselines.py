@@ -36,10 +36,11 @@ def model_image_size(model: str) -> int:
 
 # %% ../nbs/3_results/03_baselines.ipynb #c63e47bf
 METHODS = ("zero_shot", "position_prior", "no_token", "tokens_text", "tokens_learned", "linear_probe", "mlp_decoder",
-           "ceiling")
+           "ceiling", "visible_ceiling")
 METHOD_LABELS = {"zero_shot": "zero-shot", "position_prior": "position prior", "no_token": "no token",
                  "tokens_text": "labeler tokens (text)", "tokens_learned": "labeler tokens (learned)",
                  "linear_probe": "linear probe", "mlp_decoder": "MLP decoder", "ceiling": "Bayes ceiling",
+                 "visible_ceiling": "visible ceiling",
                  "bound_lower": "lower bound (retest agreement)", "bound_upper": "upper bound (implied by retest agreement)",
                  "tokens_learned_random_init": "labeler tokens (learned), random-init backbone"}  # the last: an ablation row
 TRAINED = {"no_token": ("text", False), "tokens_text": ("text", True),

@@ -27,6 +27,7 @@ from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES
 from .train import train
 from .explore import retest_ceilings
+from .visible import visible_ceiling, visible_estimate_per_sample
 
 # %% auto #0
 __all__ = ['BOUNDS', 'ceiling_per_labeler', 'ceiling_per_sample', 'bounds_per_sample', 'labeler_groups', 'summarise',
@@ -324,7 +325,30 @@ def compare_methods(data: LabelerData, seeds: Sequence[int] = (0, 1, 2), model: 
         if np.isfinite(lower).any():  # the bracket from test–retest agreement: on real data, all there is
             cmp.add("bound_lower", correct=lower)
             cmp.add("bound_upper", correct=upper)
+    if "visible_ceiling" in methods:
+        t0 = tic()
+        _visible(cmp, data, model, pretrained, int(seeds[0]), frozen, tr, resolve_device(config.device), mk, config, data_dir)
+        took("visible_ceiling", t0)
     return cmp
+
+# %% ../nbs/3_results/04_compare.ipynb #cec34e85
+def _visible(cmp: Comparison, data: LabelerData, model: str, pretrained, seed: int, frozen: dict, train_df: pd.DataFrame,
+             device, mk: dict, config: TrainConfig, data_dir) -> None:
+    """Add the visible ceiling of the frozen base model (the first seed's, for a random-init base) to `cmp`: from the
+    world's true choice probabilities, or on data without ground truth the estimate from the probe's learning curve."""
+    base = create_model(model, pretrained, tokens=(), seed=seed, device=device, **mk)
+    if has_ground_truth(data_dir):
+        vals, source = visible_ceiling(base, data, cmp.test, data_dir, batch_size=config.eval_batch_size, seed=seed)
+    else:
+        b = frozen.get(seed if pretrained is None else "pretrained") or {}
+        feats = b.get("feats")
+        if feats is None: feats = standardise(image_features(base, data.images, config.eval_batch_size), image_rows(train_df))
+        l2 = b["linear_probe"][0] if "linear_probe" in b else 1.0
+        vals, source, est = visible_estimate_per_sample(feats, train_df, cmp.test, l2)
+        cmp.info["visible_estimate"] = est.to_dict("index")
+    del base
+    cmp.add("visible_ceiling", correct=vals)
+    cmp.info["visible_ceiling_source"] = source + (f" (random-init base of seed {seed})" if pretrained is None else "")
 
 # %% ../nbs/3_results/04_compare.ipynb #12de2acf
 def evaluate_study_protocol(model: LabelerCLIP, data: LabelerData, split: str = "test", config: Optional[TrainConfig] = None,

@@ -20,9 +20,9 @@ from .probing import taste_map
 from .report import fmt_pct, fmt_pts, md_table
 
 # %% auto #0
-__all__ = ['GAP_BASES', 'CHECK_METHOD', 'comparison_table', 'gap_closed', 'per_labeler_results', 'plot_per_labeler',
-           'plot_fewshot', 'plot_taste_map', 'compare_checks', 'write_compare_report', 'write_compare_tables',
-           'compare_answer', 'stated_numbers', 'numbers_in_tables']
+__all__ = ['CEILINGS', 'GAP_BASES', 'CHECK_METHOD', 'comparison_table', 'gap_closed', 'per_labeler_results', 'plot_per_labeler',
+           'plot_fewshot', 'plot_learning_curves', 'learning_curves_section', 'plot_taste_map', 'compare_checks',
+           'write_compare_report', 'write_compare_tables', 'compare_answer', 'stated_numbers', 'numbers_in_tables']
 
 # %% ../nbs/3_results/09_compare_report.ipynb #9e1e16d0
 def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] = None) -> tuple[pd.DataFrame, str]:
@@ -31,18 +31,21 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] =
     summ = cmp.summary(n_boot) if summ is None else summ
     groups = list(next(iter(summ.values())).index)
     wide = pd.DataFrame({g: {m: summ[m].loc[g, "mean"] for m in summ} for g in groups}).loc[list(summ)]
-    cell = lambda m, g: ("n/a" if m in ("ceiling",) + BOUNDS and not np.isfinite(summ[m].loc[g, "mean"])
+    cell = lambda m, g: ("n/a" if m in CEILINGS + BOUNDS and not np.isfinite(summ[m].loc[g, "mean"])
                          else fmt_pct(*summ[m].loc[g, ["mean", "sd", "lo", "hi"]]))
     rows = [[m, method_label(m)] + [cell(m, g) for g in groups] for m in summ]
     head = [md_code(g) if g in cmp.tokens else g for g in groups]   # labeler tokens as code: visible in any renderer
     return wide, md_table(["method", "label"] + head, rows)
 
 # %% ../nbs/3_results/09_compare_report.ipynb #f6a9d51a
+CEILINGS = ("ceiling", "visible_ceiling")   # per-answer references: the Bayes ceiling and the visible ceiling (`03a_visible`)
+
+
 def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", reference: str = "ceiling",
                min_gap: float = 0.05) -> dict:
     """Share of the gap from `base` ("chance" = 50%, or a method id such as "no_token", paired by seed and sample) to
-    `reference` ("ceiling": the Bayes ceiling of each test answer; "lower"/"upper": that bound of the labeler's
-    test–retest bracket) that `method` closes on `token`'s test answers: (acc − base) / (reference − base), with a 95%
+    `reference` ("ceiling": the Bayes ceiling of each test answer; "visible_ceiling": the visible ceiling of each test
+    answer, `visible.visible_ceiling`; "lower"/"upper": that bound of the labeler's test–retest bracket) that `method` closes on `token`'s test answers: (acc − base) / (reference − base), with a 95%
     interval over seeds × image pairs (`intervals.ratio_interval`) that also carries the reference's uncertainty (a
     bound's own interval, from the labeler's repeated pairs). NaN when undefined (reference < `min_gap` above base)."""
     nan = dict(mean=np.nan, lo=np.nan, hi=np.nan)
@@ -54,9 +57,9 @@ def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", r
     elif base in cmp.correct and np.stack(cmp.correct[base]).shape == np.stack(cmp.correct[method]).shape:
         B = np.stack(cmp.correct[base])[:, m]
     else: return nan
-    if reference == "ceiling":
-        if "ceiling" not in cmp.correct: return nan
-        Y, shift, se, df = np.broadcast_to(cmp.correct["ceiling"][0][m], A.shape) - B, 0.0, 0.0, np.inf
+    if reference in CEILINGS:
+        if reference not in cmp.correct: return nan
+        Y, shift, se, df = np.broadcast_to(cmp.correct[reference][0][m], A.shape) - B, 0.0, 0.0, np.inf
     else:
         r = (cmp.info.get("ceiling_labelers") or {}).get(token) or {}
         v, lo, hi, n = (float(r.get(k, np.nan)) for k in (reference, f"{reference}_lo", f"{reference}_hi", "n_pairs"))
@@ -72,6 +75,12 @@ def gap_closed(cmp: Comparison, method: str, token: str, base: str = "chance", r
 GAP_BASES = {"chance": "chance", "no_token": "no token"}
 
 
+def _visible_refs(cmp: Comparison) -> list[str]:
+    "['visible_ceiling'] when the comparison holds a visible ceiling with a value for some answer, else []."
+    v = cmp.correct.get("visible_ceiling")
+    return ["visible_ceiling"] if v and np.isfinite(np.asarray(v[0], float)).any() else []
+
+# %% ../nbs/3_results/09_compare_report.ipynb #b25a0a3d
 def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = None, n_boot: int = 1000,
                         summ: Optional[dict] = None) -> pd.DataFrame:
     """Per labeler (rows: tokens): the Bayes ceiling (`ceiling`, synthetic world) and the test–retest bracket
@@ -89,7 +98,7 @@ def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = 
     for b in ("lower", "upper"):
         for sfx in ("", "_lo", "_hi"):
             out[b + sfx.replace("_", " ")] = [float((rc.get(t) or {}).get(b + sfx, np.nan)) for t in cmp.tokens]
-    refs = ["ceiling"] if "ceiling" in cmp.correct else (["upper", "lower"] if rc else [])
+    refs = (["ceiling"] if "ceiling" in cmp.correct else (["upper", "lower"] if rc else [])) + _visible_refs(cmp)
     for m in ("tokens_text", "tokens_learned"):
         short = m.split("_")[1]
         if m in cmp.correct and "no_token" in cmp.correct:
@@ -123,7 +132,7 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
     `summ`: `cmp.summary(n_boot)` when already computed."""
     plt = _plt()
     summ = cmp.summary(n_boot) if summ is None else summ
-    meths = [m for m in summ if m not in ("ceiling",) + BOUNDS and not m.endswith(STUDY_PROTOCOL)]
+    meths = [m for m in summ if m not in CEILINGS + BOUNDS and not m.endswith(STUDY_PROTOCOL)]
     x = np.arange(len(cmp.tokens))
     w = 0.8 / max(len(meths), 1)
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(cmp.tokens)), 4.8))
@@ -133,6 +142,9 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
         ax.bar(x - 0.4 + (i + 0.5) * w, s["mean"], w, yerr=err, capsize=2, label=method_label(m))
     if "ceiling" in summ:
         ax.scatter(x, summ["ceiling"].loc[cmp.tokens, "mean"], marker="_", s=900, c="k", zorder=5, label="Bayes ceiling")
+    if "visible_ceiling" in summ and np.isfinite(summ["visible_ceiling"].loc[cmp.tokens, "mean"]).any():
+        ax.scatter(x, summ["visible_ceiling"].loc[cmp.tokens, "mean"], marker="_", s=900, c="tab:red", zorder=5,
+                   label=method_label("visible_ceiling") + ("" if "ceiling" in summ else " (estimate)"))
     if all(b in summ for b in BOUNDS):
         lo, up = (summ[b].loc[cmp.tokens, "mean"].to_numpy(float) for b in BOUNDS)
         ax.vlines(x + 0.42, lo, up, colors="0.3", lw=3, zorder=5, label="bounds from retest agreement")
@@ -142,7 +154,7 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
     ax.set_ylim(0.3, 1.0)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.set_title("Accuracy per labeler (mean over seeds; 95% CI over seeds and image pairs); black bar: Bayes ceiling, "
-                 "grey: bounds, dashed: chance", fontsize=9)
+                 "red bar: visible ceiling, grey: bounds, dashed: chance", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +193,78 @@ def plot_fewshot(result: dict, path) -> Path:
     return path
 
 # %% ../nbs/3_results/09_compare_report.ipynb #0e19bfd7
+def plot_learning_curves(curves: dict, path) -> Path:
+    """Accuracy vs answers per labeler (log scale), one panel per labeler and one overall: the token model and the
+    linear probe (95% interval bands), the Bayes ceiling (black, dashed) and the visible ceiling (red, dotted)."""
+    plt = _plt()
+    S, C, info = curves["summary"], curves["ceilings"], curves["info"]
+    groups = ["overall"] + [g for g in C.index if g in set(S.group)]
+    cols = min(4, len(groups))
+    rows_ = -(-len(groups) // cols)
+    fig, axs = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.0 * rows_), squeeze=False, sharey=True)
+    for ax, g in zip(axs.flat, groups):
+        for k, (meth, mk) in enumerate(((info["method"], "o-"), ("linear probe", "s-"))):
+            d = S[(S.method == meth) & (S.group == g)].sort_values("n_answers")
+            if not len(d): continue
+            line, = ax.plot(d.n_answers, d["mean"], mk, ms=3, label=meth)
+            ax.fill_between(d.n_answers, d.lo, d.hi, color=line.get_color(), alpha=0.2)
+        if g in C.index:
+            if np.isfinite(C.loc[g, "bayes"]): ax.axhline(C.loc[g, "bayes"], color="k", ls="--", lw=1, label="Bayes ceiling")
+            if np.isfinite(C.loc[g, "visible"]): ax.axhline(C.loc[g, "visible"], color="tab:red", ls=":", lw=1.2, label="visible ceiling")
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(g if g == "overall" else f"{g}", fontsize=9)
+        ax.set_xlabel("training answers" + (" per labeler (mean)" if g == "overall" else ""), fontsize=8)
+    for ax in axs.flat[len(groups):]: ax.axis("off")
+    axs[0, 0].set_ylabel("test accuracy")
+    axs[0, 0].legend(fontsize=6)
+    fig.suptitle(f"Learning curves: {len(info['seeds'])} seeds per point, 95% intervals over seeds × image pairs", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+# %% ../nbs/3_results/09_compare_report.ipynb #ab6b66d4
+def learning_curves_section(curves: dict) -> list[str]:
+    """The report's learning-curve section (markdown lines): per labeler and share of their answers, the token model
+    and the probe with intervals, the ceilings, and sentences generated from the intervals."""
+    S, C, info = curves["summary"], curves["ceilings"], curves["info"]
+    meth = info["method"]
+    fr = sorted(S.fraction.unique())
+    get = lambda m, f, g: S[(S.method == m) & (S.fraction == f) & (S.group == g)]
+    rows = []
+    for g in ["overall"] + list(C.index):
+        for f in fr:
+            a, b = get(meth, f, g), get("linear probe", f, g)
+            if not len(a): continue
+            a, b = a.iloc[0], b.iloc[0]
+            rows.append([g if g == "overall" else md_code(g), f"{100 * f:.0f}%", f"{a.n_answers:.0f}",
+                         fmt_pct(a["mean"], a["sd"], a.lo, a.hi), fmt_pct(b["mean"], b["sd"], b.lo, b.hi)]
+                        + ([fmt_pct(C.loc[g, "bayes"]) if np.isfinite(C.loc[g, "bayes"]) else "n/a",
+                            fmt_pct(C.loc[g, "visible"]) if np.isfinite(C.loc[g, "visible"]) else "n/a"] if g in C.index else ["", ""]))
+    said = []
+    top = fr[-1]
+    for g in C.index:
+        full = get(meth, top, g)
+        if not len(full): continue
+        full = full.iloc[0]
+        # the smallest share whose interval reaches the full-data mean: fewer answers are not measurably worse
+        enough = [f for f in fr if len(get(meth, f, g)) and get(meth, f, g).iloc[0].hi >= full["mean"]]
+        if enough:
+            e = get(meth, enough[0], g).iloc[0]
+            said.append(f"{md_code(g)}: {e.n_answers:.0f} answers ({100 * enough[0]:.0f}%) already hold the accuracy of all "
+                        f"{full.n_answers:.0f} within their interval ({_p(e['mean'])}% {_iv(e.lo, e.hi)} against {_p(full['mean'])}%)")
+    return ["## Learning curves: how many answers per labeler?", "",
+            f"{meth} and the linear probe trained on {', '.join(f'{100 * f:.0f}%' for f in fr)} of every labeler's training "
+            f"answers (whole image pairs, a new draw per seed; the same validation and {info['n_test']} test answers), "
+            f"{len(info['seeds'])} seeds per point; accuracy % mean ± sd [{INTERVAL_NOTE}]. Ceilings: the Bayes ceiling and "
+            f"the visible ceiling ({info['visible_source']}).", "",
+            md_table(["labeler", "share", "answers", meth, "linear probe", "Bayes ceiling", "visible ceiling"], rows), "",
+            ("For " + "; ".join(said) + ". (The smallest share whose interval reaches the mean with all answers.)") if said else "", ""]
+
+# %% ../nbs/3_results/09_compare_report.ipynb #32137f7b
 def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stats: Optional[dict] = None,
                    extra: Optional[dict[str, pd.DataFrame]] = None) -> Path:
     "Token-displacement cosine similarity and labeler agreement side by side (plus `extra` maps), and their scatter."
@@ -271,17 +355,20 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
                                   "(interval's lower end ≥ 50%)", ok=bool(np.isfinite(lo) and lo >= 0.5), value=value))
         if known and random:
             for m in summ:
-                if m in ("ceiling",) + BOUNDS: continue
+                if m in CEILINGS + BOUNDS: continue
                 s = summ[m].loc[t]
                 out.append(dict(check=f"{md_code(t)} ({what}): {method_label(m)} stays at chance", ok=bool(s["lo"] <= 0.5 <= s["hi"]),
                                 value=fmt_pct(s["mean"], s["sd"], s["lo"], s["hi"])))
     return out
 
 # %% ../nbs/3_results/09_compare_report.ipynb #7156f687
-def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]:
-    "The per-labeler gains of the report: the tokens against no token, with the labelers' ceilings or bounds."
+def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis_refs: Sequence[str] = ()) -> list[str]:
+    """The per-labeler gains of the report: the tokens against no token, with the labelers' ceilings or bounds (and the
+    visible ceiling when `vis_refs`, `_visible_refs` of the comparison, names it)."""
     md = []
+    vis = bool(vis_refs)
     cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + (["Bayes ceiling"] if bayes else []) + \
+           (["visible ceiling" + ("" if bayes else " (estimate)")] if vis else []) + \
            (["lower bound (agreement)", "upper bound (implied)"] if has_bounds else []) + \
            ["no token", "tokens (text)", "tokens (learned)", "gain text (pts)", "gain learned (pts)"]
     rows = []
@@ -289,6 +376,8 @@ def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]
         g = lambda k: r.get(k, np.nan)
         row = [md_code(t)] + ([f"{g('taste_similarity_to_population'):.2f}"] if "taste_similarity_to_population" in lab else [])
         row += ["n/a" if not np.isfinite(g("ceiling")) else fmt_pct(g("ceiling"), np.nan, g("ceiling lo"), g("ceiling hi"))] if bayes else []
+        row += [("n/a" if not np.isfinite(g("visible_ceiling")) else fmt_pct(g("visible_ceiling"), np.nan, g("visible_ceiling lo"), g("visible_ceiling hi"))
+                 if bayes else ("n/a" if not np.isfinite(g("visible_ceiling")) else fmt_pct(g("visible_ceiling"))))] if vis else []
         row += ["n/a" if not np.isfinite(g(b)) else fmt_pct(g(b), np.nan, g(f"{b} lo"), g(f"{b} hi")) for b in ("lower", "upper")] if has_bounds else []
         row += [fmt_pct(g("no_token")), fmt_pct(g("tokens_text")), fmt_pct(g("tokens_learned")),
                 fmt_pts(g("gain text"), g("gain text sd"), g("gain text lo"), g("gain text hi")),
@@ -300,11 +389,13 @@ def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]
     return md
 
 # %% ../nbs/3_results/09_compare_report.ipynb #d8b03228
-def _gap_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]:
-    "The share of the gap to each labeler's ceiling (or bounds) that the tokens close."
+def _gap_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis_refs: Sequence[str] = ()) -> list[str]:
+    "The share of the gap to each labeler's ceiling (or bounds), and to the visible ceiling in `vis_refs`, that the tokens close."
     md = []
-    refs = ["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])
-    ref_names = {"ceiling": "Bayes ceiling", "upper": "upper bound", "lower": "lower bound"}
+    vis = bool(vis_refs)
+    refs = (["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])) + list(vis_refs)
+    ref_names = {"ceiling": "Bayes ceiling", "upper": "upper bound", "lower": "lower bound",
+                 "visible_ceiling": "visible ceiling" + ("" if bayes else " (estimate)")}
     gcols = [f"gap {s} {b} {ref}" for s in ("text", "learned") for b in GAP_BASES.values() for ref in refs]
     if refs and any(c in lab for c in gcols):
         fg = lambda r, c: "—" if not np.isfinite(r.get(c, np.nan)) else f"{100 * r[c]:.0f}% [{100 * r[c + ' lo']:.0f}%, {100 * r[c + ' hi']:.0f}%]"
@@ -317,7 +408,10 @@ def _gap_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool) -> list[str]:
                + ". From chance: (accuracy − 50%) / (reference − 50%); from no token: (accuracy − no token) / (reference − no "
                "token), paired by seed and sample. 95% intervals: the ratio linearised over seeds × image pairs "
                "(`intervals.ratio_interval`)" + ("" if bayes else ", plus the bound's own uncertainty from the labeler's repeated pairs")
-               + "; — where the reference is less than 5 points above the base.", "",
+               + "; — where the reference is less than 5 points above the base."
+               + (" Against the visible ceiling: the share of what a linear read-out of the frozen features could reach"
+                  + (" (an estimate from the probe's learning curve: its interval counts only the test answers)" if not bayes else "")
+                  + "." if vis else ""), "",
                md_table(["labeler", "reference", "text, from chance", "text, from no token", "learned, from chance",
                          "learned, from no token"], grows), ""]
     return md
@@ -412,10 +506,11 @@ def _taste_section(taste: dict, fig_dir: Path) -> tuple[list[str], Path]:
 def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Optional[dict] = None,
                          ground_truth: Optional[pd.DataFrame] = None, leak: Optional[pd.DataFrame] = None,
                          fewshot: Optional[dict] = None, taste: Optional[dict] = None, runtime_s: Optional[float] = None,
-                         n_boot: int = 1000, visibility: Optional[dict] = None, check_method: str = CHECK_METHOD) -> list[Path]:
+                         n_boot: int = 1000, visibility: Optional[dict] = None, check_method: str = CHECK_METHOD,
+                         curves: Optional[dict] = None) -> list[Path]:
     """Write `fig_dir/results.md` (the method table, per-labeler gains and checks, what the backbone sees, leakage,
     few-shot, taste map) and the plots; returns the written files (results.md first). `taste` = dict(similarity,
-    agreement[, stats]); `visibility` = `backbone_visibility(...)`."""
+    agreement[, stats]); `visibility` = `backbone_visibility(...)`; `curves` = `fewshot.learning_curves(...)`."""
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     files = []
@@ -435,6 +530,9 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
            "(one random prompt template per sample, fixed seed) instead of the five-template ensemble. "
            + (f"The Bayes ceiling (`ceiling`) is {cmp.info.get('ceiling_source', '—')} (its interval: image pairs). "
               if "ceiling" in cmp.correct else "No Bayes ceiling is known for these data. ")
+           + (f"The visible ceiling (`visible_ceiling`) is {cmp.info.get('visible_ceiling_source', '—')}: what a linear "
+              "read-out of the frozen base model's image features can reach, the part of the gap a method on this backbone "
+              "can close without adapting its image tower. " if "visible_ceiling" in cmp.correct else "")
            + ("`bound_lower` and `bound_upper` bracket each labeler's Bayes accuracy from their test–retest agreement c "
               "on repeated pairs: c itself is a lower bound and (1 + √(2c − 1))/2 an upper bound (equal to the ceiling only "
               "if the labeler is equally sure of every pair; noisy near c = 50%); neither is the ceiling. Their intervals "
@@ -444,8 +542,9 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     if na: md += ["Bounds n/a: " + "; ".join(f"{md_code(t)}: {n}" for t, n in na.items()) + ".", ""]
     lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
     bayes, has_bounds = "ceiling" in cmp.correct, lab["lower"].notna().any()
-    md += _gain_section(lab, bayes, has_bounds)
-    md += _gap_section(lab, bayes, has_bounds)
+    vis_refs = _visible_refs(cmp)
+    md += _gain_section(lab, bayes, has_bounds, vis_refs)
+    md += _gap_section(lab, bayes, has_bounds, vis_refs)
     chk = compare_checks(cmp, lab, n_boot, visibility=visibility, method=check_method, summ=summ)
     if chk:
         md += ["## Checks", "", f"Checked for `{check_method}` ({method_label(check_method)}), the method declared before the run "
@@ -460,6 +559,10 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
         lines, f = _taste_section(taste, fig_dir)
         md += lines
         files.append(f)
+    if curves is not None:
+        f = plot_learning_curves(curves, fig_dir / "learning_curves.png")
+        files.append(f)
+        md += learning_curves_section(curves) + [f"![learning curves]({f.name})", ""]
     f = plot_per_labeler(cmp, fig_dir / "per_labeler.png", n_boot, summ)
     files.append(f)
     md += ["## Figures", "", f"![per labeler]({f.name})", ""]
@@ -467,11 +570,12 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     if t: md += ["Time per method (all seeds): " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
     res = fig_dir / "results.md"
     write_if_changed(res, "\n".join(md))   # a rerun that only took longer leaves it as it is
-    return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot)
+    return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot, curves)
 
 # %% ../nbs/3_results/09_compare_report.ipynb #b3d3b875
 def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame, leak: Optional[pd.DataFrame] = None,
-                         fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000) -> list[Path]:
+                         fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000,
+                         curves: Optional[dict] = None) -> list[Path]:
     """The numbers behind `results.md` as CSVs beside it (what a notebook's sentences are computed from):
     `methods.csv` (method, group, mean, sd, lo, hi, n_seeds), `per_labeler.csv` (`per_labeler_results`),
     `leakage.csv` (`leakage_table`), `fewshot.csv` (summary with the held-out labeler's info) and `taste.csv`."""
@@ -498,7 +602,13 @@ def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame
                       spearman=taste_map(M, taste["agreement"])["spearman"]) for t, M in (taste.get("extra") or {}).items()]
         pd.DataFrame(rows).to_csv(fig_dir / "taste.csv", index=False)
         out.append(fig_dir / "taste.csv")
+    if curves is not None:
+        c = curves["ceilings"]
+        curves["summary"].assign(bayes=lambda d: d.group.map(c["bayes"]), visible=lambda d: d.group.map(c["visible"])).to_csv(
+            fig_dir / "learning_curves.csv", index=False)
+        out.append(fig_dir / "learning_curves.csv")
     return out
+
 
 # %% ../nbs/3_results/09_compare_report.ipynb #90dcef9a
 import re
@@ -526,7 +636,9 @@ def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
     s = [f"Over {n_seeds} seeds and the test image pairs (95% intervals):"]
     parts = [f"{method_label(m)} {_p(acc(m)['mean'])}% {_iv(acc(m)['lo'], acc(m)['hi'])}" for m in ("no_token", "tokens_text", "tokens_learned") if has(m)]
     if parts: s.append("test accuracy is " + ", ".join(parts)
-                        + (f", against a Bayes ceiling of {_p(acc('ceiling')['mean'])}%" if has("ceiling") else "") + ".")
+                        + (f", against a Bayes ceiling of {_p(acc('ceiling')['mean'])}%" if has("ceiling") else "")
+                        + (f" and a visible ceiling{'' if has('ceiling') else ' (estimate)'} of {_p(acc('visible_ceiling')['mean'])}%"
+                           if has("visible_ceiling") and np.isfinite(acc("visible_ceiling")["mean"]) else "") + ".")
     short = method.split("_")[1]
     if f"gain {short}" in L:
         pos = [t for t in L.index if L.loc[t, f"gain {short} lo"] > 0]
@@ -547,6 +659,13 @@ def compare_answer(fig_dir, method: str = CHECK_METHOD) -> str:
             s.append(f"Of the gap from chance to {'the Bayes ceiling' if ref == 'ceiling' else 'the upper bound'}, {method_label(method)} closes "
                      + ", ".join(share(col, t) for t in ok)
                      + ("; from the no-token model to it, " + ", ".join(from_no_token) if from_no_token else "") + ".")
+    vcol = f"gap {short} chance visible_ceiling"
+    if vcol in L:
+        ok = [t for t in L.index if np.isfinite(L.loc[t, vcol])]
+        if ok:
+            s.append(f"Of the gap from chance to the visible ceiling{'' if has('ceiling') else ' (estimate)'}, {method_label(method)} closes "
+                     + ", ".join(f"{_p(L.loc[t, vcol], 0)}% {_iv(L.loc[t, vcol + ' lo'], L.loc[t, vcol + ' hi'], lambda x: _p(x, 0))} for {md_code(t)}"
+                                 for t in ok) + ".")
     if has("linear_probe"):
         s.append(f"A linear probe on the frozen image features reaches {_p(acc('linear_probe')['mean'])}% "
                  f"{_iv(acc('linear_probe')['lo'], acc('linear_probe')['hi'])}.")

@@ -113,6 +113,11 @@ MODEL_CONFIGS = {
         "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     },
+    "tiny-p8": {   # tiny with 8-pixel patches (an 8 x 8 grid): the mouth, eyes and brows of a 64-pixel face are visible
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    },
 }
 
 TOWERS = ("both", "vision", "text")
@@ -122,7 +127,7 @@ LORA_TARGETS = {"mlp": r"mlp\.(?:c_fc|c_proj)", "mlp+attn": r"(?:mlp\.(?:c_fc|c_
 @dataclass
 class ModelConfig:
     "What `create_model` builds: the base, the labeler tokens, LoRA; saved into every model and run file, restored on load."
-    model: str = "ViT-B-32"  # open_clip model name, or "tiny"
+    model: str = "ViT-B-32"  # open_clip model name, or "tiny" / "tiny-p8" (the CPU stand-ins' architectures)
     pretrained: Optional[str] = "openai"  # open_clip pretrained tag, a local checkpoint file, or None (random init)
     tokens: tuple = ()  # labeler tokens, e.g. `user_tokens(2)`
     token_mode: str = "text"  # "text": literal BPE pieces (the study); "learned": new trainable embedding rows

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .data import image_roots
+from .config import MODEL_CONFIGS
 from .pretrain import CAPTION_WORDS, describe
 from .score import IMAGE_SUFFIXES, Scorer, expand_images, load, load_images
 from .synthetic import FEATURES
@@ -139,9 +140,9 @@ def vocabulary_validity(sc: Scorer, vocab: pd.DataFrame, n: int = 200, seed: int
 
 # %% ../nbs/4_use/02_explain.ipynb #3811527b
 def default_vocabulary(sc: Scorer) -> pd.DataFrame:
-    """The stand-in's caption phrases that its base model reads (validity >= `MIN_VALIDITY`) for the `tiny` model, the
+    """The stand-in's caption phrases that its base model reads (validity >= `MIN_VALIDITY`) for the stand-ins' models (`tiny`, `tiny-p8`), the
     face descriptors for any other CLIP. `attrs`: name, n_all (phrases before the check)."""
-    if sc.model.config.get("model") != "tiny":
+    if sc.model.config.get("model") not in MODEL_CONFIGS:
         v = face_vocabulary()
         v.attrs.update(name="the face descriptors", n_all=len(v))
         return v

@@ -18,14 +18,15 @@ from .baselines import (row_index, correct_from_p, image_features, image_rows, l
 from .compare import ceiling_per_sample
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
-from .evaluation import pair_logits, pair_loss
+from .evaluation import evaluate, pair_logits, pair_loss
 from .intervals import crossed_interval
 from .model import LabelerCLIP, create_model
 from .tokens import TEMPLATES, make_prompt
 from .train import train
+from .visible import CURVE_FRACTIONS, ESTIMATE_SOURCE, extrapolate_curve, subsample_answers, visible_ceiling
 
 # %% auto #0
-__all__ = ['fit_token_row', 'score_with_features', 'fewshot_curve']
+__all__ = ['fit_token_row', 'score_with_features', 'fewshot_curve', 'learning_curves']
 
 # %% ../nbs/3_results/06_fewshot.ipynb #f1be5b61
 def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFrame, token: str, steps: int = 150,
@@ -171,3 +172,77 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
                 base_s=t_base, fit_s=time.perf_counter() - t1)
     return dict(curve=pd.DataFrame(rows), summary=pd.DataFrame(summary).sort_values(["method", "k"]).reset_index(drop=True),
                 info=info)
+
+# %% ../nbs/3_results/06_fewshot.ipynb #0be78bec
+def learning_curves(data: LabelerData, fractions: Sequence[float] = CURVE_FRACTIONS, seeds: Sequence[int] = (0, 1, 2, 3, 4),
+                    model: str = "ViT-B-32", pretrained: Optional[str] = "openai", config: Optional[TrainConfig] = None,
+                    out_dir="runs/learning_curves", token_mode: str = "learned", l2: Optional[float] = None, data_dir=None,
+                    lora_rank: int = 4, lora_alpha: float = 1.0, lora_targets: str = "mlp", towers: str = "both",
+                    model_kw: Optional[dict] = None, resume: bool = False, verbose: bool = True) -> dict:
+    """Test accuracy per labeler against their number of training answers, for the token model (`token_mode`, plus
+    any other `create_model` settings in `model_kw`) and the linear probe on the frozen base model's features, both
+    trained on `subsample_answers` of the training split for every fraction and seed and scored on the same test
+    answers. Returns dict(curve: one row per (method, fraction, seed, token) with `n_answers`, `acc`; summary: per
+    (method, fraction, group = overall or token) `n_answers` (mean over seeds), `mean, sd, lo, hi, n_seeds`;
+    ceilings: per token `bayes` and `visible` with `visible_source`; info)."""
+    fractions = sorted({float(f) for f in fractions})
+    if not fractions or not all(0 < f <= 1 for f in fractions): raise ValueError(f"fractions must be in (0, 1], got {fractions}")
+    if not len(seeds): raise ValueError("seeds is empty")
+    say = print if verbose else (lambda *a, **k: None)
+    config = config or TrainConfig()
+    mk = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, towers=towers, **(model_kw or {}))
+    dev = resolve_device(config.device)
+    tr, va = data.split("train"), data.split("val")
+    test = data.split("test").reset_index(drop=True)
+    if not len(tr) or not len(test): raise ValueError(f"need training and test answers; got {len(tr)} and {len(test)}")
+    labels, toks = test["label"].to_numpy(), test["token"].to_numpy()
+    t0 = time.perf_counter()
+    base = create_model(model, pretrained, tokens=(), seed=int(seeds[0]), device=dev,
+                        **{k: mk[k] for k in ("lora_rank", "lora_alpha", "lora_targets", "towers")})
+    feats = standardise(image_features(base, data.images, config.eval_batch_size), image_rows(tr))
+    if l2 is None: l2 = tune_l2(feats, tr, va)[0]
+    bayes = ceiling_per_sample(data, test, data_dir)[0]
+    vis, vsource = visible_ceiling(base, data, test, data_dir, batch_size=config.eval_batch_size, seed=int(seeds[0]))
+    del base
+    label = f"labeler tokens ({token_mode})"
+    rows, per_sample, timings = [], {}, {}
+    quiet = TrainConfig(**{**config.to_dict(), "n_boot": 0})
+    for f in fractions:
+        for s in seeds:
+            s = int(s)
+            sub = subsample_answers(tr, f, s)
+            n_ans = sub.groupby("token").size()
+            part = dataclasses.replace(data, samples=data.samples[(data.samples["split"] != "train") | data.samples.index.isin(sub.index)])
+            t1 = time.perf_counter()
+            m = create_model(model, pretrained, tokens=data.tokens, token_mode=token_mode, seed=s, device=dev, **mk)
+            run = Path(out_dir) / f"fraction{f:g}" / f"seed{s}"
+            summ = train(part, m, TrainConfig(**{**config.to_dict(), "seed": s, "use_tokens": None}), run, resume=resume)
+            p = evaluate(m, part, "test", quiet)["p_first"]
+            del m
+            timings[label] = timings.get(label, 0.0) + time.perf_counter() - t1
+            for meth, c in ((label, correct_from_p(p, labels)), ("linear probe", correct_from_p(linear_probe(feats, sub, test, l2), labels))):
+                per_sample.setdefault((meth, f), []).append(c)
+                rows += [dict(method=meth, fraction=f, seed=s, token=t, n_answers=int(n_ans.get(t, 0)), acc=float(c[toks == t].mean()))
+                         for t in data.tokens]
+            say(f"fraction {f:g}, seed {s}: {label} {per_sample[(label, f)][-1].mean():.4f} (best epoch {summ['best_epoch']}), "
+                f"probe {per_sample[('linear probe', f)][-1].mean():.4f} ({time.perf_counter() - t1:.0f} s)")
+    curve = pd.DataFrame(rows)
+    cl = test["pair_id"].to_numpy() if "pair_id" in test else None
+    summary = []
+    for (meth, f), cs in per_sample.items():
+        C = np.stack(cs)
+        for g in ["overall"] + list(data.tokens):
+            mm = np.ones(len(test), bool) if g == "overall" else toks == g
+            if not mm.any(): continue
+            b = crossed_interval(C[:, mm], None if cl is None else cl[mm])
+            cur = curve[(curve.method == meth) & (curve.fraction == f)]
+            n = cur.groupby("seed")["n_answers"].mean() if g == "overall" else cur[cur.token == g].groupby("seed")["n_answers"].sum()
+            summary.append(dict(method=meth, fraction=f, group=g, n_answers=float(n.mean()), mean=b["mean"], sd=b["sd"],
+                                lo=b["lo"], hi=b["hi"], n=b["n"], n_seeds=b["n_seeds"]))
+    if not np.isfinite(vis).any():   # study data: the probe's own curve, extrapolated (an estimate)
+        est = extrapolate_curve(curve[curve.method == "linear probe"])
+        vis, vsource = test["token"].map(est["estimate"]).to_numpy(float), ESTIMATE_SOURCE
+    ceil = pd.DataFrame({"bayes": pd.Series(bayes).groupby(toks).mean(), "visible": pd.Series(vis).groupby(toks).mean()}).reindex(data.tokens)
+    info = dict(fractions=fractions, seeds=[int(s) for s in seeds], l2=float(l2), method=label, token_mode=token_mode,
+                n_test=int(len(test)), visible_source=vsource, timings=timings, total_s=time.perf_counter() - t0)
+    return dict(curve=curve, summary=pd.DataFrame(summary), ceilings=ceil, info=info)

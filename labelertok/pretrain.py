@@ -10,6 +10,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ from .synthetic import FEATURES, draw_face, feature_moments, sample_features
 from .tokens import make_tokenizer
 
 # %% auto #0
-__all__ = ['CAPTION_WORDS', 'PRETRAIN_SEED_OFFSET', 'describe', 'pretraining_faces', 'pretrain_clip']
+__all__ = ['CAPTION_WORDS', 'PRETRAIN_SEED_OFFSET', 'RECIPES', 'DEFAULT_KIND', 'describe', 'pretraining_faces', 'aspect_captions',
+           'caption_levels', 'ridge_r2', 'pretrain_clip', 'standin_model']
 
 # %% ../nbs/1_method/06_pretrain.ipynb #b93dc200
 CAPTION_WORDS = {   # feature: (noun, words for its five quintiles, low -> high); glasses are "glasses" / "no glasses"
@@ -64,17 +66,78 @@ def pretraining_faces(n: int, seed: int = 0, image_size: int = 64, draw_size: in
                      for i, r in enumerate(recs)])
     return torch.from_numpy(imgs), feats
 
-# %% ../nbs/1_method/06_pretrain.ipynb #a272a489
+# %% ../nbs/1_method/06_pretrain.ipynb #7f4794e5
+def aspect_captions() -> tuple[list[str], list[list[int]]]:
+    """Every one-phrase caption ("a face: laugh mouth"), and for each aspect (the keys of `CAPTION_WORDS`, then
+    glasses) the positions of its phrases in that list, low -> high (glasses: "no glasses", "glasses")."""
+    caps, groups = [], []
+    for noun, words in CAPTION_WORDS.values():
+        groups.append(list(range(len(caps), len(caps) + len(words))))
+        caps += [f"a face: {w} {noun}" for w in words]
+    groups.append([len(caps), len(caps) + 1])
+    caps += ["a face: no glasses", "a face: glasses"]
+    return caps, groups
+
+# %% ../nbs/1_method/06_pretrain.ipynb #eb2eb8f7
+def caption_levels(feats: pd.DataFrame) -> torch.Tensor:
+    "The index of the true phrase of every aspect (`aspect_captions` order) for each face: int64 [n, aspects]."
+    missing = [k for k in FEATURES if k not in feats]
+    if missing: raise KeyError(f"feats lacks {len(missing)} column(s): {missing[:5]}")
+    cols = [np.minimum(4, (feats[k].to_numpy(float) * 5).astype(np.int64)) for k in CAPTION_WORDS]
+    cols.append((feats["glasses"].to_numpy(float) >= 0.5).astype(np.int64))
+    return torch.from_numpy(np.stack(cols, 1))
+
+# %% ../nbs/1_method/06_pretrain.ipynb #b4d5e110
+RECIPES = {   # kind -> settings; `make data` builds DEFAULT_KIND
+    "readout-p8": dict(model="tiny-p8", epochs=24, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
+    "readout-p16": dict(model="tiny", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
+    "captions-p8": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=10.0, attr_weight=0.0),
+}
+DEFAULT_KIND = "readout-p8"
+
+
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     return (1 - ((pred - target) ** 2).sum(0) / ((target - target.mean(0)) ** 2).sum(0).clamp_min(1e-12)).numpy()
 
+# %% ../nbs/1_method/06_pretrain.ipynb #4da5e7f9
+def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: int = 5, seed: int = 0) -> tuple[np.ndarray, float]:
+    """K-fold cross-validated R² of each column of `Y` [N, T] from ridge regression on `X` [N, D] (standardised per
+    fold); the l2 of `l2_grid` with the best mean R² over the columns, and that l2."""
+    X, Y = torch.as_tensor(X, dtype=torch.float64), torch.from_numpy(np.array(Y, dtype=np.float64))
+    n = len(X)
+    if len(Y) != n: raise ValueError(f"X has {n} rows but Y has {len(Y)}")
+    if n < 2 * n_folds: raise ValueError(f"need at least {2 * n_folds} rows for {n_folds}-fold CV, got {n}")
+    fold = torch.from_numpy(np.random.default_rng(seed).permutation(n) % n_folds)
+    best = None
+    for l2 in l2_grid:
+        sse, sst = torch.zeros(Y.shape[1], dtype=torch.float64), torch.zeros(Y.shape[1], dtype=torch.float64)
+        for k in range(n_folds):
+            tr, te = fold != k, fold == k
+            mu, sd = X[tr].mean(0), X[tr].std(0).clamp_min(1e-8)
+            A, B = (X[tr] - mu) / sd, (X[te] - mu) / sd
+            ym = Y[tr].mean(0)
+            W = torch.linalg.solve(A.T @ A + l2 * torch.eye(A.shape[1], dtype=torch.float64), A.T @ (Y[tr] - ym))
+            sse += ((B @ W + ym - Y[te]) ** 2).sum(0)
+            sst += ((Y[te] - Y[tr].mean(0)) ** 2).sum(0)
+        r2 = (1 - sse / sst.clamp_min(1e-12)).numpy()
+        if best is None or r2.mean() > best[0].mean(): best = (r2, float(l2))
+    return best
+
 # %% ../nbs/1_method/06_pretrain.ipynb #17b67050
-def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 12, batch_size: int = 128,
-                  lr: float = 3e-3, weight_decay: float = 0.1, attr_weight: float = 10.0, holdout: float = 0.1,
+def pretrain_clip(out, kind: str = DEFAULT_KIND, model: str | None = None, n_images: int = 4000, epochs: int | None = None,
+                  batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
+                  aspect_weight: float | None = None, attr_weight: float | None = None, holdout: float = 0.1,
                   seed: int = 0, overwrite: bool = False, verbose: bool = True) -> Path:
-    """Pretrain `model` from random init on `n_images` synthetic faces and their captions (contrastive loss plus
-    `attr_weight` × a linear read-out of the described features); write its state dict to `out` and a report to
-    `out` with suffix .json. Returns `out`."""
+    """Pretrain a tiny CLIP from random init on `n_images` synthetic faces and their captions with the recipe `kind`
+    (`RECIPES`; any setting given here replaces the recipe's): the whole-caption contrastive loss, plus
+    `aspect_weight` × the per-aspect contrastive loss (`aspect_captions`), plus `attr_weight` × a linear read-out of
+    the described features. Writes the state dict to `out` and a report to `out` with suffix .json; returns `out`."""
+    if kind not in RECIPES: raise ValueError(f"kind must be one of {list(RECIPES)}, got {kind!r}")
+    r = RECIPES[kind]
+    model, epochs, batch_size = model or r["model"], int(epochs or r["epochs"]), int(batch_size or r["batch_size"])
+    lr, weight_decay = float(lr if lr is not None else r["lr"]), float(weight_decay if weight_decay is not None else r["weight_decay"])
+    aspect_weight = float(aspect_weight if aspect_weight is not None else r["aspect_weight"])
+    attr_weight = float(attr_weight if attr_weight is not None else r["attr_weight"])
     out = Path(out)
     report = out.with_suffix(".json")
     if out.suffix == ".json": raise ValueError(f"out must not be a .json file (the report goes beside it): {out}")
@@ -82,7 +145,7 @@ def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 
         taken = [str(p) for p in (out, report) if p.exists()]
         if taken: raise FileExistsError(f"{len(taken)} file(s) exist: {taken}; pass overwrite=True to replace them")
     if not 0 < holdout < 0.5: raise ValueError(f"holdout must be in (0, 0.5), got {holdout}")
-    n_hold = max(2, int(round(n_images * holdout)))
+    n_hold = max(10, int(round(n_images * holdout)))
     n_train = int(n_images) - n_hold
     if n_train < batch_size: raise ValueError(f"{n_train} training faces < batch_size {batch_size}: raise n_images")
     say = print if verbose else (lambda *a, **k: None)
@@ -95,56 +158,75 @@ def pretrain_clip(out, model: str = "tiny", n_images: int = 4000, epochs: int = 
     mom = feature_moments()
     cols = list(FEATURES)
     Z = torch.tensor(((feats[cols] - mom["mean"][cols]) / mom["sd"][cols]).to_numpy(), dtype=torch.float32)
-    captions = [describe(r) for r in feats.to_dict("records")]
     tok = make_tokenizer(model)
-    ids = tok(captions)
+    ids = tok([describe(r) for r in feats.to_dict("records")])
+    phrases, groups = aspect_captions()
+    phrase_ids, levels = tok(phrases), caption_levels(feats)
     pp = open_clip.get_model_preprocess_cfg(clip)
     mean, std = (torch.tensor(pp[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
     norm = lambda x: (x.float() / 255 - mean) / std
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = torch.nn.Linear(clip.visual.output_dim, len(cols))
-        params = list(clip.parameters()) + list(head.parameters())
+        head = torch.nn.Linear(clip.visual.output_dim, len(cols)) if attr_weight > 0 else None
+        params = list(clip.parameters()) + (list(head.parameters()) if head is not None else [])
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         steps_per_epoch = n_train // batch_size
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
         clip_loss, rng, history = ClipLoss(), np.random.default_rng(seed), []
         clip.train()
         for epoch in range(1, epochs + 1):
-            perm, tot = rng.permutation(n_train), np.zeros(2)
+            perm, tot = rng.permutation(n_train), np.zeros(3)
             for b in range(steps_per_epoch):
                 idx = torch.from_numpy(perm[b * batch_size:(b + 1) * batch_size])
-                fi, ft = clip.encode_image(norm(images[idx])), clip.encode_text(ids[idx])
-                lc = clip_loss(F.normalize(fi, dim=-1), F.normalize(ft, dim=-1), clip.logit_scale.exp())
-                la = F.mse_loss(head(fi), Z[idx])
-                loss = lc + attr_weight * la
+                fi = clip.encode_image(norm(images[idx]))
+                fn, scale = F.normalize(fi, dim=-1), clip.logit_scale.exp()
+                lc = clip_loss(fn, F.normalize(clip.encode_text(ids[idx]), dim=-1), scale)
+                la = torch.zeros(())
+                if aspect_weight > 0:   # each face against the one-phrase captions of each aspect
+                    tp = F.normalize(clip.encode_text(phrase_ids), dim=-1)
+                    la = sum(F.cross_entropy(scale * fn @ tp[g].T, levels[idx, j]) for j, g in enumerate(groups)) / len(groups)
+                lr_ = F.mse_loss(head(fi), Z[idx]) if head is not None else torch.zeros(())
+                loss = lc + aspect_weight * la + attr_weight * lr_
                 if not torch.isfinite(loss): raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {b + 1}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 with torch.no_grad(): clip.logit_scale.clamp_(0, math.log(100))
-                tot += (lc.item(), la.item())
-            history.append(dict(epoch=epoch, contrastive=tot[0] / steps_per_epoch, readout_mse=tot[1] / steps_per_epoch))
-            say(f"epoch {epoch}/{epochs}: contrastive {history[-1]['contrastive']:.3f}, read-out mse "
-                f"{history[-1]['readout_mse']:.3f} ({time.perf_counter() - t0:.0f} s)")
+                tot += (lc.item(), la.item(), lr_.item())
+            h = dict(epoch=epoch, contrastive=tot[0] / steps_per_epoch)
+            if aspect_weight > 0: h["aspect"] = tot[1] / steps_per_epoch
+            if head is not None: h["readout_mse"] = tot[2] / steps_per_epoch
+            history.append(h)
+            say(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.3f}" for k, v in h.items() if k != "epoch")
+                + f" ({time.perf_counter() - t0:.0f} s)")
     clip.eval()
     with torch.no_grad():
         hold = torch.arange(n_train, n_images)
-        fi = clip.encode_image(norm(images[hold]))
+        fi = F.normalize(clip.encode_image(norm(images[hold])), dim=-1)
         ft = F.normalize(clip.encode_text(ids[hold]), dim=-1)
-        r2 = {c: round(float(x), 4) for c, x in zip(cols, _r2(head(fi), Z[hold]))}
-        retrieval = float((F.normalize(fi, dim=-1) @ ft.T).argmax(1).eq(torch.arange(len(hold))).float().mean())
+        tp = F.normalize(clip.encode_text(phrase_ids), dim=-1)
+        r2 = {c: round(float(x), 4) for c, x in zip(cols, ridge_r2(fi, Z[hold].numpy())[0])}
+        choice = {k: round(float((fi @ tp[g].T).argmax(1).eq(levels[hold, j]).float().mean()), 4)
+                  for j, (k, g) in enumerate(zip(list(CAPTION_WORDS) + ["glasses"], groups))}
+        retrieval = float((fi @ ft.T).argmax(1).eq(torch.arange(len(hold))).float().mean())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save(clip.state_dict(), tmp)
     os.replace(tmp, out)
-    info = dict(model=model, n_images=int(n_images), n_train=n_train, n_holdout=n_hold, epochs=int(epochs),
-                batch_size=int(batch_size), lr=lr, weight_decay=weight_decay, attr_weight=attr_weight, seed=int(seed),
-                seed_stream=PRETRAIN_SEED_OFFSET + int(seed), torch=torch.__version__, threads=torch.get_num_threads(),
-                draw_s=round(t_draw, 1), total_s=round(time.perf_counter() - t0, 1), history=history,
-                holdout_r2=r2, holdout_retrieval_top1=round(retrieval, 4), n_holdout_captions=len(hold))
+    info = dict(kind=kind, model=model, n_images=int(n_images), n_train=n_train, n_holdout=n_hold, epochs=epochs,
+                batch_size=batch_size, lr=lr, weight_decay=weight_decay, aspect_weight=aspect_weight, attr_weight=attr_weight,
+                seed=int(seed), seed_stream=PRETRAIN_SEED_OFFSET + int(seed), torch=torch.__version__,
+                threads=torch.get_num_threads(), draw_s=round(t_draw, 1), total_s=round(time.perf_counter() - t0, 1),
+                history=history, holdout_r2=r2, holdout_phrase_choice=choice, holdout_retrieval_top1=round(retrieval, 4),
+                n_holdout_captions=len(hold))
     report.write_text(json.dumps(info, indent=1))
-    say(f"wrote {out} ({info['total_s']:.0f} s); held-out R²: " + ", ".join(f"{k} {v:.2f}" for k, v in r2.items())
-        + f"; caption retrieval top-1 {retrieval:.2f} of {len(hold)}")
+    say(f"wrote {out} ({info['total_s']:.0f} s); held-out R² (ridge, frozen embedding): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r2.items()) + f"; caption retrieval top-1 {retrieval:.2f} of {len(hold)}")
     return out
+
+# %% ../nbs/1_method/06_pretrain.ipynb #749e80bd
+def standin_model(path) -> str:
+    "The model name a stand-in checkpoint was pretrained as (from the report beside it; `tiny` when there is none)."
+    report = Path(path).with_suffix(".json")
+    return json.loads(report.read_text()).get("model", "tiny") if report.is_file() else "tiny"

@@ -19,10 +19,11 @@ from .data import LabelerData
 from .model import LabelerCLIP, load_model
 from .synthetic import has_ground_truth, latent_z, load_ground_truth
 from .explore import agreement
+from .pretrain import ridge_r2
 
 # %% auto #0
 __all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'latent_features', 'pixel_features',
-           'ridge_r2', 'decodability', 'labeler_utilities', 'utility_decodability', 'backbone_visibility']
+           'decodability', 'labeler_utilities', 'utility_decodability', 'backbone_visibility']
 
 # %% ../nbs/3_results/07_probing.ipynb #9dceecd8
 def cosine_matrix(vectors: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -80,30 +81,6 @@ def latent_features(data_dir, data: LabelerData, gt: Optional[dict] = None) -> O
 def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
     "Average-pooled pixels [N, 3·size²] of uint8 images [N, 3, S, S], in [0, 1]."
     return F.adaptive_avg_pool2d(images.float() / 255, size).flatten(1)
-
-# %% ../nbs/3_results/07_probing.ipynb #4da5e7f9
-def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: int = 5, seed: int = 0) -> tuple[np.ndarray, float]:
-    """K-fold cross-validated R² of each column of `Y` [N, T] from ridge regression on `X` [N, D] (standardised per
-    fold); the l2 of `l2_grid` with the best mean R² over the columns, and that l2."""
-    X, Y = torch.as_tensor(X, dtype=torch.float64), torch.from_numpy(np.array(Y, dtype=np.float64))
-    n = len(X)
-    if len(Y) != n: raise ValueError(f"X has {n} rows but Y has {len(Y)}")
-    if n < 2 * n_folds: raise ValueError(f"need at least {2 * n_folds} rows for {n_folds}-fold CV, got {n}")
-    fold = torch.from_numpy(np.random.default_rng(seed).permutation(n) % n_folds)
-    best = None
-    for l2 in l2_grid:
-        sse, sst = torch.zeros(Y.shape[1], dtype=torch.float64), torch.zeros(Y.shape[1], dtype=torch.float64)
-        for k in range(n_folds):
-            tr, te = fold != k, fold == k
-            mu, sd = X[tr].mean(0), X[tr].std(0).clamp_min(1e-8)
-            A, B = (X[tr] - mu) / sd, (X[te] - mu) / sd
-            ym = Y[tr].mean(0)
-            W = torch.linalg.solve(A.T @ A + l2 * torch.eye(A.shape[1], dtype=torch.float64), A.T @ (Y[tr] - ym))
-            sse += ((B @ W + ym - Y[te]) ** 2).sum(0)
-            sst += ((Y[te] - Y[tr].mean(0)) ** 2).sum(0)
-        r2 = (1 - sse / sst.clamp_min(1e-12)).numpy()
-        if best is None or r2.mean() > best[0].mean(): best = (r2, float(l2))
-    return best
 
 # %% ../nbs/3_results/07_probing.ipynb #50c8baf6
 def decodability(reps: dict[str, torch.Tensor], Z: pd.DataFrame, **kw) -> pd.DataFrame:

@@ -42,13 +42,13 @@ def test_presets(name):
     assert (p['n_users'], p['epochs'], p['split'], p['token_mode']) == ((6, 11) if six else (2, 13)) + ('sample', 'text')
     assert (p['lora_rank'], p['lora_alpha'], p['temperature']) == (4, 1.0, 0.15)
     if name.endswith('_demo'):
-        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny', 'data/tiny_clip_synthetic.pt', 'data/synthetic')
+        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny-p8', 'data/tiny_clip_synthetic.pt', 'data/synthetic')
     else:
         assert (p['model'], p['pretrained'], p['lr'], p['data_dir']) == ('ViT-B-32', 'openai', 1e-4, None)
         assert (p['batch_size'], p['eval_batch_size']) == ((128, 256) if six else (256, 512))
 
 
-def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
+def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None, model: str = 'tiny'):
     "The engine's output contract plus what the experiment notebook adds."
     h = pd.read_csv(out/'history.csv')
     assert list(h.columns[:5]) == ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc']
@@ -73,7 +73,7 @@ def check_run_folder(out: Path, epochs: int, n_users: int = 2, pretrained=None):
     assert t['acc_lo'] <= t['acc'] <= t['acc_hi'] and len(t['per_user']) == n_users and set(t['per_attribute']) == set(ATTRS)
     assert s['config']['epochs'] == epochs
     for k in ['name', 'pretrained', 'lora_layers', 'trainable_params', 'token_mode']: assert k in s['model'], k
-    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == ('tiny', pretrained, 'text')
+    assert (s['model']['name'], s['model']['pretrained'], s['model']['token_mode']) == (model, pretrained, 'text')
     assert s['model']['lora_layers'] > 0
     for k in ['data_dir', 'split', 'seed']: assert k in s['data'], k
 
@@ -150,7 +150,7 @@ def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, en
     out.mkdir(parents=True)   # papermill does not create the output notebook's folder
     r = run(cmd, env, tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
-    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained))
+    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained), model='tiny-p8')   # the bundled presets' stand-in
     check_report(figs/'two_users_demo')
 
 

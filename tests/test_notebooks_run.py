@@ -55,7 +55,7 @@ def text(nb) -> str:
 def test_defaults_are_the_cpu_demo(name, demo):
     "The notebooks' defaults are the CPU demo preset; the study presets set everything the demo sets, so they inherit none of it."
     d, p = defaults(name), yaml.safe_load((EXPERIMENTS/f'{demo}.yaml').read_text())
-    assert (d['data_dir'], d['model'], d['pretrained']) == ('data/synthetic', 'tiny', 'data/tiny_clip_synthetic.pt')
+    assert (d['data_dir'], d['model'], d['pretrained']) == ('data/synthetic', 'tiny-p8', 'data/tiny_clip_synthetic.pt')
     assert d['threads'] == 1 and d['group_pairs'] is True
     if name == 'labeler_tokens':   # the 2-labeler demo exactly
         assert {k: d[k] for k in p} == p

@@ -174,3 +174,27 @@ def test_quality_on_study_data(tmp_path, study_world, env):
     r = run(labelertok_cmd() + ['quality', study_world, '--out', tmp_path/'mine'], env, tmp_path)
     assert r.returncode == 2 and 'not written by a quality report' in r.stderr
     assert (tmp_path/'mine'/'quality.csv').read_text() == 'my table'
+
+
+def test_learning_curves_on_study_data(tmp_path, study_world, env):
+    """`labelertok compare learning_curves` on a study folder (no ground truth): token model and probe at each share of
+    every labeler's answers with intervals; the visible ceiling is the probe curve's extrapolation, labelled an estimate."""
+    out, figs = tmp_path/'runs'/'lc', tmp_path/'figures'
+    ps = dict(COMPARE_TINY, data_dir=study_world, fig_root=figs, seeds=1, curves_fractions='[0.5, 1.0]', curves_seeds=2)
+    for k in ('leakage_splits', 'leakage_seeds', 'leakage_epochs', 'fewshot_epochs', 'fewshot_ks', 'fewshot_reps', 'fewshot_min_eval', 'token_steps'):
+        ps.pop(k)
+    r = run(labelertok_cmd() + ['compare', 'learning_curves', '--out-dir', out] + [x for k, v in ps.items() for x in ('-p', k, v)],
+            env, tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    md = (figs/'learning_curves'/'results.md').read_text()
+    lc = pd.read_csv(figs/'learning_curves'/'learning_curves.csv')
+    assert set(lc.method) == {'labeler tokens (learned)', 'linear probe'} and sorted(lc.fraction.unique()) == [0.5, 1.0]
+    assert set(lc.group) == {'overall', '<user1>', '<user2>', '<user3>'} and (lc.n_seeds == 2).all()
+    assert (lc.lo <= lc['mean']).all() and (lc['mean'] <= lc.hi).all() and lc.bayes.isna().all()
+    half = lc[(lc.fraction == 0.5) & (lc.group == '<user1>')].n_answers.iloc[0]
+    full = lc[(lc.fraction == 1.0) & (lc.group == '<user1>')].n_answers.iloc[0]
+    assert 0.3 * full < half < 0.7 * full
+    assert '## Learning curves: how many answers per labeler?' in md and 'an estimate' in md
+    assert '| visible_ceiling | visible ceiling |' in md and 'visible ceiling (estimate)' in md
+    assert (figs/'learning_curves'/'learning_curves.png').is_file()
+    assert '## Leakage' not in md and '## A new labeler from few answers' not in md

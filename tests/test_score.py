@@ -40,9 +40,15 @@ def weights(tmp_path_factory):
     finally: torch.set_num_threads(n)
 
 
+def _arch(weights) -> str:
+    "The model a stand-in checkpoint was pretrained as (random init: tiny)."
+    from labelertok.pretrain import standin_model
+    return "tiny" if weights is None else standin_model(weights)
+
+
 def _run(world, weights, out, token_mode, epochs, cache):
     data = load_labeler_data(world, n_users=2, split="sample", image_size=64, cache_dir=cache, verbose=False)
-    m = create_model("tiny", None if weights is None else str(weights), tokens=user_tokens(2), token_mode=token_mode)
+    m = create_model(_arch(weights), None if weights is None else str(weights), tokens=user_tokens(2), token_mode=token_mode)
     train(data, m, TrainConfig(epochs=epochs, **CONFIG), out)
     return out
 
@@ -115,7 +121,7 @@ def test_export_load_identical(run, scorer, world, weights, tmp_path):
     assert keys and all(k.startswith("base_model.model.") and (".lora_A.weight" in k or ".lora_B.weight" in k) for k in keys)
     from peft import PeftModel  # the adapter files load with peft itself onto a plain open_clip model
     from labelertok.model import create_base
-    pm = PeftModel.from_pretrained(create_base("tiny", None if weights is None else str(weights))[0], str(out))
+    pm = PeftModel.from_pretrained(create_base(_arch(weights), None if weights is None else str(weights))[0], str(out))
     lora = {n.replace("base_model.model.", "").replace(".default.", ".lora."): p for n, p in pm.named_parameters() if "lora_" in n}
     own = {n: p for n, p in scorer.model.clip.named_parameters() if "lora_" in n}
     assert set(lora) == set(own) and all(torch.equal(lora[n], own[n]) for n in own)
