@@ -35,7 +35,7 @@ lab: $(STAMP) data
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ROOT) $(LAB_ARGS)
 
 # The embedded synthetic world and the tiny CLIP pretrained on synthetic faces and captions (`readout-p8` recipe,
-# tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see nbs/1_method/06_pretrain).
+# tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see 1_method/06_pretrain).
 data: $(DATA)/big_compare_label.xlsx $(DATA)/big_label.xlsx $(PRETRAINED)
 
 $(DATA)/big_compare_label.xlsx: | $(STAMP)

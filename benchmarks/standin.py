@@ -4,7 +4,7 @@ earlier one (`readout-p16`, on `tiny`) and the captions-only one (`captions-p8`,
 
     python benchmarks/standin.py            (= `make standin`)
 
-Per latent feature: the cross-validated ridge R² (5 folds, `probing.ridge_r2`, all of the world's images) from pooled
+Per latent feature: the cross-validated ridge R² (5 folds, `pretrain.ridge_r2`, all of the world's images) from pooled
 pixels, each frozen stand-in and the random-init model of each architecture. Per labeler (the 6 labelers of the
 `compare` preset, its `pair` split, test answers): the Bayes ceiling and each stand-in's visible ceiling (the best
 linear read-out of its frozen features given unlimited answers, `visible.visible_ceiling`), and the linear probe on its

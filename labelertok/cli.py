@@ -87,10 +87,10 @@ class _HelpWithDefaults(argparse.HelpFormatter):
             h += ' (default: %(default)s)'
         return h
 
-# %% ../nbs/4_use/04_cli.ipynb #c2940ff1
+# %% ../nbs/4_use/04_cli.ipynb #3e011a0d
 PRETRAIN_KINDS = ('readout-p8', 'readout-p16', 'captions-p8')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
 
-# %% ../nbs/4_use/04_cli.ipynb #3e011a0d
+
 def build_parser() -> argparse.ArgumentParser:
     "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
     p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports. '
@@ -108,10 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
                                        "OpenAI's weights on the CPU; see 1_method/06_pretrain)")
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
-    s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
                    help="'readout-p8' (default): captions plus a linear read-out of the features, on tiny-p8; "
                         "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8")
+    s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
     s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's: 24 for readout-p8, 12 for the others)")
     s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')
     s.add_argument('--threads', type=int, default=1, help='torch CPU threads (1 = reproducible and robust on a shared CPU)')

@@ -37,7 +37,7 @@ def comparison_table(cmp: Comparison, n_boot: int = 1000, summ: Optional[dict] =
     head = [md_code(g) if g in cmp.tokens else g for g in groups]   # labeler tokens as code: visible in any renderer
     return wide, md_table(["method", "label"] + head, rows)
 
-# %% ../nbs/3_results/09_compare_report.ipynb #8819f808
+# %% ../nbs/3_results/09_compare_report.ipynb #f6a9d51a
 CEILINGS = ("ceiling", "visible_ceiling")   # per-answer references: the Bayes ceiling and the visible ceiling (`03a_visible`)
 
 
@@ -80,7 +80,7 @@ def _visible_refs(cmp: Comparison) -> list[str]:
     v = cmp.correct.get("visible_ceiling")
     return ["visible_ceiling"] if v and np.isfinite(np.asarray(v[0], float)).any() else []
 
-# %% ../nbs/3_results/09_compare_report.ipynb #5d99b62d
+# %% ../nbs/3_results/09_compare_report.ipynb #b25a0a3d
 def per_labeler_results(cmp: Comparison, ground_truth: Optional[pd.DataFrame] = None, n_boot: int = 1000,
                         summ: Optional[dict] = None) -> pd.DataFrame:
     """Per labeler (rows: tokens): the Bayes ceiling (`ceiling`, synthetic world) and the test–retest bracket
@@ -162,7 +162,7 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
     plt.close(fig)
     return path
 
-# %% ../nbs/3_results/09_compare_report.ipynb #b0d34b40
+# %% ../nbs/3_results/09_compare_report.ipynb #65748509
 def plot_fewshot(result: dict, path) -> Path:
     "Accuracy on the held-out labeler's other answers vs k: new token row vs linear probe (95% CI bands)."
     plt = _plt()
@@ -192,7 +192,7 @@ def plot_fewshot(result: dict, path) -> Path:
     plt.close(fig)
     return path
 
-# %% ../nbs/3_results/09_compare_report.ipynb #93885eb6
+# %% ../nbs/3_results/09_compare_report.ipynb #0e19bfd7
 def plot_learning_curves(curves: dict, path) -> Path:
     """Accuracy vs answers per labeler (log scale), one panel per labeler and one overall: the token model and the
     linear probe (95% interval bands), the Bayes ceiling (black, dashed) and the visible ceiling (red, dotted)."""
@@ -226,7 +226,7 @@ def plot_learning_curves(curves: dict, path) -> Path:
     plt.close(fig)
     return path
 
-# %% ../nbs/3_results/09_compare_report.ipynb #ff699f58
+# %% ../nbs/3_results/09_compare_report.ipynb #ab6b66d4
 def learning_curves_section(curves: dict) -> list[str]:
     """The report's learning-curve section (markdown lines): per labeler and share of their answers, the token model
     and the probe with intervals, the ceilings, and sentences generated from the intervals."""
@@ -264,7 +264,7 @@ def learning_curves_section(curves: dict) -> list[str]:
             md_table(["labeler", "share", "answers", meth, "linear probe", "Bayes ceiling", "visible ceiling"], rows), "",
             ("For " + "; ".join(said) + ". (The smallest share whose interval reaches the mean with all answers.)") if said else "", ""]
 
-# %% ../nbs/3_results/09_compare_report.ipynb #3fee6d5c
+# %% ../nbs/3_results/09_compare_report.ipynb #32137f7b
 def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stats: Optional[dict] = None,
                    extra: Optional[dict[str, pd.DataFrame]] = None) -> Path:
     "Token-displacement cosine similarity and labeler agreement side by side (plus `extra` maps), and their scatter."
@@ -362,9 +362,11 @@ def compare_checks(cmp: Comparison, lab: pd.DataFrame, n_boot: int = 1000, diffe
     return out
 
 # %% ../nbs/3_results/09_compare_report.ipynb #7156f687
-def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis: bool = False) -> list[str]:
-    "The per-labeler gains of the report: the tokens against no token, with the labelers' ceilings or bounds (and the visible ceiling when `vis`)."
+def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis_refs: Sequence[str] = ()) -> list[str]:
+    """The per-labeler gains of the report: the tokens against no token, with the labelers' ceilings or bounds (and the
+    visible ceiling when `vis_refs`, `_visible_refs` of the comparison, names it)."""
     md = []
+    vis = bool(vis_refs)
     cols = ["labeler"] + (["taste sim."] if "taste_similarity_to_population" in lab else []) + (["Bayes ceiling"] if bayes else []) + \
            (["visible ceiling" + ("" if bayes else " (estimate)")] if vis else []) + \
            (["lower bound (agreement)", "upper bound (implied)"] if has_bounds else []) + \
@@ -387,10 +389,11 @@ def _gain_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis: bool = 
     return md
 
 # %% ../nbs/3_results/09_compare_report.ipynb #d8b03228
-def _gap_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis: bool = False) -> list[str]:
-    "The share of the gap to each labeler's ceiling (or bounds), and to the visible ceiling when `vis`, that the tokens close."
+def _gap_section(lab: pd.DataFrame, bayes: bool, has_bounds: bool, vis_refs: Sequence[str] = ()) -> list[str]:
+    "The share of the gap to each labeler's ceiling (or bounds), and to the visible ceiling in `vis_refs`, that the tokens close."
     md = []
-    refs = (["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])) + (["visible_ceiling"] if vis else [])
+    vis = bool(vis_refs)
+    refs = (["ceiling"] if bayes else (["upper", "lower"] if has_bounds else [])) + list(vis_refs)
     ref_names = {"ceiling": "Bayes ceiling", "upper": "upper bound", "lower": "lower bound",
                  "visible_ceiling": "visible ceiling" + ("" if bayes else " (estimate)")}
     gcols = [f"gap {s} {b} {ref}" for s in ("text", "learned") for b in GAP_BASES.values() for ref in refs]
@@ -539,9 +542,9 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     if na: md += ["Bounds n/a: " + "; ".join(f"{md_code(t)}: {n}" for t, n in na.items()) + ".", ""]
     lab = per_labeler_results(cmp, ground_truth, n_boot, summ)
     bayes, has_bounds = "ceiling" in cmp.correct, lab["lower"].notna().any()
-    vis = bool(_visible_refs(cmp))
-    md += _gain_section(lab, bayes, has_bounds, vis)
-    md += _gap_section(lab, bayes, has_bounds, vis)
+    vis_refs = _visible_refs(cmp)
+    md += _gain_section(lab, bayes, has_bounds, vis_refs)
+    md += _gap_section(lab, bayes, has_bounds, vis_refs)
     chk = compare_checks(cmp, lab, n_boot, visibility=visibility, method=check_method, summ=summ)
     if chk:
         md += ["## Checks", "", f"Checked for `{check_method}` ({method_label(check_method)}), the method declared before the run "
@@ -569,7 +572,7 @@ def write_compare_report(cmp: Comparison, fig_dir, title: str = "", settings: Op
     write_if_changed(res, "\n".join(md))   # a rerun that only took longer leaves it as it is
     return [res] + files + write_compare_tables(fig_dir, cmp, summ, lab, leak, fewshot, taste, n_boot, curves)
 
-# %% ../nbs/3_results/09_compare_report.ipynb #f2b1b02b
+# %% ../nbs/3_results/09_compare_report.ipynb #b3d3b875
 def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame, leak: Optional[pd.DataFrame] = None,
                          fewshot: Optional[dict] = None, taste: Optional[dict] = None, n_boot: int = 1000,
                          curves: Optional[dict] = None) -> list[Path]:
@@ -605,6 +608,7 @@ def write_compare_tables(fig_dir, cmp: Comparison, summ: dict, lab: pd.DataFrame
             fig_dir / "learning_curves.csv", index=False)
         out.append(fig_dir / "learning_curves.csv")
     return out
+
 
 # %% ../nbs/3_results/09_compare_report.ipynb #90dcef9a
 import re

@@ -78,7 +78,7 @@ def aspect_captions() -> tuple[list[str], list[list[int]]]:
     caps += ["a face: no glasses", "a face: glasses"]
     return caps, groups
 
-# %% ../nbs/1_method/06_pretrain.ipynb #a39b09b3
+# %% ../nbs/1_method/06_pretrain.ipynb #eb2eb8f7
 def caption_levels(feats: pd.DataFrame) -> torch.Tensor:
     "The index of the true phrase of every aspect (`aspect_captions` order) for each face: int64 [n, aspects]."
     missing = [k for k in FEATURES if k not in feats]
@@ -225,7 +225,7 @@ def pretrain_clip(out, kind: str = DEFAULT_KIND, model: str | None = None, n_ima
         + ", ".join(f"{k} {v:.2f}" for k, v in r2.items()) + f"; caption retrieval top-1 {retrieval:.2f} of {len(hold)}")
     return out
 
-# %% ../nbs/1_method/06_pretrain.ipynb #f9af3d51
+# %% ../nbs/1_method/06_pretrain.ipynb #749e80bd
 def standin_model(path) -> str:
     "The model name a stand-in checkpoint was pretrained as (from the report beside it; `tiny` when there is none)."
     report = Path(path).with_suffix(".json")

@@ -19,7 +19,7 @@ from .data import LabelerData
 from .model import LabelerCLIP, load_model
 from .synthetic import has_ground_truth, latent_z, load_ground_truth
 from .explore import agreement
-from .pretrain import ridge_r2   # cross-validated R² (it measures the stand-in in 1_method/06_pretrain too)
+from .pretrain import ridge_r2
 
 # %% auto #0
 __all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'latent_features', 'pixel_features',

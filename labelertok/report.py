@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['REQUIRED_HISTORY', 'REPORT_SOURCE', 'CALIBRATION_FILE', 'Run', 'load_run', 'fmt_pct', 'fmt_pts', 'md_cell',
-           'md_table', 'epoch_table', 'labeler_accuracy_table', 'labeler_ceilings', 'key_findings', 'is_study_run',
-           'study_protocol_accuracy', 'study_comparison', 'plot_curves', 'plot_labelers', 'plot_attributes',
-           'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
+           'md_table', 'epoch_table', 'labeler_accuracy_table', 'run_visible_ceiling', 'labeler_ceilings',
+           'key_findings', 'is_study_run', 'study_protocol_accuracy', 'study_comparison', 'plot_curves',
+           'plot_labelers', 'plot_attributes', 'plot_ceilings', 'plot_study_comparison', 'report_dir', 'write_report']
 
 # %% ../nbs/3_results/08_report.ipynb #ceee410e
 import json, math, re, shutil
@@ -26,8 +26,10 @@ from .config import resolve_device
 from .data import load_labeler_data, read_study
 from .explore import retest_ceilings
 from .intervals import cluster_bootstrap
-from .model import load_model
-from .synthetic import answer_bayes_acc
+from .model import create_model, load_model
+from .synthetic import answer_bayes_acc, has_ground_truth
+from .baselines import image_features, image_rows, standardise
+from .visible import visible_ceiling, visible_estimate_per_sample
 from .ordinal import ratings_section
 
 # %% ../nbs/3_results/08_report.ipynb #1cde756f
@@ -172,15 +174,40 @@ def _data_dir(run: Run):
     return Path(d) if d and Path(d).is_dir() else None
 
 # %% ../nbs/3_results/08_report.ipynb #54d9c697
-def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
+def run_visible_ceiling(run: Run, data_dir) -> tuple[dict, str]|None:
+    """Per user_id: the visible ceiling of the run's frozen base model (the best linear read-out of its image features
+    given unlimited answers, `visible.visible_ceiling`) on the run's test answers, and its source; on data without
+    ground truth the estimate from the linear probe's learning curve (`visible.visible_estimate_per_sample`), labelled
+    so. None (and why, printed) when the run's data or base model cannot be rebuilt here."""
+    di, m = run.summary.get('data') or {}, run.summary.get('model') or {}
+    cfg = m.get('config') or {}
+    try:
+        data = load_labeler_data(data_dir, n_users=int(di['n_users']), split=di['split'], seed=int(di['seed']),
+                                 image_size=int(di['image_size']), images_dir=di.get('images_dir'),
+                                 val_frac=float(di.get('val_frac', 0.15)), test_frac=float(di.get('test_frac', 0.15)), verbose=False)
+        base = create_model(cfg.get('model') or m['name'], cfg.get('pretrained', m.get('pretrained')), tokens=(), seed=int(cfg.get('seed', 0)))
+        test, train = data.split('test'), data.split('train')
+        if has_ground_truth(data_dir): vals, src = visible_ceiling(base, data, test, data_dir)
+        else:
+            feats = standardise(image_features(base, data.images), image_rows(train))
+            vals, src, _ = visible_estimate_per_sample(feats, train, test)
+        return pd.Series(vals).groupby(test['user_id'].astype(str).to_numpy()).mean().to_dict(), src
+    except Exception as e:
+        print(f"visible ceiling not computed: {type(e).__name__}: {e}")
+        return None
+
+# %% ../nbs/3_results/08_report.ipynb #03ff8597
+def labeler_ceilings(run: Run, retest: bool=True, visible: bool=True) -> pd.DataFrame:
     """Per labeler: the Bayes ceiling on exactly the test samples the run scored (`bayes_test`, synthetic
-    `ground_truth.json` + the run's `test_predictions.csv`; `bayes_acc`: over all their answers) and the test–retest
-    bounds on it with intervals (`explore.retest_ceilings`: agreement `retest_agree` with `agree_lo/hi`, a lower bound;
-    `implied_ceiling` with `ceiling_lo/hi`, an upper bound; `retest_pairs`, `retest_note` saying why there are none),
-    when available."""
+    `ground_truth.json` + the run's `test_predictions.csv`; `bayes_acc`: over all their answers), the visible ceiling of
+    the run's frozen base model on its test answers (`visible_test`, `run_visible_ceiling`, with `visible_source`; an
+    estimate on data without ground truth) and the test–retest bounds on the Bayes ceiling with intervals
+    (`explore.retest_ceilings`: agreement `retest_agree` with `agree_lo/hi`, a lower bound; `implied_ceiling` with
+    `ceiling_lo/hi`, an upper bound; `retest_pairs`, `retest_note` saying why there are none), when available."""
     users = run.summary.get('users') or [dict(token=f'<{t}>', user_id=None) for t in run.tokens]
     out = pd.DataFrame(dict(token=[_tok(u['token']) for u in users], user_id=[u.get('user_id') for u in users]))
-    out['bayes_acc'] = out['bayes_test'] = np.nan
+    out['bayes_acc'] = out['bayes_test'] = out['visible_test'] = np.nan
+    out['visible_source'] = ''
     for c in ('retest_pairs', 'retest_agree', 'agree_lo', 'agree_hi', 'implied_ceiling', 'ceiling_lo', 'ceiling_hi'): out[c] = np.nan
     out['retest_note'] = ''
     d = _data_dir(run)
@@ -194,6 +221,11 @@ def labeler_ceilings(run: Run, retest: bool=True) -> pd.DataFrame:
             pred = pd.read_csv(tp, dtype={'item_id': str, 'user_id': str})
             m = pred.assign(bayes_acc=answer_bayes_acc(pred, d)).groupby('user_id').bayes_acc.mean()
             out['bayes_test'] = [m.get(u, np.nan) for u in out.user_id]
+    if visible and run.summary.get('data') and run.summary.get('model'):
+        v = run_visible_ceiling(run, d)
+        if v is not None:
+            out['visible_test'] = [v[0].get(str(u), np.nan) for u in out.user_id]
+            out['visible_source'] = v[1]
     if retest:
         try:
             df = read_study(d, images_dir=run.params.get('images_dir'), verbose=False)
@@ -262,6 +294,12 @@ def key_findings(run: Run, ceilings: pd.DataFrame|None=None) -> list[str]:
         pu = {_tok(k): v for k, v in (t.get('per_user') or {}).items()}
         gaps = [f"{md_code(f'<{c.token}>')} {_pct(pu.get(c.token))} of {_pct(c.bayes_test)}" for c in ceilings.itertuples() if not _isnan(c.bayes_test)]
         out.append("**Against the Bayes ceiling** (test accuracy beside the ceiling on the same test samples): " + ', '.join(gaps))
+    if ceilings is not None and 'visible_test' in ceilings and ceilings.visible_test.notna().any() and t:
+        pu = {_tok(k): v for k, v in (t.get('per_user') or {}).items()}
+        est = 'estimate' in str(ceilings.visible_source.iloc[0])
+        gaps = [f"{md_code(f'<{c.token}>')} {_pct(pu.get(c.token))} of {_pct(c.visible_test)}" for c in ceilings.itertuples() if not _isnan(c.visible_test)]
+        out.append(f"**Against the visible ceiling{' (an estimate)' if est else ''}** (what a linear read-out of the frozen base "
+                   "model's image features reaches with unlimited answers, on the same test samples): " + ', '.join(gaps))
     return out
 
 # %% ../nbs/3_results/08_report.ipynb #c2703841
@@ -441,6 +479,8 @@ def plot_ceilings(run: Run, ceilings: pd.DataFrame, path) -> Path:
     if pu: series.append(('test', [pu.get(k, np.nan) for k in toks], [(pci.get(k) or [np.nan]*2)[0] for k in toks],
                           [(pci.get(k) or [np.nan]*2)[1] for k in toks], {}))
     if ceilings.bayes_test.notna().any(): series.append(('Bayes ceiling (test samples)', list(ceilings.bayes_test), None, None, dict(color='0.35')))
+    if 'visible_test' in ceilings and ceilings.visible_test.notna().any():
+        series.append(('visible ceiling (test samples)', list(ceilings.visible_test), None, None, dict(color='tab:red')))
     if ceilings.implied_ceiling.notna().any(): series.append(('test–retest upper bound', list(ceilings.implied_ceiling), list(ceilings.ceiling_lo),
                                                               list(ceilings.ceiling_hi), dict(color='0.7')))
     w = .8/len(series)
@@ -507,11 +547,13 @@ def _ceiling_table(run: Run, ce: pd.DataFrame) -> str:
     nl = {_tok(u['token']): u.get('n_labels') for u in run.summary.get('users') or []}
     rows = [[md_code(f'<{c.token}>'), md_code(c.user_id), f"{nl.get(c.token, '–')}",
              _pct(r.get(f'val_acc_{c.token}')) + _ci(r.get(f'val_acc_{c.token}_lo'), r.get(f'val_acc_{c.token}_hi')),
-             _pct(pu.get(c.token)) + _ci(*(pci.get(c.token) or (None, None))), _pct(c.bayes_test),
+             _pct(pu.get(c.token)) + _ci(*(pci.get(c.token) or (None, None))), _pct(c.bayes_test), _pct(getattr(c, 'visible_test', np.nan)),
              (f"n/a ({c.retest_note})" if c.retest_note else '–') if _isnan(c.implied_ceiling) else
              f"{_pct(c.retest_agree)}{_ci(c.agree_lo, c.agree_hi)} ≤ ceiling ≤ {_pct(c.implied_ceiling)}{_ci(c.ceiling_lo, c.ceiling_hi)} (n={int(c.retest_pairs)})"]
             for c in ce.itertuples()]
+    est = 'visible_source' in ce and 'estimate' in str(ce.visible_source.iloc[0] if len(ce) else '')
     head = ['User Token', 'User ID', 'Labels', f'Val Acc (epoch {be})', 'Test Acc', 'Bayes ceiling (test samples)',
+            'Visible ceiling' + (' (estimate)' if est else '') + ' (test samples)',
             'Test–retest bounds: agreement ≤ ceiling ≤ implied [intervals]']
     temps = {_tok(k): v for k, v in (run.summary.get('labeler_temperatures') or {}).items()}
     if temps:   # labeler_temperature = "learned": each labeler's temperature beside their ceiling

@@ -21,14 +21,14 @@ from .compare import labeler_groups, paired_gain, summarise
 from .data import read_study
 from .explore import retest_ceilings
 from .intervals import INTERVAL_NOTE
-from .report import fmt_pct, fmt_pts
+from .report import fmt_pct, fmt_pts, load_run, run_visible_ceiling
 from .synthetic import answer_bayes_acc
 from .ordinal import sweep_ratings_section
 
 # %% auto #0
 __all__ = ['RESERVED', 'parse_grid', 'grid_cells', 'cell_name', 'SweepRun', 'Sweep', 'sweep_name', 'plan_sweep', 'run_sweep',
-           'SweepResults', 'collect_sweep', 'sweep_ceilings', 'summarise_sweep', 'plot_sweep', 'plot_wall',
-           'sweep_conclusions', 'sweep_report', 'sweep_command']
+           'SweepResults', 'collect_sweep', 'sweep_ceilings', 'sweep_visible', 'summarise_sweep', 'plot_sweep',
+           'plot_wall', 'sweep_conclusions', 'sweep_report', 'sweep_command']
 
 # %% ../nbs/3_results/11_sweep.ipynb #8bc7c9cc
 RESERVED = ('seed', 'out_dir', 'resume', 'fig_root', 'preset')   # set by the sweep itself
@@ -265,6 +265,25 @@ def sweep_ceilings(res: SweepResults, n_boot: int = 1000) -> tuple[dict, str]:
                  "accuracy it implies, (1 + √(2c − 1))/2 (an upper bound; explore.retest_ceilings)")
 
 # %% ../nbs/3_results/11_sweep.ipynb #29041b7f
+def sweep_visible(res: SweepResults) -> dict:
+    """Per base model of the sweep's cells ((model, pretrained) → {token: visible ceiling}, with `source`): the visible
+    ceiling of the frozen base model (`report.run_visible_ceiling`) on the test answers of the first finished run that
+    uses it; an estimate on data without ground truth. Empty when none can be computed."""
+    out = {}
+    for r in res.sweep.runs:
+        if not r.done: continue
+        run = load_run(r.out)
+        m = (run.summary.get('model') or {}).get('config') or {}
+        key = (m.get('model'), m.get('pretrained'))
+        if key in out: continue
+        d = (run.summary.get('data') or {}).get('data_dir') or r.params.get('data_dir')
+        v = run_visible_ceiling(run, d) if d and Path(d).is_dir() else None
+        if v is None: continue
+        tok = {str(u['user_id']): u['token'] for u in run.summary.get('users') or []}
+        out[key] = dict(values={tok[u]: x for u, x in v[0].items() if u in tok}, source=v[1])
+    return out
+
+# %% ../nbs/3_results/11_sweep.ipynb #89bc4e54
 def summarise_sweep(res: SweepResults, n_boot: int = 1000) -> pd.DataFrame:
     """One row per (cell, group): `mean, sd, lo, hi, n, n_seeds` (`compare.summarise`) and `gain, gain_lo, gain_hi`
     (`compare.paired_gain` over the first cell, on the seeds both have)."""
@@ -427,8 +446,26 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Opti
     else:
         rows.append(['Bayes ceiling', ''] + [(_pct(ceil[g][0], None, ceil[g][1], ceil[g][2]) if ceil[g][1] is not None else _pct(ceil[g][0]))
                                              if ceil.get(g) else 'n/a' for g in groups] + [''])
+    vis = sweep_visible(res)
+    for (model, pre), v in vis.items():
+        name = 'visible ceiling' + (' (estimate)' if 'estimate' in v['source'] else '') + (f" (`{model}`, {Path(pre).name if pre else 'random init'})" if len(vis) > 1 else '')
+        rows.append([name, ''] + [_pct(v['values'][g]) if g in v['values'] else '' for g in groups] + [''])
     L += ["## Test accuracy per cell", ""] + _table(['cell', 'seeds'] + [f"`{g}`" if g.startswith('<') else g for g in groups]
                                                      + ['wall s/run'], rows) + [""]
+    if vis:
+        v0 = next(iter(vis.values()))
+        L += [f"Visible ceiling: {v0['source']}; on the test answers of the first finished run with that base model.", ""]
+        grows = []
+        for c in cells:
+            s = summ[summ.cell == c].set_index('group')
+            vv = next((x for (mo, pr), x in vis.items() if (mo, pr) == _cell_base(res, c)), v0)['values']
+            share = lambda t: ('—' if t not in vv or vv[t] - 0.5 < 0.05 or t not in s.index else
+                               f"{100 * (s.loc[t, 'mean'] - 0.5) / (vv[t] - 0.5):.0f}% [{100 * (s.loc[t, 'lo'] - 0.5) / (vv[t] - 0.5):.0f}%, "
+                               f"{100 * (s.loc[t, 'hi'] - 0.5) / (vv[t] - 0.5):.0f}%]")
+            grows.append([f"`{c}`"] + [share(t) for t in toks])
+        L += ["## Gap closed against the visible ceiling", "",
+              "(accuracy − 50%) / (visible ceiling − 50%) per labeler, the interval from the accuracy's (the ceiling held fixed); "
+              "— where the visible ceiling is less than 5 points above chance.", ""] + _table(['cell'] + [f"`{t}`" for t in toks], grows) + [""]
     if len(cells) > 1:
         ref = cells[0]
         grows = [[f"`{c}`"] + [_gain(*summ[(summ.cell == c) & (summ.group == g)][['gain', 'gain_lo', 'gain_hi']].iloc[0])
@@ -464,6 +501,15 @@ def sweep_report(sw: Sweep, fig_root='figures', n_boot: int = 1000, failed: Opti
     return f
 
 # %% ../nbs/3_results/11_sweep.ipynb #b3c36fec
+def _cell_base(res: SweepResults, cell: str) -> tuple:
+    "(model, pretrained) of a cell's first finished run (its base model), else (None, None)."
+    for r in res.sweep.runs:
+        if r.name == cell and r.done:
+            m = (json.loads((r.out/'summary.json').read_text()).get('model') or {}).get('config') or {}
+            return (m.get('model'), m.get('pretrained'))
+    return (None, None)
+
+# %% ../nbs/3_results/11_sweep.ipynb #bd9de909
 def sweep_command(sw: Sweep) -> str:
     "The `labelertok sweep` command line that plans `sw` again (runs the unfinished runs, rewrites the report)."
     fmt = lambda v: 'null' if v is None else str(v).lower() if isinstance(v, bool) else str(v)

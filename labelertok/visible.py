@@ -12,12 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .baselines import correct_from_p, fit_logreg, linear_probe
-from .data import LabelerData
-from .synthetic import has_ground_truth, latent_z, load_ground_truth
-from .baselines import image_features
-from .data import resize_crop
-from .synthetic import draw_face, sample_features
+from .baselines import correct_from_p, fit_logreg, image_features, linear_probe
+from .data import LabelerData, resize_crop
+from .synthetic import draw_face, has_ground_truth, latent_z, load_ground_truth, sample_features
 
 # %% auto #0
 __all__ = ['FRESH_SEED_OFFSET', 'VISIBLE_SOURCE', 'CURVE_FRACTIONS', 'ESTIMATE_SOURCE', 'fresh_faces', 'world_utilities',
@@ -46,7 +43,7 @@ def fresh_faces(data_dir, n: int = 2000, image_size: int = 64, seed: int = 0) ->
 # %% ../nbs/3_results/03a_visible.ipynb #1a523054
 def _sigmoid(x): return 1.0 / (1.0 + np.exp(-x))
 
-# %% ../nbs/3_results/03a_visible.ipynb #59cc8f27
+# %% ../nbs/3_results/03a_visible.ipynb #a8a01680
 def world_utilities(data: LabelerData, data_dir, Z: pd.DataFrame, gt: Optional[dict] = None) -> dict:
     """Synthetic world: for every (token, attribute) of `data`'s labelers, (u, k, b): the utility u = Z·w of every row
     of `Z` (standardised latent features), the slope k = consistency × sharpness and the position bias b, so that
@@ -62,12 +59,12 @@ def world_utilities(data: LabelerData, data_dir, Z: pd.DataFrame, gt: Optional[d
                                            float(x["position_bias"]))
     return out
 
-# %% ../nbs/3_results/03a_visible.ipynb #b88f2b5f
+# %% ../nbs/3_results/03a_visible.ipynb #4ca0e184
 def _design(F: torch.Tensor, i, j) -> torch.Tensor:
     "[f(i) − f(j), +1]: the feature difference and the first-position indicator (−1 once the pair is swapped)."
     return torch.cat([F[torch.as_tensor(i)] - F[torch.as_tensor(j)], torch.ones(len(i), 1, dtype=F.dtype)], 1)
 
-# %% ../nbs/3_results/03a_visible.ipynb #79a5b742
+# %% ../nbs/3_results/03a_visible.ipynb #5add6156
 def visible_readout(fit_features, fit_z: pd.DataFrame, data: LabelerData, data_dir, n_pairs: int = 20000,
                     l2: float = 1e-4, seed: int = 0, gt: Optional[dict] = None) -> dict:
     """Synthetic world: per (token, attribute) of `data`'s labelers, the weights [D + 1] of the logistic read-out of
@@ -117,7 +114,7 @@ def visible_ceiling_per_sample(features, data: LabelerData, df: pd.DataFrame, da
         out[m] = np.where(s > 0, p, np.where(s < 0, 1 - p, 0.5))
     return out, VISIBLE_SOURCE
 
-# %% ../nbs/3_results/03a_visible.ipynb #8108e75b
+# %% ../nbs/3_results/03a_visible.ipynb #71acef11
 def visible_ceiling(model, data: LabelerData, df: pd.DataFrame, data_dir, n_faces: int = 2000,
                     batch_size: int = 512, n_pairs: int = 20000, l2: float = 1e-4, seed: int = 0) -> tuple[np.ndarray, str]:
     """`visible_ceiling_per_sample` for the frozen image features of `model` (a `LabelerCLIP`), fitted on `n_faces`
@@ -146,7 +143,7 @@ def subsample_answers(train: pd.DataFrame, fraction: float, seed: int = 0, by: s
         keep.append(g[g["pair_id"].isin(pick)])
     return pd.concat(keep).sort_index()
 
-# %% ../nbs/3_results/03a_visible.ipynb #057a40db
+# %% ../nbs/3_results/03a_visible.ipynb #bc51b33b
 def probe_curve(features, train: pd.DataFrame, test: pd.DataFrame, fractions: Sequence[float] = CURVE_FRACTIONS,
                 seeds: Sequence[int] = (0, 1, 2, 3, 4), l2: float = 1.0) -> tuple[pd.DataFrame, dict]:
     """The linear probe (`baselines.linear_probe`, one per labeler and attribute) fitted on `subsample_answers` of
@@ -166,7 +163,7 @@ def probe_curve(features, train: pd.DataFrame, test: pd.DataFrame, fractions: Se
             if f == 1: break   # all answers: the same fit for every seed
     return pd.DataFrame(rows), {f: np.stack(v) for f, v in correct.items()}
 
-# %% ../nbs/3_results/03a_visible.ipynb #d536742e
+# %% ../nbs/3_results/03a_visible.ipynb #bfb4788b
 def extrapolate_curve(curve: pd.DataFrame) -> pd.DataFrame:
     """Per token: the least-squares fit acc(n) = A − B/n to the mean accuracy at each `n_answers` of `curve`
     (`probe_curve`'s table), A clipped to [0.5, 1] — the estimated accuracy with unlimited answers — and B,

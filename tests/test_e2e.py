@@ -150,7 +150,7 @@ def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, en
     out.mkdir(parents=True)   # papermill does not create the output notebook's folder
     r = run(cmd, env, tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
-    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained), model='tiny-p8')   # the preset's stand-in
+    check_run_folder(out, epochs=1, pretrained=str(tiny_pretrained), model='tiny-p8')   # the bundled presets' stand-in
     check_report(figs/'two_users_demo')
 
 

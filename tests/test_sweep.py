@@ -18,6 +18,7 @@ def test_sweep_runs_resumes_and_refuses(tmp_path, preset, env):
         assert (out/cell/'seed42'/'test_predictions.csv').is_file()
     md = (fig/'sweeps'/'rank'/'results.md').read_text()
     assert '`lora_rank=2`' in md and '`lora_rank=8`' in md and '| Bayes ceiling |' in md
+    assert '| visible ceiling |' in md and '## Gap closed against the visible ceiling' in md   # the frozen base model's
     assert '## Conclusion (generated from the intervals above)' in md and '- `lora_rank=8`: overall ' in md
     assert (fig/'sweeps'/'rank'/'accuracy.png').is_file()
     row = next(l for l in md.splitlines() if l.startswith('| `lora_rank=8`'))
@@ -108,3 +109,4 @@ def test_sweep_on_the_study_format(tmp_path, study_world, env):
         cells = next(l for l in md.splitlines() if l.startswith(row)).split('|')[4:6]   # the two labelers
         assert any(c.strip() not in ('', 'n/a') for c in cells), md
     assert '| ceiling |' not in md and '| Bayes ceiling |' not in md
+    assert '| visible ceiling (estimate) |' in md and 'an estimate' in md   # no ground truth: the probe curve's extrapolation
