@@ -15,7 +15,7 @@ from .baselines import STUDY_PROTOCOL, method_label
 from .compare import BOUNDS, Comparison
 from .intervals import INTERVAL_NOTE, ratio_interval
 from .leakage import leakage_table
-from .paths import md_code, write_if_changed
+from .paths import md_code, write_if_changed, save_figure
 from .probing import taste_map
 from .report import fmt_pct, fmt_pts, md_table
 
@@ -156,11 +156,7 @@ def plot_per_labeler(cmp: Comparison, path, n_boot: int = 1000, summ: Optional[d
     ax.set_title("Accuracy per labeler (mean over seeds; 95% CI over seeds and image pairs); black bar: Bayes ceiling, "
                  "red bar: visible ceiling, grey: bounds, dashed: chance", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 # %% ../nbs/3_results/09_compare_report.ipynb #65748509
 def plot_fewshot(result: dict, path) -> Path:
@@ -186,11 +182,7 @@ def plot_fewshot(result: dict, path) -> Path:
     ax.set_title(f"A new labeler from few answers ({info['reps']} draws per k, {info['n_eval_samples']} eval samples)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 # %% ../nbs/3_results/09_compare_report.ipynb #0e19bfd7
 def plot_learning_curves(curves: dict, path) -> Path:
@@ -220,11 +212,7 @@ def plot_learning_curves(curves: dict, path) -> Path:
     axs[0, 0].legend(fontsize=6)
     fig.suptitle(f"Learning curves: {len(info['seeds'])} seeds per point, 95% intervals over seeds × image pairs", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 # %% ../nbs/3_results/09_compare_report.ipynb #ab6b66d4
 def learning_curves_section(curves: dict) -> list[str]:
@@ -299,11 +287,7 @@ def plot_taste_map(similarity: pd.DataFrame, agreement: pd.DataFrame, path, stat
     ax.legend(fontsize=7)
     ax.set_title(f"token rows vs agreement: r = {stats['pearson']:.2f}\n({stats['n_pairs']} labeler pairs)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 # %% ../nbs/3_results/09_compare_report.ipynb #b57f83d7
 CHECK_METHOD = "tokens_learned"

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['PATH_PARAMS', 'repo_root', 'resolve_path', 'resolve_pretrained', 'preset_base', 'resolve_params', 'require_inputs',
-           'same_but_timings', 'write_if_changed', 'portable_paths', 'publish_notebook', 'md_code', 'report_root',
-           'interactive', 'next_run_dir']
+           'same_but_timings', 'write_if_changed', 'save_figure', 'portable_paths', 'publish_notebook', 'md_code',
+           'report_root', 'interactive', 'next_run_dir']
 
 # %% ../nbs/3_results/01_paths.ipynb #72f259d0
 import json
@@ -106,6 +106,16 @@ def write_if_changed(path, text: str) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return True
+
+# %% ../nbs/3_results/01_paths.ipynb #f071d2c7
+def save_figure(fig, path, dpi: int = 110) -> Path:
+    "Write `fig` to `path` (its folder made if missing) at `dpi`, close it, and return the path."
+    import matplotlib.pyplot as plt   # deferred: the commands that import paths draw nothing
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 # %% ../nbs/3_results/01_paths.ipynb #97188331
 def _path_map(root: Path) -> list[tuple[str, str]]:
