@@ -20,6 +20,7 @@ from .model import LabelerCLIP, load_model
 from .synthetic import has_ground_truth, latent_z, load_ground_truth
 from .explore import agreement
 from .pretrain import ridge_r2
+from .visible import world_utilities
 
 # %% auto #0
 __all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'latent_features', 'pixel_features',
@@ -91,13 +92,7 @@ def decodability(reps: dict[str, torch.Tensor], Z: pd.DataFrame, **kw) -> pd.Dat
 def labeler_utilities(data_dir, data: LabelerData, Z: pd.DataFrame, gt: Optional[dict] = None) -> pd.DataFrame:
     """Synthetic world: each labeler's utility of each image per attribute, columns (token, attribute), from ground
     truth (`gt`, read if None)."""
-    gt = gt or load_ground_truth(data_dir)
-    tok = dict(zip(data.users["user_id"].astype(str), data.users["token"]))
-    cols = {}
-    for x in gt["labelers"]:
-        if x["user_id"] not in tok: continue
-        for a in gt["attributes"]:
-            cols[(tok[x["user_id"]], a)] = Z.to_numpy() @ pd.Series(x["weights"][a])[list(Z.columns)].to_numpy(float)
+    cols = {key: u for key, (u, _, _) in world_utilities(data, data_dir, Z, gt).items()}
     return pd.DataFrame(cols, index=Z.index)
 
 # %% ../nbs/3_results/07_probing.ipynb #f84376ad
