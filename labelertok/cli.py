@@ -87,17 +87,12 @@ class _HelpWithDefaults(argparse.HelpFormatter):
             h += ' (default: %(default)s)'
         return h
 
-# %% ../nbs/4_use/04_cli.ipynb #3e011a0d
+# %% ../nbs/4_use/04_cli.ipynb #643b7570
 PRETRAIN_KINDS = ('readout-p8', 'readout-p16', 'captions-p8')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
-    p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports. '
-                                '`labelertok COMMAND --help` explains a command and each of its options.')
-    p.add_argument('--version', action='version', version=f'labelertok {labelertok.__version__}')
-    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
-
+def _add_data_commands(sub) -> None:
+    "Add `synth`, `pretrain` and `info`: the synthetic world, the CPU stand-in's pretraining, and what a configuration trains."
     s = sub.add_parser('synth', help='write the synthetic world (study format + ground truth)')
     s.add_argument('out_dir', help='folder to write the world into (e.g. data/synthetic)')
     s.add_argument('--scale', type=float, default=1.0, help='1.0 = CPU demo size; larger grows towards the study')
@@ -129,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--towers', default='both', choices=['both', 'vision', 'text'], help='which towers get LoRA')
     s.add_argument('--visual-tokens', type=int, default=0, help='learned prompt vectors per labeler in the image tower')
 
+# %% ../nbs/4_use/04_cli.ipynb #e549544f
+def _add_run_commands(sub) -> None:
+    "Add `run`, `report` and `compare`: an experiment preset into a run folder, its report, and the comparison of methods."
     s = sub.add_parser('run', help='run an experiment preset (papermill) into runs/<name>/')
     s.add_argument('preset', nargs='?', help='preset name (see --list) or path to a .yaml parameter file')
     s.add_argument('-p', '--parameter', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
@@ -152,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--out-dir', default=None, help='run folder (default runs/<preset name>)')
     s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/<preset name>/ (default figures)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing run folder (deleted only once the new run has finished)')
+
+# %% ../nbs/4_use/04_cli.ipynb #47b3ef94
+def _add_study_commands(sub) -> None:
+    "Add `sweep` and `conditioning`: studies over many runs, each with one report."
     s = sub.add_parser('sweep', help='run a preset for every cell of a grid of settings and several seeds (papermill) -> '
                                     'runs/sweeps/<name>/ and <fig-root>/sweeps/<name>/results.md')
     s.add_argument('preset', help='preset name (see `labelertok run --list`) or path to a .yaml parameter file')
@@ -175,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/conditioning/')
     s.add_argument('--no-fewshot', action='store_true', help='skip the new labeler in the best mode')
     s.add_argument('--report-only', action='store_true', help='write the report from the saved results; run nothing')
+
+# %% ../nbs/4_use/04_cli.ipynb #b2172f29
+def build_parser() -> argparse.ArgumentParser:
+    "The `labelertok` argument parser (subcommands synth, pretrain, info, run, report, compare, sweep, score, export, add-labeler, explain, app, quality)."
+    p = argparse.ArgumentParser(prog='labelertok', description='Labeler tokens + LoRA on CLIP: data, runs, reports. '
+                                '`labelertok COMMAND --help` explains a command and each of its options.')
+    p.add_argument('--version', action='version', version=f'labelertok {labelertok.__version__}')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    _add_study_commands(sub)
     _add_use_commands(sub)
     for s in sub.choices.values():
         s.add_argument('--debug', action='store_true', help='show the traceback of an error (default: one line)')

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from .data import (ATTRIBUTES, LABEL_STEM, TABLE_SUFFIXES, add_pair_ids, decode_answers, image_roots, read_study,
                              read_table, resolve_images)
 from .backbone import looks_like_checkpoint
-from .model import PER_LABELER, ModelConfig, adapter_state, create_model
+from .model import PER_LABELER, LabelerCLIP, ModelConfig, adapter_state, create_model
 from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MANIFEST, EXPORT_META, EXPORT_VERSION,
                               LABELER_TABLES, TOKEN_ROWS, TABLE_NAMES, export_manifest,
                               Scorer, correct_two_way, same_base, load)
@@ -205,6 +205,114 @@ def _fit_split(mine: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFr
     hold = mine["pair_id"].isin(perm[:n_hold])
     return mine[~hold].reset_index(drop=True), mine[hold].reset_index(drop=True)
 
+# %% ../nbs/4_use/01_share.ipynb #b3e00296
+def _new_answers(sc: Scorer, answers, labeler: str, images_dir=None) -> pd.DataFrame:
+    """The answers of `labeler` (a study id the model does not know yet) from `answers` (their table, or a file or
+    folder as `read_answers` reads it), checked against the model: one a labeler can be added to, attributes it knows."""
+    if sc.model.visual_prompts is not None or sc.model.labeler_log_temperature is not None:
+        raise ValueError("adding a labeler to a model with visual tokens or per-labeler temperatures is not supported: "
+                         "their tables have one row per trained labeler; train a run with the new labeler instead")
+    known = {str(u.get("user_id")) for u in sc.card["labelers"]} | set(sc.card.get("aliases") or {})
+    if str(labeler) in known: raise ValueError(f"labeler {labeler!r} is already known to this model ({sc.labeler_name(sc.resolve_labeler(labeler))})")
+    mine = answers[answers["user_id"].astype(str) == str(labeler)].reset_index(drop=True) if isinstance(answers, pd.DataFrame) \
+        else read_answers(answers, labeler, images_dir)
+    if mine.empty: raise ValueError(f"no answers of labeler {labeler!r} in the table")
+    other = sorted(set(mine["attribute"]) - set(sc.attributes))
+    if other: raise ValueError(f"answers for attribute(s) {other} this model was not trained on; it knows {sc.attributes}")
+    return mine
+
+# %% ../nbs/4_use/01_share.ipynb #e0d41da6
+def _fit_and_hold(mine: pd.DataFrame, labeler: str, holdout: float, seed: int, k: Optional[int] = None,
+                  draw_seed: Optional[int] = None, exclude_pairs=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit, held-out): `labeler`'s answers split by whole comparisons (`_fit_split`, drawn with `seed`); held-out
+    answers on `exclude_pairs` (image pairs the model was trained on) left out; only `k` of the fitted answers kept
+    (drawn with `draw_seed`, default `seed`)."""
+    fit, hold = _fit_split(mine, holdout, seed)
+    if exclude_pairs is not None:
+        seen = {frozenset(x) for x in exclude_pairs}
+        key = [frozenset((Path(str(a)).name, Path(str(b)).name)) for a, b in zip(hold["im1"], hold["im2"])]
+        hold = hold[[x not in seen for x in key]].reset_index(drop=True)
+        if hold.empty: raise ValueError(f"every held-out answer of {labeler!r} is on an image pair the model was trained on")
+    if k is not None:
+        if k > len(fit): raise ValueError(f"k={k} but only {len(fit)} answers are left after holding out {len(hold)}")
+        ds = seed if draw_seed is None else draw_seed
+        fit = fit.iloc[np.random.default_rng([ds, k]).permutation(len(fit))[:k]].reset_index(drop=True)
+    return fit, hold
+
+# %% ../nbs/4_use/01_share.ipynb #70abfe84
+def _answer_images(mine: pd.DataFrame, fit: pd.DataFrame, hold: pd.DataFrame) -> list:
+    "The images of `mine`'s answers, sorted; each answer of `fit` and `hold` gets its two images' rows in them (`i1`, `i2`)."
+    paths = sorted(set(mine["im1"]) | set(mine["im2"]))
+    row = {p: i for i, p in enumerate(paths)}
+    for d in (fit, hold): d["i1"], d["i2"] = d["im1"].map(row).astype(np.int64), d["im2"].map(row).astype(np.int64)
+    return paths
+
+# %% ../nbs/4_use/01_share.ipynb #2016a91f
+def _model_with_new_row(m: LabelerCLIP) -> tuple[LabelerCLIP, str]:
+    """(model, token): `m` with one more labeler, the next free `<userK>`: everyone's parameters as they were, the new
+    labeler's own (token row, conditioning rows, the ratings' cut-points) starting as the mean of theirs."""
+    new = f"<user{len(m.tokens) + 1}>"
+    while new in m.tokens: new = f"<user{int(new[5:-1]) + 1}>"
+    m2 = create_model(ModelConfig.from_dict(m.config), tokens=list(m.tokens) + [new], device=m.device)
+    if same_base(m.fingerprint, m2.fingerprint) or any(m2.token_ids[t] != i for t, i in m.token_ids.items()):
+        raise RuntimeError("the model with the new token row does not match the loaded one")
+    own, new_state = adapter_state(m), adapter_state(m2)
+    for k in ("rating_cuts", "rating_log_slope"):   # the ratings' cut-points: one more row, the others' mean
+        if k in own and k not in new_state:
+            v = own[k].detach()
+            setattr(m2, k, torch.nn.Parameter(torch.cat([v, v.mean(0, keepdim=True)]).to(m2.device), requires_grad=False))
+            new_state[k] = getattr(m2, k).detach()
+    with torch.no_grad():   # everyone's parameters as they were; the new labeler's start as the mean of theirs
+        for k, v in own.items():
+            if k in PER_LABELER:
+                new_state[k][:len(m.tokens)].copy_(v)
+                new_state[k][-1].copy_(v.mean(0))
+            elif k in ("rating_cuts", "rating_log_slope"): continue   # copied with their new row above
+            else: new_state[k].copy_(v)
+        rows = m2.token_parameters()
+        if new in rows: rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
+    m2.eval()
+    return m2, new
+
+# %% ../nbs/4_use/01_share.ipynb #c1a16e2b
+def _add_row(sc: Scorer, feats, fit: pd.DataFrame, hold: pd.DataFrame, labeler: str, rep: dict, steps: int, lr: float,
+             seed: int, say) -> tuple[np.ndarray, Scorer]:
+    """(held-out correctness, scorer): `labeler` added to `sc` with parameters of their own (`_model_with_new_row`),
+    fitted on `fit` (`fewshot.fit_token_row`) and scored on `hold`; the report `rep` gets the row's initial and
+    fitted accuracy and losses."""
+    m, T, tpl = sc.model, sc.temperature, sc.card["templates"]
+    m2, new = _model_with_new_row(m)
+    rep["init_acc"] = float(correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
+    say(f"fitting {new}'s own parameters ({', '.join(m2.labeler_state(new))}): {steps} steps ...", flush=True)
+    losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
+    m2.eval()
+    for p in m2.parameters(): p.requires_grad_(False)
+    c = correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy())
+    card = copy.deepcopy(sc.card)
+    card["labelers"] = card["labelers"] + [dict(token=new, user_id=str(labeler))]
+    rep.update(token=new, method="new token row" if m.conditioning == "token" else f"own {m.conditioning} parameters",
+               loss_first=losses[0], loss_last=losses[-1], steps=steps, lr=lr)
+    return c, Scorer(m2, card, source=None)
+
+# %% ../nbs/4_use/01_share.ipynb #b8f50feb
+def _add_alias(sc: Scorer, feats, fit: pd.DataFrame, hold: pd.DataFrame, labeler: str, rep: dict, say) -> tuple[np.ndarray, Scorer]:
+    """(held-out correctness, scorer): for a model with no row of its own to give (no labeler tokens, or text tokens),
+    `labeler` becomes an alias of the prompt (a trained labeler's, or none) that fits their `fit` answers best."""
+    m, T, tpl = sc.model, sc.temperature, sc.card["templates"]
+    use_tokens = sc.card.get("use_tokens", True)
+    why = ("the model was trained without labeler tokens" if not (m.tokens and use_tokens) else
+           "in text mode a token is literal BPE pieces shared by all labelers: there is no row of its own to fit")
+    cands = [None] + (list(m.tokens) if use_tokens else [])
+    fit_acc = {t: float(correct_two_way(score_with_features(m, feats, fit, t, T, tpl), fit["label"].to_numpy()).mean()) for t in cands}
+    best = max(cands, key=lambda t: (fit_acc[t], t is None))
+    c = correct_two_way(score_with_features(m, feats, hold, best, T, tpl), hold["label"].to_numpy())
+    card = copy.deepcopy(sc.card)
+    card.setdefault("aliases", {})[str(labeler)] = best
+    rep.update(token=best, method="alias of the best-fitting prompt", reason=why,
+               fit_acc={str(k): v for k, v in fit_acc.items()})
+    say(f"{why}; {labeler} becomes an alias of {best or 'the population prompt'} (the best on their fitted answers)")
+    return c, Scorer(m, card, source=None)
+
 # %% ../nbs/4_use/01_share.ipynb #b3ccc94a
 def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout: float = 0.3, k: Optional[int] = None,
                 steps: int = 150, lr: float = 1e-2, seed: int = 0, device: str = "auto", n_boot: int = 1000,
@@ -226,29 +334,9 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
     say(f"loading {source} ...", flush=True) if not isinstance(source, Scorer) else None
     sc = source if isinstance(source, Scorer) else load(source, device=device)
-    if sc.model.visual_prompts is not None or sc.model.labeler_log_temperature is not None:
-        raise ValueError("adding a labeler to a model with visual tokens or per-labeler temperatures is not supported: "
-                         "their tables have one row per trained labeler; train a run with the new labeler instead")
-    known = {str(u.get("user_id")) for u in sc.card["labelers"]} | set(sc.card.get("aliases") or {})
-    if str(labeler) in known: raise ValueError(f"labeler {labeler!r} is already known to this model ({sc.labeler_name(sc.resolve_labeler(labeler))})")
-    mine = answers[answers["user_id"].astype(str) == str(labeler)].reset_index(drop=True) if isinstance(answers, pd.DataFrame) \
-        else read_answers(answers, labeler, images_dir)
-    if mine.empty: raise ValueError(f"no answers of labeler {labeler!r} in the table")
-    other = sorted(set(mine["attribute"]) - set(sc.attributes))
-    if other: raise ValueError(f"answers for attribute(s) {other} this model was not trained on; it knows {sc.attributes}")
-    fit, hold = _fit_split(mine, holdout, seed)
-    if exclude_pairs is not None:
-        seen = {frozenset(x) for x in exclude_pairs}
-        key = [frozenset((Path(str(a)).name, Path(str(b)).name)) for a, b in zip(hold["im1"], hold["im2"])]
-        hold = hold[[x not in seen for x in key]].reset_index(drop=True)
-        if hold.empty: raise ValueError(f"every held-out answer of {labeler!r} is on an image pair the model was trained on")
-    if k is not None:
-        if k > len(fit): raise ValueError(f"k={k} but only {len(fit)} answers are left after holding out {len(hold)}")
-        ds = seed if draw_seed is None else draw_seed
-        fit = fit.iloc[np.random.default_rng([ds, k]).permutation(len(fit))[:k]].reset_index(drop=True)
-    paths = sorted(set(mine["im1"]) | set(mine["im2"]))
-    row = {p: i for i, p in enumerate(paths)}
-    for d in (fit, hold): d["i1"], d["i2"] = d["im1"].map(row).astype(np.int64), d["im2"].map(row).astype(np.int64)
+    mine = _new_answers(sc, answers, labeler, images_dir)
+    fit, hold = _fit_and_hold(mine, labeler, holdout, seed, k, draw_seed, exclude_pairs)
+    paths = _answer_images(mine, fit, hold)
     say(f"{labeler}: {len(mine)} answers ({mine['pair_id'].nunique()} comparisons); fitting on {len(fit)}, holding out {len(hold)}; "
         f"encoding {len(paths)} images on {sc.model.device} ...", flush=True)
     _, feats = sc.image_features(paths)
@@ -260,51 +348,8 @@ def add_labeler(source, answers, labeler: str, out_dir, images_dir=None, holdout
     rep = dict(user_id=str(labeler), n_answers=len(mine), n_comparisons=int(mine["pair_id"].nunique()), n_fit=len(fit),
                n_held_out=len(hold), holdout=holdout, seed=seed, population_acc=float(c_pop.mean()))
     if (m.token_mode == "learned" or m.conditioning != "token") and m.tokens and use_tokens:
-        new = f"<user{len(m.tokens) + 1}>"
-        while new in m.tokens: new = f"<user{int(new[5:-1]) + 1}>"
-        m2 = create_model(ModelConfig.from_dict(m.config), tokens=list(m.tokens) + [new], device=m.device)
-        if same_base(m.fingerprint, m2.fingerprint) or any(m2.token_ids[t] != i for t, i in m.token_ids.items()):
-            raise RuntimeError("the model with the new token row does not match the loaded one")
-        own, new_state = adapter_state(m), adapter_state(m2)
-        for k in ("rating_cuts", "rating_log_slope"):   # the ratings' cut-points: one more row, the others' mean
-            if k in own and k not in new_state:
-                v = own[k].detach()
-                setattr(m2, k, torch.nn.Parameter(torch.cat([v, v.mean(0, keepdim=True)]).to(m2.device), requires_grad=False))
-                new_state[k] = getattr(m2, k).detach()
-        with torch.no_grad():   # everyone's parameters as they were; the new labeler's start as the mean of theirs
-            for k, v in own.items():
-                if k in PER_LABELER:
-                    new_state[k][:len(m.tokens)].copy_(v)
-                    new_state[k][-1].copy_(v.mean(0))
-                elif k in ("rating_cuts", "rating_log_slope"): continue   # copied with their new row above
-                else: new_state[k].copy_(v)
-            rows = m2.token_parameters()
-            if new in rows: rows[new].copy_(torch.stack([rows[t].detach() for t in m.tokens]).mean(0))
-        m2.eval()
-        rep["init_acc"] = float(correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy()).mean())
-        say(f"fitting {new}'s own parameters ({', '.join(m2.labeler_state(new))}): {steps} steps ...", flush=True)
-        losses = fit_token_row(m2, feats, fit, new, steps=steps, lr=lr, temperature=T, templates=tpl, seed=seed)
-        m2.eval()
-        for p in m2.parameters(): p.requires_grad_(False)
-        c = correct_two_way(score_with_features(m2, feats, hold, new, T, tpl), hold["label"].to_numpy())
-        card = copy.deepcopy(sc.card)
-        card["labelers"] = card["labelers"] + [dict(token=new, user_id=str(labeler))]
-        rep.update(token=new, method="new token row" if m.conditioning == "token" else f"own {m.conditioning} parameters",
-                   loss_first=losses[0], loss_last=losses[-1], steps=steps, lr=lr)
-        sc2 = Scorer(m2, card, source=None)
-    else:
-        why = ("the model was trained without labeler tokens" if not (m.tokens and use_tokens) else
-               "in text mode a token is literal BPE pieces shared by all labelers: there is no row of its own to fit")
-        cands = [None] + (list(m.tokens) if use_tokens else [])
-        fit_acc = {t: float(correct_two_way(score_with_features(m, feats, fit, t, T, tpl), fit["label"].to_numpy()).mean()) for t in cands}
-        best = max(cands, key=lambda t: (fit_acc[t], t is None))
-        c = correct_two_way(score_with_features(m, feats, hold, best, T, tpl), hold["label"].to_numpy())
-        card = copy.deepcopy(sc.card)
-        card.setdefault("aliases", {})[str(labeler)] = best
-        rep.update(token=best, method="alias of the best-fitting prompt", reason=why,
-                   fit_acc={str(k): v for k, v in fit_acc.items()})
-        say(f"{why}; {labeler} becomes an alias of {best or 'the population prompt'} (the best on their fitted answers)")
-        sc2 = Scorer(m, card, source=None)
+        c, sc2 = _add_row(sc, feats, fit, hold, labeler, rep, steps, lr, seed, say)
+    else: c, sc2 = _add_alias(sc, feats, fit, hold, labeler, rep, say)
     ci = crossed_interval(c, hold["pair_id"].to_numpy()) if n_boot > 0 else dict(lo=np.nan, hi=np.nan)
     lo, hi = ci["lo"], ci["hi"]
     rep.update(acc=float(c.mean()), acc_lo=lo, acc_hi=hi)

@@ -98,7 +98,7 @@ def test_execution_cache_follows_imports():
     h = _hooks()
     deps = {p.stem for p in h._deps(h.NBS/'0_study'/'04_synthetic.ipynb')}
     assert {'synthetic', 'data'} <= deps and 'train' not in deps and 'cli' not in deps, deps
-    assert {'report', 'runs'} <= {p.stem for p in h._deps(h.NBS/'3_results'/'08_report.ipynb')}
+    assert {'report', 'runs'} <= {p.stem for p in h._deps(h.NBS/'3_results'/'10_report.ipynb')}
 
 
 def test_site_builds_with_a_page_per_notebook(tmp_path, env):
