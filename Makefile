@@ -9,7 +9,7 @@ PRETRAINED ?= data/tiny_clip_synthetic.pt
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install lab data explore demo test test-nbs test-py test-slow check-export export clean-nbs compare bench standin docs clean
+.PHONY: install lab data explore demo explain test test-nbs test-py test-slow check-export export clean-nbs compare bench standin docs clean
 
 install: $(STAMP)
 
@@ -73,20 +73,28 @@ test: check-export test-nbs test-py
 # The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells (in every folder of nbs/),
 # those cells included — the engine's learning checks (2_training/03_train: consistent labelers learned, the random
 # clicker at chance), the scale-3 world (0_study/04_synthetic) and the bootstrap's coverage beside the crossed
-# interval's (0_study/05_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler demo against the world's true
+# interval's (0_study/05_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler hybrid demo against the world's true
 # tastes (tests/test_explain.py). About 2 min on idle cores, plus 1 min to build the data the first time.
 SLOW_NBS := $(shell grep -rl --include='*.ipynb' '"\#| slow' nbs | sort)
 test-slow: $(STAMP) data
 	for nb in $(SLOW_NBS); do OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_explain.py -k known_answer
 
-# The two CPU demos (runs/<preset>/), then their reports with the executed notebooks beside them:
-# figures/<preset>/results.md, plots, calibration and <preset>.ipynb (paths relative to the repository).
+# The CPU demos (runs/<preset>/): the 2- and 6-labeler token models of the study and the 6-labeler model with hybrid
+# conditioning (the one `make explain` and the how-to guide explain), then their reports with the executed notebooks
+# beside them: figures/<preset>/results.md, plots, calibration and <preset>.ipynb (paths relative to the repository).
 demo: $(STAMP) data
 	$(BIN)/labelertok run two_users_demo --overwrite
 	$(BIN)/labelertok run six_users_demo --overwrite
-	$(BIN)/labelertok report runs/two_users_demo runs/six_users_demo
-	@echo "demo done: see figures/two_users_demo/, figures/six_users_demo/ and runs/"
+	$(BIN)/labelertok run six_users_hybrid_demo --overwrite
+	$(BIN)/labelertok report runs/two_users_demo runs/six_users_demo runs/six_users_hybrid_demo
+	@echo "demo done: see figures/two_users_demo/, figures/six_users_demo/, figures/six_users_hybrid_demo/ and runs/"
+
+# What the demo labelers see (figures/explain/ and docs/explain/demo_labelers.md): the hybrid demo explained, checked
+# against the world's true tastes on it and on 4 more seeds and on the token-only demo, and the explorer's screenshot
+# (benchmarks/explain_demo.py; trains the runs it misses, about 2 min each).
+explain: $(STAMP) data
+	$(BIN)/python benchmarks/explain_demo.py
 
 compare: $(STAMP) data
 	$(BIN)/labelertok compare --overwrite

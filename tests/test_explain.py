@@ -10,9 +10,10 @@ from labelertok import score as S
 from conftest import ROOT, labelertok_cmd, run
 
 DEMO_DATA = (ROOT/'data'/'synthetic'/'ground_truth.json').is_file() and (ROOT/'data'/'tiny_clip_synthetic.pt').is_file()
-# The worst of the 5 seeds of figures/explain/five_seeds.md (of 12 labeler-attributes with a ceiling >= 65%): words that
-# recover >= 2 of the model's own 3 features, and >= 2 of the labeler's true 3.
-MIN_OF_MODEL, MIN_OF_TRUE = 11, 7
+# Of the 12 labeler-attributes with a ceiling >= 65%: words that recover >= 2 of the model's own 3 features, and >= 2
+# of the labeler's true 3. Every one of the 5 seeds of figures/explain/five_seeds.md reaches 12 and 12; one of slack
+# because another machine pretrains a slightly different stand-in (numbers move within their intervals across CPUs).
+MIN_OF_MODEL, MIN_OF_TRUE = 11, 11
 
 
 def test_run_and_export_give_the_same_words(trained_folders):
@@ -49,12 +50,12 @@ def test_cli_writes_and_refuses(trained_folders, env, tmp_path, capsys):
 
 
 def _demo_run(env, tmp_path_factory) -> Path:
-    "The 6-labeler demo run: runs/six_users_demo when `make demo` finished it, else trained now (about 2 minutes)."
-    done = ROOT/'runs'/'six_users_demo'
+    "The 6-labeler hybrid demo run: runs/six_users_hybrid_demo when `make demo` finished it, else trained now (about 2 minutes)."
+    done = ROOT/'runs'/'six_users_hybrid_demo'
     if (done/'summary.json').is_file() and json.loads((done/'summary.json').read_text()).get('status') == 'complete':
         return done
     tmp = tmp_path_factory.mktemp('demo')
-    r = run(labelertok_cmd() + ['run', 'six_users_demo', '--out-dir', tmp/'run', '-p', 'fig_root', tmp/'figures'], env, ROOT, timeout=1200)
+    r = run(labelertok_cmd() + ['run', 'six_users_hybrid_demo', '--out-dir', tmp/'run', '-p', 'fig_root', tmp/'figures'], env, ROOT, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp/'run'
 
