@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .backbone import short_pretrained
-# the study's published numbers (0_study/08_study) and notebook publishing (01_paths); labelertok.report provides these names too
+# the study's published numbers (0_study/09_study) and notebook publishing (01_paths); labelertok.report provides these names too
 from .paths import md_code, publish_notebook, write_if_changed
 from .study import (STUDY_NOTES, STUDY_SIX_USERS, STUDY_SIX_USERS_PER_USER, STUDY_SOURCE, STUDY_TWO_USERS,
                               STUDY_TWO_USERS_FACTS)
