@@ -92,6 +92,27 @@ def _read_images(name: str, path: Path, rep: dict, verbose: bool) -> pd.DataFram
                          f"{examples_text(items.loc[dup, '_id'].unique())}; keep one row per image")
     return items
 
+# %% ../nbs/0_study/03_ratings.ipynb #9c6dc943
+def _ratings_long(labels: pd.DataFrame, rep: dict, verbose: bool) -> pd.DataFrame:
+    "The label rows one per (rating, attribute) with the decoded `rating`; skipped cells counted into `rep` and said."
+    keep = ["set", "file", "row", "answer_id", "item_id", "user_id", "path", "lang", "insert_time"]
+    long = labels.melt(id_vars=keep, value_vars=list(ATTRIBUTES), var_name="attribute", value_name="value")
+    rating, kind = decode_ratings(long["value"])
+    for what, label in (("blank", "blank cell(s) (no answer)"), ("out_of_range", "cell(s) outside 1-4"),
+                        ("unknown", "cell(s) that are not numbers")):
+        bad = long.loc[kind == what, "value"]
+        rep[f"ratings_{what}"] = len(bad)
+        if len(bad) and what != "blank":
+            rep[f"{what}_values"] = bad.astype(str).value_counts().head(10).to_dict()
+            print_if(verbose, f"ratings: skipped {len(bad)} {label}: " + ", ".join(f"{v!r} x{n}" for v, n in rep[f"{what}_values"].items()))
+        elif len(bad): print_if(verbose, f"ratings: skipped {len(bad)} {label}")
+    long = long.assign(rating=rating)[kind == "rating"].drop(columns="value")
+    if long.empty:
+        raise ValueError(f"no usable rating in {', '.join(sorted(set(labels['file'])))} ({len(labels)} row(s) with a known image; "
+                         f"{rep['ratings_blank']} blank, {rep['ratings_out_of_range']} outside 1-4, {rep['ratings_unknown']} not "
+                         "numbers); ratings are the integers 1 (lowest) to 4")
+    return long
+
 # %% ../nbs/0_study/03_ratings.ipynb #7bdbe24c
 def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: bool = True) -> pd.DataFrame:
     """Read the study's rating sheets under `data_dir` into one row per (rating, attribute): `item_id, user_id,
@@ -119,23 +140,7 @@ def read_ratings(data_dir, images_dir=None, duplicates: str = "last", verbose: b
         if c not in labels.columns: labels[c] = None
     labels = labels.rename(columns={"_id": "answer_id"})
 
-    # wide -> long, decode
-    keep = ["set", "file", "row", "answer_id", "item_id", "user_id", "path", "lang", "insert_time"]
-    long = labels.melt(id_vars=keep, value_vars=list(ATTRIBUTES), var_name="attribute", value_name="value")
-    rating, kind = decode_ratings(long["value"])
-    for what, label in (("blank", "blank cell(s) (no answer)"), ("out_of_range", "cell(s) outside 1-4"),
-                        ("unknown", "cell(s) that are not numbers")):
-        bad = long.loc[kind == what, "value"]
-        rep[f"ratings_{what}"] = len(bad)
-        if len(bad) and what != "blank":
-            rep[f"{what}_values"] = bad.astype(str).value_counts().head(10).to_dict()
-            print_if(verbose, f"ratings: skipped {len(bad)} {label}: " + ", ".join(f"{v!r} x{n}" for v, n in rep[f"{what}_values"].items()))
-        elif len(bad): print_if(verbose, f"ratings: skipped {len(bad)} {label}")
-    long = long.assign(rating=rating)[kind == "rating"].drop(columns="value")
-    if long.empty:
-        raise ValueError(f"no usable rating in {', '.join(sorted(set(labels['file'])))} ({len(labels)} row(s) with a known image; "
-                         f"{rep['ratings_blank']} blank, {rep['ratings_out_of_range']} outside 1-4, {rep['ratings_unknown']} not "
-                         "numbers); ratings are the integers 1 (lowest) to 4")
+    long = _ratings_long(labels, rep, verbose)
 
     # images, by file name
     paths = resolve_images(all_paths, roots, verbose=verbose)
