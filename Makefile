@@ -35,7 +35,7 @@ lab: $(STAMP) data
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ROOT) $(LAB_ARGS)
 
 # The embedded synthetic world and the tiny CLIP pretrained on synthetic faces and captions (`readout-p8` recipe,
-# tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see 1_method/06_pretrain).
+# tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see 1_method/07_pretrain).
 data: $(DATA)/big_compare_label.xlsx $(DATA)/big_label.xlsx $(PRETRAINED)
 
 $(DATA)/big_compare_label.xlsx: | $(STAMP)
@@ -72,8 +72,8 @@ test: check-export test-nbs test-py
 
 # The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells (in every folder of nbs/),
 # those cells included — the engine's learning checks (2_training/03_train: consistent labelers learned, the random
-# clicker at chance), the scale-3 world (0_study/04_synthetic) and the bootstrap's coverage beside the crossed
-# interval's (0_study/05_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler hybrid demo against the world's true
+# clicker at chance), the scale-3 world (0_study/05_synthetic) and the bootstrap's coverage beside the crossed
+# interval's (0_study/06_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler hybrid demo against the world's true
 # tastes (tests/test_explain.py). About 2 min on idle cores, plus 1 min to build the data the first time.
 SLOW_NBS := $(shell grep -rl --include='*.ipynb' '"\#| slow' nbs | sort)
 test-slow: $(STAMP) data

@@ -101,7 +101,7 @@ def _add_data_commands(sub) -> None:
     s.add_argument('--overwrite', action='store_true', help='replace a non-empty OUT_DIR')
 
     s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
-                                       "OpenAI's weights on the CPU; see 1_method/06_pretrain)")
+                                       "OpenAI's weights on the CPU; see 1_method/07_pretrain)")
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
                    help="'readout-p8' (default): captions plus a linear read-out of the features, on tiny-p8; "

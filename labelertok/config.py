@@ -10,16 +10,18 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
+from fastcore.basics import patch
+
 from .tokens import TEMPLATES, TOKEN_MODES
 # torch is imported where a device is resolved: every setting is checked without it (the command line refuses a bad
 # value in a fraction of a second, before any kernel starts)
-from .data import ATTRIBUTES
+from .sheets import ATTRIBUTES
 
 # %% auto #0
 __all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'IMAGE_TOWER', 'CONDITIONING', 'LORA_TARGETS',
            'TrainConfig', 'resolve_device', 'ModelConfig']
 
-# %% ../nbs/1_method/02_config.ipynb #88be6c54
+# %% ../nbs/1_method/02_config.ipynb #a69f0dc8
 _SELECT_FIXED = ("val_acc", "val_loss")
 _SELECT_RATE = ("val_rate_loss", "val_rate_exact", "val_rate_mae")   # history columns of a run that trains on ratings
 TASKS = ("compare", "rate", "both")   # what a run trains on: the comparisons, the 1-4 ratings, or both at once
@@ -27,7 +29,26 @@ _AUTO_SELECT = {"compare": "val_acc", "rate": "val_rate_loss", "both": "val_join
 REPORT_TO = ("tensorboard", "wandb", "none")
 LABELER_TEMPERATURE = ("shared", "learned")
 
+# %% ../nbs/1_method/02_config.ipynb #2019e8e0
+def _select_metric_problems(select_metric: str, task: str) -> list[str]:
+    "What is wrong with picking the best epoch of a run on `task` by the history column `select_metric` ([] if nothing)."
+    bad = []
+    compare_metric = select_metric in _SELECT_FIXED or select_metric.startswith("val_acc_")
+    rate_metric = select_metric in _SELECT_RATE or select_metric == "val_joint_loss"
+    if not (compare_metric or rate_metric or select_metric == "auto"):
+        bad.append(f"select_metric={select_metric!r} ('val_acc', 'val_loss', a 'val_acc_*' history column, "
+                   f"{', '.join(repr(m) for m in _SELECT_RATE)}, 'val_joint_loss' or 'auto')")
+    elif task == "rate" and compare_metric:   # a ratings-only run must not be chosen on the comparisons it never saw
+        bad.append(f"select_metric={select_metric!r} with task='rate' (a rate-only run is selected on its ratings: "
+                   f"'auto' = 'val_rate_loss', or one of {_SELECT_RATE})")
+    elif task == "compare" and rate_metric:
+        bad.append(f"select_metric={select_metric!r} with task='compare' (no ratings are trained or validated: "
+                   "'val_acc', 'val_loss' or 'auto')")
+    elif task == "rate" and select_metric == "val_joint_loss":
+        bad.append("select_metric='val_joint_loss' with task='rate' (the joint loss needs task='both')")
+    return bad
 
+# %% ../nbs/1_method/02_config.ipynb #88be6c54
 @dataclass
 class TrainConfig:
     "Hyper-parameters and switches of `train` and `evaluate` (defaults: the study's 2-labeler run)."
@@ -67,19 +88,7 @@ class TrainConfig:
         if self.task not in TASKS: bad.append(f"task={self.task!r} (one of {TASKS})")
         if isinstance(self.rating_weight, bool) or not isinstance(self.rating_weight, (int, float)) or not self.rating_weight > 0:
             bad.append(f"rating_weight={self.rating_weight!r} (> 0)")
-        compare_metric = self.select_metric in _SELECT_FIXED or self.select_metric.startswith("val_acc_")
-        rate_metric = self.select_metric in _SELECT_RATE or self.select_metric == "val_joint_loss"
-        if not (compare_metric or rate_metric or self.select_metric == "auto"):
-            bad.append(f"select_metric={self.select_metric!r} ('val_acc', 'val_loss', a 'val_acc_*' history column, "
-                       f"{', '.join(repr(m) for m in _SELECT_RATE)}, 'val_joint_loss' or 'auto')")
-        elif self.task == "rate" and compare_metric:   # a ratings-only run must not be chosen on the comparisons it never saw
-            bad.append(f"select_metric={self.select_metric!r} with task='rate' (a rate-only run is selected on its ratings: "
-                       f"'auto' = 'val_rate_loss', or one of {_SELECT_RATE})")
-        elif self.task == "compare" and rate_metric:
-            bad.append(f"select_metric={self.select_metric!r} with task='compare' (no ratings are trained or validated: "
-                       "'val_acc', 'val_loss' or 'auto')")
-        elif self.task == "rate" and self.select_metric == "val_joint_loss":
-            bad.append("select_metric='val_joint_loss' with task='rate' (the joint loss needs task='both')")
+        bad += _select_metric_problems(self.select_metric, self.task)
         if self.labeler_temperature not in LABELER_TEMPERATURE:
             bad.append(f"labeler_temperature={self.labeler_temperature!r} (one of {LABELER_TEMPERATURE})")
         if self.report_to not in REPORT_TO: bad.append(f"report_to={self.report_to!r} (one of {REPORT_TO})")
@@ -107,7 +116,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if d.type == "cuda" and not torch.cuda.is_available(): raise RuntimeError(f"device {device!r} requested but CUDA is not available")
     return d
 
-# %% ../nbs/1_method/02_config.ipynb #49ca556d
+# %% ../nbs/1_method/02_config.ipynb #69bc3c4e
 MODEL_CONFIGS = {
     "tiny": {
         "embed_dim": 64,
@@ -121,13 +130,14 @@ MODEL_CONFIGS = {
     },
 }
 
+# %% ../nbs/1_method/02_config.ipynb #c3397ceb
 TOWERS = ("both", "vision", "text")
 IMAGE_TOWER = ("adapted", "frozen")
-# how a labeler conditions the score (`05_model` explains each); all but "token" have rows per (labeler, attribute)
+# how a labeler conditions the score (`05_labeler_clip` explains each); all but "token" have rows per (labeler, attribute)
 CONDITIONING = ("token", "attribute_tokens", "hybrid", "ideal_points")
 LORA_TARGETS = {"mlp": r"mlp\.(?:c_fc|c_proj)", "mlp+attn": r"(?:mlp\.(?:c_fc|c_proj)|attn)", "attn": r"attn"}
 
-
+# %% ../nbs/1_method/02_config.ipynb #49ca556d
 @dataclass
 class ModelConfig:
     "What `create_model` builds: the base, the labeler tokens, LoRA; saved into every model and run file, restored on load."
@@ -143,7 +153,7 @@ class ModelConfig:
     seed: int = 0  # seed of random init (pretrained=None) and of LoRA's init, so that a model can be rebuilt exactly
     visual_tokens: int = 0  # learned prompt vectors per labeler in the image tower's token sequence (0 = none)
     conditioning: str = "token"  # how a labeler conditions the score: "token", "attribute_tokens", "hybrid" or "ideal_points" (`CONDITIONING`)
-    attributes: tuple = ()  # the attributes that per-attribute conditioning has rows for (empty: the study's `data.ATTRIBUTES`)
+    attributes: tuple = ()  # the attributes that per-attribute conditioning has rows for (empty: the study's `sheets.ATTRIBUTES`)
     prototypes: int = 4  # ideal_points: the number K of shared taste prototypes each labeler mixes
     image_tower: str = "adapted"  # "adapted": LoRA in the image tower as `towers` says; "frozen": none there (pretrained image features)
 
@@ -151,49 +161,8 @@ class ModelConfig:
         if isinstance(self.tokens, str): self.tokens = (self.tokens,)
         self.tokens = tuple(self.tokens)
         if self.pretrained in ("", "none", "None"): self.pretrained = None
-        bad = []
-        if not isinstance(self.model, str) or not self.model: bad.append(f"model={self.model!r} (an open_clip model name)")
-        if self.pretrained is not None and not isinstance(self.pretrained, (str, os.PathLike)):
-            bad.append(f"pretrained={self.pretrained!r} (a tag, a checkpoint file or None)")
-        if self.token_mode not in TOKEN_MODES: bad.append(f"token_mode={self.token_mode!r} (one of {TOKEN_MODES})")
-        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 0:
-            bad.append(f"lora_rank={self.lora_rank!r} (int >= 0)")
-        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or not self.lora_alpha > 0:
-            bad.append(f"lora_alpha={self.lora_alpha!r} (> 0)")
-        else: self.lora_alpha = float(self.lora_alpha)
-        if self.lora_targets not in LORA_TARGETS: bad.append(f"lora_targets={self.lora_targets!r} (one of {list(LORA_TARGETS)})")
-        if self.towers not in TOWERS: bad.append(f"towers={self.towers!r} (one of {TOWERS})")
-        if not isinstance(self.init_word, str) or not self.init_word.strip(): bad.append(f"init_word={self.init_word!r} (a word)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int): bad.append(f"seed={self.seed!r} (int)")
-        if isinstance(self.visual_tokens, bool) or not isinstance(self.visual_tokens, int) or self.visual_tokens < 0:
-            bad.append(f"visual_tokens={self.visual_tokens!r} (int >= 0)")
-        elif self.visual_tokens > 0 and not self.tokens:
-            bad.append(f"visual_tokens={self.visual_tokens!r} (needs labeler tokens: each labeler has its own)")
-        bad += self._conditioning_problems()
+        bad = self._model_problems() + self._conditioning_problems()
         if bad: raise ValueError(f"{len(bad)} invalid ModelConfig value(s): " + "; ".join(bad))
-
-    def _conditioning_problems(self) -> list[str]:
-        "The problems of `conditioning`, `attributes`, `prototypes` and `image_tower` (fills the study's attributes when needed)."
-        bad = []
-        if isinstance(self.attributes, str): self.attributes = (self.attributes,)
-        self.attributes = tuple(self.attributes)
-        if self.conditioning not in CONDITIONING: bad.append(f"conditioning={self.conditioning!r} (one of {CONDITIONING})")
-        elif self.conditioning != "token":
-            if not self.tokens: bad.append(f"conditioning={self.conditioning!r} (needs labeler tokens: each labeler has its own rows)")
-            if not self.attributes:
-                self.attributes = tuple(ATTRIBUTES)
-        if self.conditioning == "attribute_tokens" and self.token_mode != "learned":
-            bad.append("conditioning='attribute_tokens' (needs token_mode='learned': each (labeler, attribute) token is an embedding row)")
-        if self.conditioning == "ideal_points" and self.token_mode != "text":
-            bad.append("conditioning='ideal_points' (needs token_mode='text': a labeler is only their mixture, the prompt has no token row)")
-        if any(not isinstance(a, str) or not a.strip() or a != a.strip() for a in self.attributes) or len(set(self.attributes)) < len(self.attributes):
-            bad.append(f"attributes={self.attributes!r} (distinct words without surrounding spaces)")
-        if isinstance(self.prototypes, bool) or not isinstance(self.prototypes, int) or self.prototypes < 1:
-            bad.append(f"prototypes={self.prototypes!r} (int >= 1)")
-        if self.image_tower not in IMAGE_TOWER: bad.append(f"image_tower={self.image_tower!r} (one of {IMAGE_TOWER})")
-        elif self.image_tower == "frozen" and self.towers == "vision" and type(self.lora_rank) is int and self.lora_rank > 0:
-            bad.append("image_tower='frozen' with towers='vision' (LoRA would be nowhere: use lora_rank=0, or towers='both')")
-        return bad
 
     @property
     def lora_towers(self) -> str:
@@ -219,3 +188,52 @@ class ModelConfig:
         unknown = sorted(set(overrides) - {f.name for f in fields(self)})
         if unknown: raise ValueError(f"unknown ModelConfig field(s) {unknown}; known: {[f.name for f in fields(self)]}")
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **overrides})
+
+# %% ../nbs/1_method/02_config.ipynb #a0092d59
+@patch
+def _model_problems(self: ModelConfig) -> list[str]:
+    "The problems of the base, token, LoRA and visual-token settings, each with what it should be (`lora_alpha` becomes a float)."
+    bad = []
+    if not isinstance(self.model, str) or not self.model: bad.append(f"model={self.model!r} (an open_clip model name)")
+    if self.pretrained is not None and not isinstance(self.pretrained, (str, os.PathLike)):
+        bad.append(f"pretrained={self.pretrained!r} (a tag, a checkpoint file or None)")
+    if self.token_mode not in TOKEN_MODES: bad.append(f"token_mode={self.token_mode!r} (one of {TOKEN_MODES})")
+    if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 0:
+        bad.append(f"lora_rank={self.lora_rank!r} (int >= 0)")
+    if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or not self.lora_alpha > 0:
+        bad.append(f"lora_alpha={self.lora_alpha!r} (> 0)")
+    else: self.lora_alpha = float(self.lora_alpha)
+    if self.lora_targets not in LORA_TARGETS: bad.append(f"lora_targets={self.lora_targets!r} (one of {list(LORA_TARGETS)})")
+    if self.towers not in TOWERS: bad.append(f"towers={self.towers!r} (one of {TOWERS})")
+    if not isinstance(self.init_word, str) or not self.init_word.strip(): bad.append(f"init_word={self.init_word!r} (a word)")
+    if isinstance(self.seed, bool) or not isinstance(self.seed, int): bad.append(f"seed={self.seed!r} (int)")
+    if isinstance(self.visual_tokens, bool) or not isinstance(self.visual_tokens, int) or self.visual_tokens < 0:
+        bad.append(f"visual_tokens={self.visual_tokens!r} (int >= 0)")
+    elif self.visual_tokens > 0 and not self.tokens:
+        bad.append(f"visual_tokens={self.visual_tokens!r} (needs labeler tokens: each labeler has its own)")
+    return bad
+
+# %% ../nbs/1_method/02_config.ipynb #eb075e28
+@patch
+def _conditioning_problems(self: ModelConfig) -> list[str]:
+    "The problems of `conditioning`, `attributes`, `prototypes` and `image_tower` (fills the study's attributes when needed)."
+    bad = []
+    if isinstance(self.attributes, str): self.attributes = (self.attributes,)
+    self.attributes = tuple(self.attributes)
+    if self.conditioning not in CONDITIONING: bad.append(f"conditioning={self.conditioning!r} (one of {CONDITIONING})")
+    elif self.conditioning != "token":
+        if not self.tokens: bad.append(f"conditioning={self.conditioning!r} (needs labeler tokens: each labeler has its own rows)")
+        if not self.attributes:
+            self.attributes = tuple(ATTRIBUTES)
+    if self.conditioning == "attribute_tokens" and self.token_mode != "learned":
+        bad.append("conditioning='attribute_tokens' (needs token_mode='learned': each (labeler, attribute) token is an embedding row)")
+    if self.conditioning == "ideal_points" and self.token_mode != "text":
+        bad.append("conditioning='ideal_points' (needs token_mode='text': a labeler is only their mixture, the prompt has no token row)")
+    if any(not isinstance(a, str) or not a.strip() or a != a.strip() for a in self.attributes) or len(set(self.attributes)) < len(self.attributes):
+        bad.append(f"attributes={self.attributes!r} (distinct words without surrounding spaces)")
+    if isinstance(self.prototypes, bool) or not isinstance(self.prototypes, int) or self.prototypes < 1:
+        bad.append(f"prototypes={self.prototypes!r} (int >= 1)")
+    if self.image_tower not in IMAGE_TOWER: bad.append(f"image_tower={self.image_tower!r} (one of {IMAGE_TOWER})")
+    elif self.image_tower == "frozen" and self.towers == "vision" and type(self.lora_rank) is int and self.lora_rank > 0:
+        bad.append("image_tower='frozen' with towers='vision' (LoRA would be nowhere: use lora_rank=0, or towers='both')")
+    return bad

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .backbone import short_pretrained
-# notebook publishing (01_paths) and the study's published curves (0_study/08_study)
+# notebook publishing (01_paths) and the study's published curves (0_study/09_study)
 from .paths import publish_notebook, write_if_changed
 from .study import STUDY_SIX_USERS, STUDY_TWO_USERS
 from .calibration import calibration_markdown

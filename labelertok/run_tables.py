@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# the study's published numbers (0_study/08_study)
+# the study's published numbers (0_study/09_study)
 from .paths import md_code
 from .study import (STUDY_NOTES, STUDY_SIX_USERS, STUDY_SIX_USERS_PER_USER, STUDY_SOURCE, STUDY_TWO_USERS,
                               STUDY_TWO_USERS_FACTS)

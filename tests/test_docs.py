@@ -79,10 +79,10 @@ def test_tokens_shown_on_the_site():
 
 def test_links_point_at_pages():
     h = _hooks()
-    nb = h.NBS/'0_study'/'01_data.ipynb'
+    nb = h.NBS/'0_study'/'02_data.ipynb'
     assert h._fix_links('[f](../../docs/study/data_format.md#files)', nb) == '[f](../study/data_format.html#files)'
-    assert h._fix_links('[s](04_synthetic.ipynb)', nb) == '[s](04_synthetic.html)'
-    assert h._fix_links('[m](../1_method/05_model.ipynb)', nb) == '[m](../1_method/05_model.html)'
+    assert h._fix_links('[s](05_synthetic.ipynb)', nb) == '[s](05_synthetic.html)'
+    assert h._fix_links('[m](../1_method/06_model.ipynb)', nb) == '[m](../1_method/06_model.html)'
     assert h._fix_links('[s](../../docs/study/results.md)', h.NBS/'how-to'/'x.ipynb') == '[s](../study/results.html)'
     assert h._fix_links('[w](https://example.org/a.md) [x](../README.md)', nb) == '[w](https://example.org/a.md) [x](../README.md)'
 
@@ -96,7 +96,7 @@ def test_show_doc_names():
 def test_execution_cache_follows_imports():
     "A notebook is executed again when a module it can reach changes, and only then."
     h = _hooks()
-    deps = {p.stem for p in h._deps(h.NBS/'0_study'/'04_synthetic.ipynb')}
+    deps = {p.stem for p in h._deps(h.NBS/'0_study'/'05_synthetic.ipynb')}
     assert {'synthetic', 'data'} <= deps and 'train' not in deps and 'cli' not in deps, deps
     assert {'report', 'runs'} <= {p.stem for p in h._deps(h.NBS/'3_results'/'10_report.ipynb')}
 
@@ -121,7 +121,7 @@ def test_site_builds_with_a_page_per_notebook(tmp_path, env):
     front = visible_text((site/'index.html').read_text())
     assert 'make demo' in front and 'make test' in front, "the front page lacks the set-up commands"
     assert front.index('Quick start') < front.index('labelertok.paths'), 'the front page starts with the module table'
-    data = (site/'0_study'/'01_data.html').read_text()
+    data = (site/'0_study'/'02_data.html').read_text()
     assert '#| export' not in data and '#| hide' not in data, 'nbdev directives leaked into a page'
     assert 'load_labeler_data' in data   # show_doc of an exported function
     # every show_doc "source" link opens its object's entry in the API reference
@@ -135,7 +135,7 @@ def test_site_builds_with_a_page_per_notebook(tmp_path, env):
     # maths: typeset by the site's own MathJax, by a path relative to the page; no script from another site
     assert (site/'assets'/'mathjax'/'MathJax.js').is_file()
     assert (site/'assets'/'mathjax'/'fonts'/'HTML-CSS'/'STIX-Web').is_dir()   # the fonts the pages ask MathJax for
-    synth = (site/'0_study'/'04_synthetic.html').read_text()
+    synth = (site/'0_study'/'05_synthetic.html').read_text()
     assert '$$u_' in synth and re.search(r'<script src="\.\./assets/mathjax/MathJax\.js\?config=[^"]+">', synth)
     assert 'preferredFont: "STIX-Web"' in synth
     assert re.search(r'<script src="\.\./assets/mathjax/MathJax\.js', (site/'how-to'/'add_a_labeler.html').read_text())

@@ -16,7 +16,7 @@ def test_gpu_check_cpu_smoke(tmp_path, env):
     res = json.loads((tmp_path/'res'/'gpu_check.json').read_text())
     st = res['stages']
     assert res['mode'] == 'cpu-smoke' and st['cuda_cells']['status'] == 'skipped'
-    assert 'nbs/1_method/05_model.ipynb' in st['cuda_cells']['notebooks']  # the notebooks the GPU run will test
+    assert 'nbs/1_method/06_model.ipynb' in st['cuda_cells']['notebooks']  # the notebooks the GPU run will test
     assert st['world']['n_samples']['train'] > 100
     for name in ('vit_b32_plain', 'vit_b32_grouped', 'vit_l14'):
         s = st[name]
