@@ -71,7 +71,7 @@ test-py: $(STAMP)
 test: check-export test-nbs test-py
 
 # The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells (in every folder of nbs/),
-# those cells included — the engine's learning checks (2_training/03_train: consistent labelers learned, the random
+# those cells included — the engine's learning checks (2_training/05_train: consistent labelers learned, the random
 # clicker at chance), the scale-3 world (0_study/05_synthetic) and the bootstrap's coverage beside the crossed
 # interval's (0_study/06_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler hybrid demo against the world's true
 # tastes (tests/test_explain.py). About 2 min on idle cores, plus 1 min to build the data the first time.

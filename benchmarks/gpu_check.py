@@ -76,6 +76,7 @@ from labelertok.data import load_labeler_data  # noqa: E402
 from labelertok.model import create_model  # noqa: E402
 from labelertok.synthetic import make_world  # noqa: E402
 from labelertok.tokens import make_prompt  # noqa: E402
+import labelertok.engine as le  # noqa: E402
 import labelertok.train as lt  # noqa: E402
 
 
@@ -147,8 +148,8 @@ def train_step(model, images, batch, config):
 
 def engine_steps(data, model, config, out_dir: Path):
     """The engine's own training step on its first batches, for profiling: yields `step(mark)` closures that run one
-    optimiser step (`mark(phase)` at each phase boundary). Uses the engine's internals (`_accelerator`, `_build_engine`,
-    `_step`), so that what is profiled is exactly what `train` runs."""
+    optimiser step (`mark(phase)` at each phase boundary). Uses the engine's internals (`train._accelerator`,
+    `train._build_engine`, `engine.engine_step`), so that what is profiled is exactly what `train` runs."""
     acc, device = lt._accelerator(config, out_dir)
     try:
         engine = lt._build_engine(data, model, config, out_dir, acc, device, lt.uses_tokens(model, config), (), None,
@@ -161,7 +162,7 @@ def engine_steps(data, model, config, out_dir: Path):
             batches = lt.make_batches(engine.n_train, config.batch_size, rng, engine.groups)
             tmpl = rng.integers(0, len(config.templates), size=engine.n_train)
             for idx in batches:
-                yield (lambda mark, idx=idx, tmpl=tmpl: lt._step(engine, idx, tmpl, mark)), len(idx)
+                yield (lambda mark, idx=idx, tmpl=tmpl: le.engine_step(engine, idx, tmpl, mark)), len(idx)
     finally:
         lt._close(acc, None, False)
 
@@ -439,7 +440,7 @@ class Check:
             t0, prev = time.perf_counter(), None
             for _ in range(n):
                 fn, _b = next(steps)
-                stats = fn(mark if split else lt._no_mark)
+                stats = fn(mark if split else le._no_mark)
                 if prev is not None: prev.tolist()  # as the engine: each step's loss read one step late
                 prev = stats
                 if split:

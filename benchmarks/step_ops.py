@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How many operations one training step dispatches: the engine's own step (`labelertok.train._step`) on ViT-B-32 at
+"""How many operations one training step dispatches: the engine's own step (`labelertok.engine.engine_step`) on ViT-B-32 at
 224 px (random init, nothing downloaded), on the CPU, a small batch.
 
 On a GPU every dispatched operation costs host time (Python, the dispatcher, autograd, a kernel launch) whatever the
@@ -29,6 +29,7 @@ for p in (str(ROOT), str(ROOT / "benchmarks")):
 from labelertok.data import load_labeler_data  # noqa: E402
 from labelertok.model import create_model  # noqa: E402
 from labelertok.synthetic import make_world  # noqa: E402
+import labelertok.engine as le  # noqa: E402
 import labelertok.train as lt  # noqa: E402
 from gpu_check import engine_steps, lean_attention  # noqa: E402
 
@@ -52,12 +53,12 @@ def main(batch: int = 2, steps: int = 2):
     gen = engine_steps(data, model, cfg, work / "run")
     res = {}
     try:
-        next(gen)[0](lt._no_mark)  # warm-up
+        next(gen)[0](le._no_mark)  # warm-up
         for name in ("engine step", "engine step, one-linear attention"):
             if "attention" in name: blocks = lean_attention(model)
-            with Count() as c: next(gen)[0](lt._no_mark)
+            with Count() as c: next(gen)[0](le._no_mark)
             t0 = time.perf_counter()
-            for _ in range(steps): next(gen)[0](lt._no_mark)
+            for _ in range(steps): next(gen)[0](le._no_mark)
             res[name] = dict(ops=sum(c.ops.values()), s_per_step=round((time.perf_counter() - t0) / steps, 3),
                              top=c.ops.most_common(8))
     finally:

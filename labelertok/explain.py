@@ -17,7 +17,8 @@ import torch
 from .data import image_roots
 from .config import MODEL_CONFIGS
 from .pretrain import CAPTION_WORDS, describe
-from .score import IMAGE_SUFFIXES, Scorer, expand_images, load, load_images
+from .image_inputs import IMAGE_SUFFIXES, expand_images, load_images
+from .score import Scorer, load
 from .synthetic import FEATURES
 from .runs import atomic_write
 from .pretrain import pretraining_faces

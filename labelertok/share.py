@@ -28,7 +28,7 @@ from .score import (ADAPTER_WEIGHTS, CALIBRATION_FILE, EXPORT_FORMAT, EXPORT_MAN
 from .intervals import crossed_interval
 from .paths import md_code
 from .fewshot import fit_token_row, score_with_features
-from .ordinal import save_rating_head
+from .rating_head import save_rating_head
 
 # %% auto #0
 __all__ = ['COMMANDS', 'model_card', 'save_export', 'push_to_hub', 'export', 'read_answers', 'add_labeler']
