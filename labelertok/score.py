@@ -179,7 +179,9 @@ def labelers(self: Scorer) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["token", "user_id", "kind"])
 
 @patch(as_prop=True)
-def attributes(self: Scorer) -> list[str]: return list(self.card["attributes"])
+def attributes(self: Scorer) -> list[str]:
+    "The attributes the model was trained on, in the order of its training data."
+    return list(self.card["attributes"])
 
 # %% ../nbs/2_training/07_score.ipynb #79ee69c7
 @patch
@@ -203,6 +205,7 @@ def resolve_labeler(self: Scorer, labeler) -> Optional[str]:
 # %% ../nbs/2_training/07_score.ipynb #2bae2167
 @patch
 def resolve_attribute(self: Scorer, attribute: str) -> str:
+    "`attribute` as the model names it; an attribute it was not trained on is refused, naming the ones it knows."
     a = str(attribute).strip()
     if a not in self.attributes:
         raise ValueError(f"unknown attribute {attribute!r}; this model was trained on {self.attributes}")
