@@ -156,6 +156,15 @@ def plot_study_comparison(run: Run, path) -> Path|None:
     fig.savefig(path, dpi=110)
     return Path(path)
 
+# %% ../nbs/3_results/10_report.ipynb #1be9836d
+def _conditioning_words(mc: dict) -> str | None:
+    "The labeler conditioning and image tower of a model's settings in words, when not the default (token, adapted)."
+    cond, tower = mc.get('conditioning', 'token'), mc.get('image_tower', 'adapted')
+    if cond == 'token' and tower == 'adapted': return None
+    words = {'attribute_tokens': 'a token per (labeler, attribute)', 'hybrid': 'token plus a per-labeler taste head',
+             'ideal_points': f"ideal points over {mc.get('prototypes', 4)} taste prototypes", 'token': 'token'}
+    return f"conditioning `{cond}` ({words.get(cond, cond)}), image tower {tower}"
+
 # %% ../nbs/3_results/10_report.ipynb #edcde578
 def _config_line(run: Run) -> str:
     m, c, d = run.summary.get('model') or {}, run.summary.get('config') or {}, run.summary.get('data') or {}
@@ -168,7 +177,8 @@ def _config_line(run: Run) -> str:
              + (" (learned per labeler)" if c.get('labeler_temperature') == 'learned' else ''),
              f"trained on `{c.get('task')}`" + (f" (ratings' weight {c.get('rating_weight')})" if c.get('task') == 'both' else '')
              if c.get('task', 'compare') != 'compare' else None,
-             f"{(m.get('config') or {}).get('visual_tokens')} visual tokens per labeler" if (m.get('config') or {}).get('visual_tokens') else None]
+             f"{(m.get('config') or {}).get('visual_tokens')} visual tokens per labeler" if (m.get('config') or {}).get('visual_tokens') else None,
+             _conditioning_words(m.get('config') or {})]
     tm = run.summary.get('timings') or {}
     tot = tm.get('total_s') or tm.get('train_s')
     if tot: parts.append(f"training time {float(tot):.0f} s" + (f" on {tm['device']}" if tm.get('device') else ''))
