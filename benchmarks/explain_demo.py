@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,12 +52,15 @@ def ensure_run(preset: str, seed: int) -> Path:
     return d
 
 
-def distinct_tastes(t) -> str:
-    "Per attribute: how many different sets of recovered features the consistent labelers (ceiling >= 65%) get."
+def distinct_tastes(t) -> dict:
+    "Per attribute: (distinct sets of recovered features, labelers) among the consistent labelers (ceiling >= 65%)."
     hi = t[t.ceiling >= 0.65]
-    parts = [f"{a} {hi[hi.attribute == a].recovered.map(lambda s: frozenset(s.split(', '))).nunique()} of "
-             f"{int((hi.attribute == a).sum())}" for a in sorted(hi.attribute.unique())]
-    return ", ".join(parts)
+    return {a: (g.recovered.map(lambda s: frozenset(s.split(", "))).nunique(), len(g)) for a, g in hi.groupby("attribute")}
+
+
+def tastes_words(d: dict) -> str:
+    "`distinct_tastes` in words."
+    return ", ".join(f"{a} {n} of {m}" for a, (n, m) in d.items())
 
 
 def table(md: str) -> str:
@@ -73,7 +75,7 @@ def after_table(md: str) -> str:
     return "\n".join(lines[last + 1:]).strip()
 
 
-def docs_page(sc, exps, out: Path, runs, token_run) -> str:
+def docs_page(exps, out: Path, runs, over) -> str:
     "The docs page `What the demo labelers see`, from the files just written (tables verbatim, sentences generated)."
     import pandas as pd
     p = json.loads((runs[0] / "params.json").read_text())
@@ -85,8 +87,8 @@ def docs_page(sc, exps, out: Path, runs, token_run) -> str:
     expl = (out / "explanation.md").read_text()
     summary = expl.split("## Summary")[1].split("## `")[0].strip()
     rvt, five, tok = [(out / f).read_text() for f in ("recovered_vs_true.md", "five_seeds.md", "token_model.md")]
-    over = [l for l in five.splitlines() if l.startswith("| all ")][0].strip("|").split("|")
-    n, of_true, of_model, model_true, near = [c.strip() for c in over[1:]]
+    n, of_true, of_model, model_true = (int(over[c].sum()) for c in ("n", "of_true", "of_model", "model_of_true"))
+    near = f"{int(over.near_random_words.sum())} of {int(over.near_random_n.sum())}"
     L = ["# What the demo labelers see", "",
          f"The 6-labeler CPU demo with hybrid conditioning (`{runs[0].relative_to(ROOT)}`: preset `{PRESET}`, the "
          f"`{p.get('model')}` stand-in on the synthetic world, {p.get('epochs')} epochs, seed {p.get('seed')}; the labeler "
@@ -131,9 +133,8 @@ def screenshot(run: Path, png: Path) -> bool:
     if browser is None:
         print("chromium is not installed (apt-get install -y chromium): app.png left as it is")
         return False
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from labelertok.app import free_port
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     p = subprocess.Popen([str(Path(sys.executable).parent / "labelertok"), "app", str(run), "--port", str(port), "--device", "cpu"],
                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -186,9 +187,9 @@ def main(argv=None) -> int:
                    "`labelertok.explain.truth_over_runs`; written by `make explain`.\n\n" + E.runs_markdown(over))
     tt = E.truth_table(token_run, n_boot=a.n_boot)
     hi_t, hi_h = tt[tt.ceiling >= 0.65], truth[truth.ceiling >= 0.65]
-    n_distinct = lambda t: sum(int(v.split(" ")[1]) for v in distinct_tastes(t).split(", "))
+    dt, dh = distinct_tastes(tt), distinct_tastes(truth)
     bottleneck = ((hi_t.n_true >= 2).sum() < (hi_h.n_true >= 2).sum() and (hi_t.n_model >= 2).mean() >= 0.9
-                  and n_distinct(tt) < n_distinct(truth))
+                  and sum(n for n, _ in dt.values()) < sum(n for n, _ in dh.values()))
     atomic_write(out / "token_model.md", "\n".join([
         "# The same check on the token-only model", "",
         f"`{TOKEN_PRESET}` (one learned token per labeler in the text prompt, LoRA in both towers, seed 42) explained "
@@ -198,13 +199,13 @@ def main(argv=None) -> int:
         f"- Words that recover at least 2 of the model's own 3: token model {int((hi_t.n_model >= 2).sum())} of {len(hi_t)}, "
         f"hybrid {int((hi_h.n_model >= 2).sum())} of {len(hi_h)} (both explainers are faithful to their model).",
         f"- Different tastes told apart per attribute (distinct sets of recovered features among the "
-        f"{hi_t.labeler.nunique()} consistent labelers): token model {distinct_tastes(tt)}; hybrid {distinct_tastes(truth)}.",
+        f"{hi_t.labeler.nunique()} consistent labelers): token model {tastes_words(dt)}; hybrid {tastes_words(dh)}.",
         "", ("The token model's words recover fewer true features while staying faithful to the model, and they tell "
              "fewer tastes apart: where they miss a labeler's taste they describe the model, which gives several "
              "labelers the same taste; the single token row is the bottleneck, not the explainer." if bottleneck else
              "The counts above do not single out the token row as the reason for any difference."), "",
         E.truth_markdown(tt)]))
-    atomic_write(a.docs, docs_page(sc, exps, out, runs, token_run))
+    atomic_write(a.docs, docs_page(exps, out, runs, over))
     shot = screenshot(runs[0], out / "app.png")
     print(f"wrote {out}: {len(exps)} explanations, recovered_vs_true, five_seeds, token_model" + (", app.png" if shot else ""))
     print(E.truth_markdown(truth).splitlines()[-2])
