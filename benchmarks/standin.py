@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     import pandas as pd
     import torch
     torch.set_num_threads(1)
-    from labelertok.baselines import correct_from_p, image_features, image_rows, linear_probe, standardise, tune_l2
+    from labelertok.baselines import image_features
+    from labelertok.probe import correct_from_p, image_rows, linear_probe, standardise, tune_l2
     from labelertok.compare import ceiling_per_sample
     from labelertok.data import load_labeler_data
     from labelertok.model import create_model

@@ -17,12 +17,13 @@ from torch import nn
 from .data import ATTRIBUTES
 from .model import LabelerCLIP
 from .evaluation import encode_image_rows
+from .probe import (L2_GRID, correct_from_p, fit_logreg, image_rows, linear_probe, pair_differences, row_index,
+                              separable_toy, standardise, tune_l2)   # the linear probe (1_method/08_probe)
 from .backbone import MODEL_CONFIGS, register_model_configs
 
 # %% auto #0
-__all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'L2_GRID', 'model_image_size', 'method_label',
-           'correct_from_p', 'position_prior', 'image_features', 'standardise', 'image_rows', 'fit_logreg',
-           'pair_differences', 'row_index', 'linear_probe', 'tune_l2', 'MLPDecoder', 'mlp_predict', 'fit_mlp_decoder']
+__all__ = ['METHODS', 'METHOD_LABELS', 'TRAINED', 'STUDY_PROTOCOL', 'model_image_size', 'method_label', 'position_prior',
+           'image_features', 'MLPDecoder', 'mlp_predict', 'fit_mlp_decoder']
 
 # %% ../nbs/3_results/03_baselines.ipynb #a3047eec
 def model_image_size(model: str) -> int:
@@ -54,13 +55,6 @@ def method_label(method: str) -> str:
         return METHOD_LABELS[method[:-len(STUDY_PROTOCOL)]] + ", one random template"
     return METHOD_LABELS.get(method, method)
 
-# %% ../nbs/3_results/03_baselines.ipynb #07e586b9
-def correct_from_p(p_first, label) -> np.ndarray:
-    "Per-sample correctness of P(first image chosen) against `label` (0 = im1 chosen); exactly 0.5 earns 0.5."
-    p, y = np.asarray(p_first, dtype=float), np.asarray(label)
-    if p.shape != y.shape: raise ValueError(f"p_first has shape {p.shape} but label has shape {y.shape}")
-    return np.where(p == 0.5, 0.5, ((p > 0.5) == (y == 0)).astype(float))
-
 # %% ../nbs/3_results/03_baselines.ipynb #0456a4d3
 def position_prior(train: pd.DataFrame, test: pd.DataFrame, by: str = "user_idx") -> np.ndarray:
     "P(first image chosen) for `test`: 1 if the labeler (`by`) chose im1 more often in `train`, 0 if less, 0.5 if tied/unseen."
@@ -78,95 +72,6 @@ def image_features(model: LabelerCLIP, images: torch.Tensor, batch_size: int = 5
     try: f = encode_image_rows(model, images, np.arange(len(images)), batch_size=batch_size)
     finally: model.train(was)
     return f.float().cpu()
-
-# %% ../nbs/3_results/03_baselines.ipynb #a01a1903
-def standardise(features: torch.Tensor, fit_rows=None) -> torch.Tensor:
-    """Z-score each feature dimension with the mean and sd of the rows `fit_rows` (the training images: test images
-    must not inform the scaling; None: all rows); constant dimensions stay 0."""
-    f = torch.as_tensor(features, dtype=torch.float32)
-    ref = f if fit_rows is None else f[torch.as_tensor(np.asarray(fit_rows, dtype=np.int64))]
-    return (f - ref.mean(0)) / ref.std(0).clamp_min(1e-8)
-
-# %% ../nbs/3_results/03_baselines.ipynb #2e817b55
-def image_rows(*frames: pd.DataFrame) -> np.ndarray:
-    "The image rows (`i1`, `i2`) the samples of `frames` use, sorted and unique."
-    return np.unique(np.concatenate([np.r_[df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)] for df in frames]))
-
-# %% ../nbs/3_results/03_baselines.ipynb #1199e59f
-L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
-
-def fit_logreg(X, y, l2: float = 1.0, max_iter: int = 50, tol: float = 1e-10) -> torch.Tensor:
-    """Weights w [D] of symmetric L2-regularised logistic regression P(y=1) = sigmoid(x·w), no intercept, on rows
-    (x, y) and their swaps (-x, 1-y); loss = mean log-loss + l2/2 ||w||². The loss is strictly convex, so Newton's
-    method (float64, exact Hessian, step halving) reaches the optimum in a few iterations."""
-    X = torch.as_tensor(X, dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(y, dtype=np.float64))
-    if X.ndim != 2 or y.shape != (X.shape[0],):
-        raise ValueError(f"X must be [n, D] and y [n]; got {tuple(X.shape)} and {tuple(y.shape)}")
-    if not l2 > 0: raise ValueError(f"l2 must be > 0 (the problem may be separable), got {l2}")
-    D = X.shape[1]
-    w = torch.zeros(D, dtype=torch.float64)
-    if len(X) == 0: return w
-    Xa, ya = torch.cat([X, -X]), torch.cat([y, 1 - y])
-    n, eye = len(Xa), torch.eye(D, dtype=torch.float64)
-    loss = lambda w: F.binary_cross_entropy_with_logits(Xa @ w, ya) + 0.5 * l2 * (w @ w)
-    cur = loss(w)
-    for _ in range(max_iter):
-        p = torch.sigmoid(Xa @ w)
-        g = Xa.T @ (p - ya) / n + l2 * w
-        H = (Xa.T * (p * (1 - p))) @ Xa / n + l2 * eye
-        step = torch.linalg.solve(H, g)
-        t = 1.0
-        while True:  # step halving keeps every iteration a descent step
-            new = loss(w - t * step)
-            if new <= cur or t < 1e-8: break
-            t /= 2
-        w, dec = w - t * step, float(cur - new)
-        cur = new
-        if dec < tol: break
-    return w
-
-# %% ../nbs/3_results/03_baselines.ipynb #5bc96f37
-def pair_differences(features: torch.Tensor, df: pd.DataFrame) -> torch.Tensor:
-    "f(im1) - f(im2) [len(df), D] from a feature table indexed by image row (`i1`, `i2`)."
-    return features[row_index(df, "i1")] - features[row_index(df, "i2")]
-
-# %% ../nbs/3_results/03_baselines.ipynb #124d551e
-def row_index(df: pd.DataFrame, col: str) -> torch.Tensor:
-    "Column `col` of `df` (image rows) as an int64 tensor."
-    return torch.from_numpy(df[col].to_numpy(np.int64).copy())
-
-# %% ../nbs/3_results/03_baselines.ipynb #221f8768
-def linear_probe(features: torch.Tensor, train: pd.DataFrame, test: pd.DataFrame, l2: float = 1.0,
-                 by: Sequence[str] = ("user_idx", "attribute"), max_iter: int = 50) -> np.ndarray:
-    "P(first image chosen) for `test` rows from one probe per group `by` fitted on `train` (0.5 for unseen groups)."
-    features = torch.as_tensor(features, dtype=torch.float64)
-    by = list(by)
-    out = np.full(len(test), 0.5)
-    pos = _group_rows(test, by)
-    for key, rows in _group_rows(train, by).items():
-        if key not in pos: continue
-        tr = train.iloc[rows]
-        w = fit_logreg(pair_differences(features, tr), (tr["label"] == 0).to_numpy(float), l2, max_iter)
-        out[pos[key]] = torch.sigmoid(pair_differences(features, test.iloc[pos[key]]) @ w).numpy()
-    return out
-
-# %% ../nbs/3_results/03_baselines.ipynb #454712c8
-def _group_rows(df: pd.DataFrame, by: list[str]) -> dict[tuple, np.ndarray]:
-    "Positions (0-based) of the rows of each group of `by` (one group `()` when `by` is empty)."
-    if not by: return {(): np.arange(len(df))}
-    idx = df.reset_index(drop=True).groupby(list(by), sort=False).indices
-    return {(k if isinstance(k, tuple) else (k,)): v for k, v in idx.items()}
-
-# %% ../nbs/3_results/03_baselines.ipynb #ee668ec8
-def tune_l2(features: torch.Tensor, train: pd.DataFrame, val: pd.DataFrame, grid: Sequence[float] = L2_GRID,
-            by: Sequence[str] = ("user_idx", "attribute")) -> tuple[float, dict]:
-    "The `l2` of `grid` with the best pooled validation accuracy (ties: the stronger regularisation), and all scores."
-    scores = {float(l2): float(correct_from_p(linear_probe(features, train, val, l2, by), val["label"].to_numpy()).mean())
-              for l2 in grid}
-    best = max(scores.items(), key=lambda kv: (kv[1], kv[0]))[0]
-    return best, scores
 
 # %% ../nbs/3_results/03_baselines.ipynb #8c426bc0
 class MLPDecoder(nn.Module):

@@ -175,7 +175,9 @@ def _add_study_commands(sub) -> None:
     s.add_argument('--modes', default=None, help='comma-separated modes of labelertok.conditioning.MODES (default: all)')
     s.add_argument('--out-dir', default='runs/conditioning', help='folder of the runs (resumed when there)')
     s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/conditioning/')
-    s.add_argument('--no-fewshot', action='store_true', help='skip the new labeler in the best mode')
+    s.add_argument('--no-fewshot', action='store_true', help='skip the new labeler')
+    s.add_argument('--fewshot-modes', default='ideal_points_frozen',
+                   help='comma-separated modes in which the new labeler is fitted besides the best mode (default ideal_points_frozen; "" for none)')
     s.add_argument('--report-only', action='store_true', help='write the report from the saved results; run nothing')
 
 # %% ../nbs/4_use/04_cli.ipynb #b2172f29

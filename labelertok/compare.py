@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, correct_from_p, fit_mlp_decoder,
-                                  image_features, image_rows, linear_probe, mlp_predict, position_prior, standardise,
-                                  tune_l2, L2_GRID)
+from .baselines import (METHOD_LABELS, METHODS, STUDY_PROTOCOL, TRAINED, fit_mlp_decoder, image_features,
+                                  mlp_predict, position_prior)
+from .probe import L2_GRID, correct_from_p, image_rows, linear_probe, standardise, tune_l2
 from .config import TrainConfig, resolve_device
 from .data import ATTRIBUTES, LabelerData
 from .evaluation import evaluate
@@ -260,7 +260,7 @@ def _frozen_base(cmp: Comparison, data: LabelerData, base_config: ModelConfig, c
     if key not in frozen:
         b = frozen[key] = {}
         t0 = time.perf_counter()
-        base = create_model(base_config, tokens=(), conditioning="token", seed=seed, device=resolve_device(cfg.device))
+        base = create_model(base_config, tokens=(), conditioning="token", taste_start="zero", seed=seed, device=resolve_device(cfg.device))
         if "zero_shot" in methods: b["zero_shot"] = evaluate(base, data, "test", quiet)["p_first"]
         _took(cmp, "zero_shot", t0)
         t0 = time.perf_counter()
@@ -304,7 +304,7 @@ def _trained_methods(cmp: Comparison, data: LabelerData, base_config: ModelConfi
     for method, (mode, with_tokens) in TRAINED.items():
         if method not in methods: continue
         t0 = time.perf_counter()
-        m = create_model(base_config, tokens=data.tokens if with_tokens else (), token_mode=mode, conditioning="token",
+        m = create_model(base_config, tokens=data.tokens if with_tokens else (), token_mode=mode, conditioning="token", taste_start="zero",
                          seed=seed, device=resolve_device(cfg.device))
         run = method_run_dir(out_dir, seed, method)
         summ = train(data, m, cfg, run, resume=resume)
@@ -387,7 +387,7 @@ def _visible(cmp: Comparison, data: LabelerData, base_config: ModelConfig, seed:
     """Add the visible ceiling of the frozen base model (the first seed's, for a random-init base) to `cmp`: from the
     world's true choice probabilities, or on data without ground truth the estimate from the probe's learning curve."""
     pretrained = base_config.pretrained
-    base = create_model(base_config, tokens=(), conditioning="token", seed=seed, device=device)
+    base = create_model(base_config, tokens=(), conditioning="token", taste_start="zero", seed=seed, device=device)
     if has_ground_truth(data_dir):
         vals, source = visible_ceiling(base, data, cmp.test, data_dir, batch_size=config.eval_batch_size, seed=seed)
     else:

@@ -32,10 +32,10 @@ from .paths import resolve_path
 from .train import train
 
 # %% auto #0
-__all__ = ['MODES', 'BASELINES', 'CONSISTENT', 'NEAR_RANDOM', 'GOAL_MARGIN', 'GOAL_GAP', 'COMMANDS', 'mode_label',
-           'conditioning_study', 'conditioning_summary', 'best_mode', 'conditioning_conclusions',
+__all__ = ['MODES', 'FEWSHOT_MODES', 'BASELINES', 'CONSISTENT', 'NEAR_RANDOM', 'GOAL_MARGIN', 'GOAL_GAP', 'COMMANDS',
+           'mode_label', 'conditioning_study', 'conditioning_summary', 'best_mode', 'conditioning_conclusions',
            'conditioning_explanation', 'plot_conditioning', 'write_conditioning_report', 'new_labeler_study',
-           'run_conditioning_study']
+           'study_setup', 'run_conditioning_study']
 
 # %% ../nbs/3_results/15_conditioning.ipynb #8c67143c
 MODES = {   # method id -> the ModelConfig settings of that conditioning (the rest: the study's)
@@ -43,8 +43,11 @@ MODES = {   # method id -> the ModelConfig settings of that conditioning (the re
     "attribute_tokens": dict(conditioning="attribute_tokens", token_mode="learned"),
     "hybrid": dict(conditioning="hybrid", token_mode="text"),
     "ideal_points": dict(conditioning="ideal_points", token_mode="text"),
+    "hybrid_probe": dict(conditioning="hybrid", token_mode="text", taste_start="probe"),   # LP-FT: heads start from the probe
 }
 MODES.update({f"{k}_frozen": dict(v, image_tower="frozen") for k, v in list(MODES.items())})
+# besides the best mode, the new labeler is also fitted in these: ideal points fit only K mixture weights per labeler
+FEWSHOT_MODES = ("ideal_points_frozen",)
 BASELINES = ("linear_probe", "mlp_decoder", "ceiling", "visible_ceiling")   # from `compare_methods`, on the same split and seeds
 
 
@@ -53,7 +56,8 @@ def mode_label(method: str) -> str:
     if method not in MODES: return method_label(method)
     s = MODES[method]
     how = "no token in the text" if s["conditioning"] == "ideal_points" else f"{s['token_mode']} token"
-    return f"{s['conditioning']} ({how}), image tower {s.get('image_tower', 'adapted')}"
+    start = ", taste heads started from the linear probe" if s.get("taste_start") == "probe" else ""
+    return f"{s['conditioning']} ({how}{start}), image tower {s.get('image_tower', 'adapted')}"
 
 # %% ../nbs/3_results/15_conditioning.ipynb #cc991417
 def conditioning_study(data: LabelerData, seeds: Sequence[int], model: ModelConfig, config: TrainConfig,
@@ -96,7 +100,8 @@ def conditioning_summary(cmp: Comparison, reference: str = "linear_probe") -> pd
     """One row per (method, group: overall, each labeler, each attribute): `mean, sd, lo, hi, n, n_seeds`
     (`compare.summarise`), the group's Bayes `ceiling`, and for every study mode its differences, paired by seed and
     test answer (`compare.paired_gain`): `gain*` against `reference`, `vs_token*` against the `token` mode, `frozen*`
-    (a `*_frozen` mode) against the same conditioning with the image tower adapted; the group's `visible` ceiling; and
+    (a `*_frozen` mode) against the same conditioning with the image tower adapted, `probe_start*` (a `*_probe*` mode)
+    against the same mode with its taste heads started at zero, `epoch0` the seeds whose best epoch was 0; the group's `visible` ceiling; and
     per labeler (modes and the probe) `gap*` and `vgap*`, the shares of the gap from chance to the Bayes and to the
     visible ceiling it closes (`compare_numbers.gap_closed`). Everything the conclusions
     say is in this table."""
@@ -114,8 +119,10 @@ def conditioning_summary(cmp: Comparison, reference: str = "linear_probe") -> pd
         s.insert(0, "method", m)
         s["ceiling"] = s["group"].map(ceil) if ceil is not None else np.nan
         s["visible"] = s["group"].map(vis) if vis is not None else np.nan
-        for col, b in (("gain", reference), ("vs_token", "token"), ("frozen", m.removesuffix("_frozen"))):
+        for col, b in (("gain", reference), ("vs_token", "token"), ("frozen", m.removesuffix("_frozen")),
+                       ("probe_start", m.replace("_probe", ""))):
             diff(s, m, b, col) if m in MODES and b != m else diff(s, "", "", col)
+        s["epoch0"] = sum(int(e) == 0 for e in cmp.info.get("best_epoch", {}).get(m, {}).values()) if m in MODES else np.nan
         for col, ref in (("gap", "ceiling"), ("vgap", "visible_ceiling")):
             s[col] = s[col + "_lo"] = s[col + "_hi"] = np.nan
             if (m in MODES or m == "linear_probe") and ref in cmp.correct:
@@ -149,7 +156,8 @@ def _pts(r, col: str) -> str: return fmt_pts(r[col], lo=r[col + "_lo"], hi=r[col
 def conditioning_conclusions(summary: pd.DataFrame) -> str:
     """Markdown sentences generated from the intervals of `summary` (`conditioning_summary`, e.g. the committed
     `summary.csv`): the best mode against the probe (does the lower end of the paired interval reach −1 point?), every
-    mode against the probe and against the token, the image tower frozen against adapted, and per labeler the share of
+    mode against the probe and against the token, the image tower frozen against adapted, a probe start against
+    a zero start, and per labeler the share of
     the gap from chance to the Bayes ceiling that the best mode closes: the consistent labelers (ceiling ≥ 65%) against
     90%, the near-random ones (ceiling < 55%) against chance."""
     S = summary.set_index(["method", "group"])
@@ -179,6 +187,14 @@ def conditioning_conclusions(summary: pd.DataFrame) -> str:
         out += ["", "Image tower frozen − adapted (same conditioning):"]
         out += [f"- `{m.removesuffix('_frozen')}`: {_pts(S.loc[(m, 'overall')], 'frozen')} points, "
                 f"{_verdict(S.loc[(m, 'overall')].frozen_lo, S.loc[(m, 'overall')].frozen_hi)}." for m in froz]
+    lpft = [m for m in modes if "_probe" in m and m.replace("_probe", "") in modes]
+    if lpft:
+        out += ["", "Taste heads started from the linear probe − from zero (same conditioning and image tower); epoch 0 of such a "
+                "run is the probe inside the model, and validation picks the epoch:"]
+        for m in lpft:
+            r = S.loc[(m, "overall")]
+            out.append(f"- `{m}`: {_pts(r, 'probe_start')} points, {_verdict(r.probe_start_lo, r.probe_start_hi)}; validation "
+                       f"kept epoch 0 (the probe's start) in {int(r.epoch0)} of {int(r.n_seeds)} seeds.")
     toks = [g for g in dict.fromkeys(summary.group) if str(g).startswith("<")]
     has_vis = "visible" in summary and bool(np.isfinite(summary["visible"]).any())
     if toks and np.isfinite(S.loc[(best, toks[0]), "ceiling"]):
@@ -287,10 +303,10 @@ def _n_fit(few: dict, method: str, k) -> str:
     return f"{r.n_fit.mean():.0f}" if "n_fit" in r and r.n_fit.notna().any() else ""
 
 # %% ../nbs/3_results/15_conditioning.ipynb #f57bc228
-def write_conditioning_report(cmp: Comparison, out, command: str = "", fewshot: Optional[dict] = None) -> Path:
+def write_conditioning_report(cmp: Comparison, out, command: str = "", fewshot: Optional[dict | Sequence[dict]] = None) -> Path:
     """`<out>/results.md` (every method overall and per labeler, gains over the probe, the conclusions generated from
-    the intervals), `summary.csv`, `accuracy.png`, `conclusion.md`; `fewshot`: a `fewshot_curve` result of the best
-    mode, tabulated. Labeler tokens as code spans."""
+    the intervals), `summary.csv`, `accuracy.png`, `conclusion.md`; `fewshot`: `new_labeler_study` results (the best
+    mode's first), tabulated. Labeler tokens as code spans."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summ = conditioning_summary(cmp)
@@ -317,15 +333,15 @@ def write_conditioning_report(cmp: Comparison, out, command: str = "", fewshot: 
           md_table(["method", "overall", *[md_code(t) for t in toks]],
                    [[f"`{m}`"] + [fmt_pts(S.loc[(m, g), "gain"], lo=S.loc[(m, g), "gain_lo"], hi=S.loc[(m, g), "gain_hi"])
                                   for g in ["overall"] + toks] for m in methods if m in MODES]), ""]
-    if fewshot is not None:
-        fs = fewshot["summary"]
-        L += [f"## A new labeler from few answers (`{fewshot['info']['mode']}`)", "",
-              f"{md_code(fewshot['info']['token'])} held out of the base model; only their own parameters fitted on k of "
-              f"their comparisons (n: their answers, mean over draws), scored on the same {fewshot['info']['n_eval_samples']} "
-              f"held-out answers ({fewshot['info']['reps']} draws per k). The linear probe is fitted on the same answers.", "",
-              md_table(["method", "k", "n", "accuracy"], [[_FEW.get(r.method, r.method), str(int(r.k)), _n_fit(fewshot, r.method, r.k),
+    for few in ([fewshot] if isinstance(fewshot, dict) else list(fewshot or [])):
+        fs = few["summary"]
+        L += [f"## A new labeler from few answers (`{few['info']['mode']}`)", "",
+              f"{md_code(few['info']['token'])} held out of the base model; only their own parameters fitted on k of "
+              f"their comparisons (n: their answers, mean over draws), scored on the same {few['info']['n_eval_samples']} "
+              f"held-out answers ({few['info']['reps']} draws per k). The linear probe is fitted on the same answers.", "",
+              md_table(["method", "k", "n", "accuracy"], [[_FEW.get(r.method, r.method), str(int(r.k)), _n_fit(few, r.method, r.k),
                                                           fmt_pct(r["mean"], r.sd, r.lo, r.hi)] for _, r in fs.iterrows()]), ""]
-        if fewshot.get("conclusion"): L += [fewshot["conclusion"], ""]
+        if few.get("conclusion"): L += [few["conclusion"], ""]
     plot_conditioning(summ, toks, out / "accuracy.png", [m for m in methods if m != "ceiling"])
     text = conditioning_conclusions(summ)
     (out / "conclusion.md").write_text(text + "\n")
@@ -341,7 +357,8 @@ def new_labeler_study(data: LabelerData, mode: str, model: ModelConfig, config: 
     """A new labeler in conditioning `mode`: `fewshot_curve` holds `token` out of the base model, then fits only their own
     parameters on `k` of their comparisons and on all of their pool (the most it has), `reps` draws each, scored on the
     same held-out answers. Adds `info['mode']` and `conclusion`: k − all (points, paired by draw and answer) with
-    its interval, and whether it is within 3 points."""
+    its interval, and whether it is within 3 points; and, with all answers, the mode − the linear probe on the same
+    answers (`info['all_minus_probe']`), named when it is more than 3 points below."""
     mine = data.samples[data.samples["token"] == token]
     pool = mine["pair_id"].nunique() - max(100, mine["pair_id"].nunique() - 400)   # fewshot_curve's pool for ks up to 400
     ks = sorted({int(k), int(pool)})
@@ -360,21 +377,23 @@ def new_labeler_study(data: LabelerData, mode: str, model: ModelConfig, config: 
         few["conclusion"] = (f"From {k} comparisons ({n:.0f} answers), `{mode}` scores {fmt_pts(d['mean'], lo=d['lo'], hi=d['hi'])} points against "
                              f"the same labeler fitted on all {ks[-1]} comparisons of their pool, paired by draw and answer: "
                              + ("within 3 points (goal met)." if within else "more than 3 points below (goal not met)."))
+        if ("linear probe", ks[-1]) in per:   # a mode that learns little from many answers is "within 3 points" for that reason
+            q = paired_difference(np.stack(per[(meth, ks[-1])]), np.stack(per[("linear probe", ks[-1])]), pairs)
+            few["info"]["all_minus_probe"] = dict(mean=q["mean"], lo=q["lo"], hi=q["hi"])
+            if q["hi"] < -0.03:
+                few["conclusion"] += (f" With all {ks[-1]} comparisons it stays {fmt_pts(q['mean'], lo=q['lo'], hi=q['hi'])} points from "
+                                      "the linear probe on the same answers: it learns little from more answers, so being close to its "
+                                      "own all-answers fit says little about how well it knows the labeler.")
     return few
 
-# %% ../nbs/3_results/15_conditioning.ipynb #5179f2b5
-def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Sequence[str] = tuple(MODES),
-                           out_dir="runs/conditioning", fig_root="figures", fewshot: bool = True,
-                           fewshot_k: int = 34, report_only: bool = False, resume: bool = True,
-                           verbose: bool = True) -> Path:
-    """The committed study `figures/sweeps/conditioning/`: the `compare` preset's world, split, model and training
-    settings (`nbs/experiments/compare.yaml`), `seeds` seeds, every mode of `modes` beside the probe, the MLP and the
-    Bayes ceiling; then a new labeler (`fewshot_user` of the preset) in the best mode from `fewshot_k` comparisons
-    (about 100 answers). Per-sample results in `<out_dir>/comparison` (`report_only`: rewrite the report from them)."""
+# %% ../nbs/3_results/15_conditioning.ipynb #0a570afc
+def study_setup(preset: str = "compare", verbose: bool = True) -> tuple[dict, LabelerData, ModelConfig, TrainConfig]:
+    """(the preset's parameters, its data, the study's `ModelConfig` and `TrainConfig`) of the conditioning study on
+    `preset` (`nbs/experiments/compare.yaml` by default): its world and split, its model and LoRA, its training settings
+    without progress bars or tracker; torch's CPU threads as the preset says."""
     import torch
     p = preset_params(preset, notebook=compare_notebook())
     if p.get("threads"): torch.set_num_threads(int(p["threads"]))
-    out_dir = Path(out_dir)
     model = ModelConfig(model=p["model"], pretrained=p["pretrained"], lora_rank=int(p["lora_rank"]),
                         lora_alpha=float(p["lora_alpha"]), lora_targets=p["lora_targets"], towers=p["towers"])
     config = TrainConfig(epochs=int(p["epochs"]), batch_size=int(p["batch_size"]), eval_batch_size=int(p["eval_batch_size"]),
@@ -383,6 +402,20 @@ def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Seque
                          report_to="none")
     data = load_labeler_data(p["data_dir"], n_users=int(p["n_users"]), split=p["split"], seed=int(p["split_seed"]),
                              image_size=model_image_size(model.model), images_dir=p.get("images_dir"), verbose=verbose)
+    return p, data, model, config
+
+# %% ../nbs/3_results/15_conditioning.ipynb #5179f2b5
+def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Sequence[str] = tuple(MODES),
+                           out_dir="runs/conditioning", fig_root="figures", fewshot: bool = True,
+                           fewshot_k: int = 34, fewshot_modes: Sequence[str] = FEWSHOT_MODES, report_only: bool = False,
+                           resume: bool = True, verbose: bool = True) -> Path:
+    """The committed study `figures/sweeps/conditioning/`: the `compare` preset's world, split, model and training
+    settings (`nbs/experiments/compare.yaml`), `seeds` seeds, every mode of `modes` beside the probe, the MLP and the
+    Bayes ceiling; then a new labeler (`fewshot_user` of the preset) from `fewshot_k` comparisons (about 100 answers)
+    in the best mode and in each of `fewshot_modes` that ran. Per-sample results in `<out_dir>/comparison`
+    (`report_only`: rewrite the report from them and from `<out_dir>/fewshot.json`)."""
+    p, data, model, config = study_setup(preset, verbose=verbose)
+    out_dir = Path(out_dir)
     saved = out_dir / "comparison"
     if report_only: cmp = Comparison.load(saved)
     else:
@@ -394,30 +427,35 @@ def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Seque
     if fewshot and report_only and fjson.is_file(): few = _read_fewshot(fjson)
     elif fewshot:
         best = best_mode(conditioning_summary(cmp))
-        few = new_labeler_study(data, best, model, config, token=p.get("fewshot_user") or "<user4>", k=fewshot_k,
-                                reps=int(p.get("fewshot_reps") or 3), out_dir=out_dir / "fewshot", data_dir=p["data_dir"],
-                                token_steps=int(p["token_steps"]), token_lr=float(p["token_lr"]), resume=resume,
-                                verbose=verbose)
+        few = [new_labeler_study(data, m, model, config, token=p.get("fewshot_user") or "<user4>", k=fewshot_k,
+                                 reps=int(p.get("fewshot_reps") or 3), out_dir=out_dir / "fewshot" / m, data_dir=p["data_dir"],
+                                 token_steps=int(p["token_steps"]), token_lr=float(p["token_lr"]), resume=resume,
+                                 verbose=verbose)
+               for m in dict.fromkeys([best, *[m for m in fewshot_modes if m in cmp.correct]])]
         _write_fewshot(few, fjson)
     cmd = "labelertok conditioning" + (f" --preset {preset}" if preset != "compare" else "") + \
           (f" --seeds {seeds}" if seeds != 5 else "") + (f" --modes {','.join(modes)}" if list(modes) != list(MODES) else "")
     return write_conditioning_report(cmp, resolve_path(fig_root) / "sweeps" / "conditioning", cmd, few)
 
 # %% ../nbs/3_results/15_conditioning.ipynb #28521898
-def _write_fewshot(few: dict, f: Path):
-    "The parts of a `new_labeler_study` result that the report reads, as JSON."
-    f.write_text(json.dumps(dict(summary=few["summary"].to_dict("list"), info=few["info"], conclusion=few.get("conclusion"),
-                                 curve=few["curve"].to_dict("list")), indent=1, default=float))
+def _write_fewshot(few: dict | Sequence[dict], f: Path):
+    "The parts of `new_labeler_study` results (one or several modes) that the report reads, as JSON."
+    few = [few] if isinstance(few, dict) else list(few)
+    f.write_text(json.dumps([dict(summary=x["summary"].to_dict("list"), info=x["info"], conclusion=x.get("conclusion"),
+                                  curve=x["curve"].to_dict("list")) for x in few], indent=1, default=float))
 
 # %% ../nbs/3_results/15_conditioning.ipynb #c52fe410
-def _read_fewshot(f: Path) -> dict:
+def _read_fewshot(f: Path) -> list[dict]:
+    "The `new_labeler_study` results `_write_fewshot` saved (one, or a list of them)."
     d = json.loads(Path(f).read_text())
-    return dict(summary=pd.DataFrame(d["summary"]), curve=pd.DataFrame(d["curve"]), info=d["info"], conclusion=d["conclusion"])
+    return [dict(summary=pd.DataFrame(x["summary"]), curve=pd.DataFrame(x["curve"]), info=x["info"], conclusion=x["conclusion"])
+            for x in (d if isinstance(d, list) else [d])]
 
 # %% ../nbs/3_results/15_conditioning.ipynb #ad6762ea
 def _cmd_conditioning(a) -> None:
     f = run_conditioning_study(a.preset, seeds=a.seeds, modes=a.modes.split(",") if a.modes else tuple(MODES),
-                               out_dir=a.out_dir, fig_root=a.fig_root, fewshot=not a.no_fewshot, report_only=a.report_only)
+                               out_dir=a.out_dir, fig_root=a.fig_root, fewshot=not a.no_fewshot, report_only=a.report_only,
+                               fewshot_modes=tuple(a.fewshot_modes.split(",")) if a.fewshot_modes else ())
     print(f"report: {f}")
 
 

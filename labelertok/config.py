@@ -18,8 +18,8 @@ from .tokens import TEMPLATES, TOKEN_MODES
 from .sheets import ATTRIBUTES
 
 # %% auto #0
-__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'IMAGE_TOWER', 'CONDITIONING', 'LORA_TARGETS',
-           'TrainConfig', 'resolve_device', 'ModelConfig']
+__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'IMAGE_TOWER', 'CONDITIONING', 'TASTE_START',
+           'LORA_TARGETS', 'TrainConfig', 'resolve_device', 'ModelConfig']
 
 # %% ../nbs/1_method/02_config.ipynb #a69f0dc8
 _SELECT_FIXED = ("val_acc", "val_loss")
@@ -135,6 +135,8 @@ TOWERS = ("both", "vision", "text")
 IMAGE_TOWER = ("adapted", "frozen")
 # how a labeler conditions the score (`05_labeler_clip` explains each); all but "token" have rows per (labeler, attribute)
 CONDITIONING = ("token", "attribute_tokens", "hybrid", "ideal_points")
+# how the hybrid's taste heads start: "zero" (the token alone) or "probe" (the linear probe's fit on the training answers)
+TASTE_START = ("zero", "probe")
 LORA_TARGETS = {"mlp": r"mlp\.(?:c_fc|c_proj)", "mlp+attn": r"(?:mlp\.(?:c_fc|c_proj)|attn)", "attn": r"attn"}
 
 # %% ../nbs/1_method/02_config.ipynb #49ca556d
@@ -156,6 +158,7 @@ class ModelConfig:
     attributes: tuple = ()  # the attributes that per-attribute conditioning has rows for (empty: the study's `sheets.ATTRIBUTES`)
     prototypes: int = 4  # ideal_points: the number K of shared taste prototypes each labeler mixes
     image_tower: str = "adapted"  # "adapted": LoRA in the image tower as `towers` says; "frozen": none there (pretrained image features)
+    taste_start: str = "zero"  # hybrid: each taste head starts at "zero" (the token alone) or from the "probe" (linear probe, then fine-tuning)
 
     def __post_init__(self):
         if isinstance(self.tokens, str): self.tokens = (self.tokens,)
@@ -216,7 +219,7 @@ def _model_problems(self: ModelConfig) -> list[str]:
 # %% ../nbs/1_method/02_config.ipynb #eb075e28
 @patch
 def _conditioning_problems(self: ModelConfig) -> list[str]:
-    "The problems of `conditioning`, `attributes`, `prototypes` and `image_tower` (fills the study's attributes when needed)."
+    "The problems of `conditioning`, `attributes`, `prototypes`, `image_tower` and `taste_start` (fills the study's attributes when needed)."
     bad = []
     if isinstance(self.attributes, str): self.attributes = (self.attributes,)
     self.attributes = tuple(self.attributes)
@@ -236,4 +239,9 @@ def _conditioning_problems(self: ModelConfig) -> list[str]:
     if self.image_tower not in IMAGE_TOWER: bad.append(f"image_tower={self.image_tower!r} (one of {IMAGE_TOWER})")
     elif self.image_tower == "frozen" and self.towers == "vision" and type(self.lora_rank) is int and self.lora_rank > 0:
         bad.append("image_tower='frozen' with towers='vision' (LoRA would be nowhere: use lora_rank=0, or towers='both')")
+    if self.taste_start not in TASTE_START: bad.append(f"taste_start={self.taste_start!r} (one of {TASTE_START})")
+    elif self.taste_start == "probe" and self.conditioning != "hybrid":
+        bad.append(f"taste_start='probe' with conditioning={self.conditioning!r} (only the hybrid has taste heads to start)")
+    elif self.taste_start == "probe" and isinstance(self.visual_tokens, int) and self.visual_tokens > 0:
+        bad.append("taste_start='probe' with visual_tokens > 0 (the probe reads one image feature per image, not one per labeler)")
     return bad

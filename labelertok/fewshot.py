@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .baselines import (row_index, correct_from_p, image_features, image_rows, linear_probe, standardise, tune_l2)
+from .baselines import image_features
+from .probe import correct_from_p, image_rows, linear_probe, row_index, standardise, start_taste_heads, tune_l2
 from .compare import ceiling_per_sample
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
@@ -34,13 +35,17 @@ def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFr
                   templates: Sequence[str] = TEMPLATES, seed: int = 0) -> list[float]:
     """Fit only `token`'s own parameters on `samples` with everything else frozen: its embedding row (learned mode)
     and its rows of the conditioning tables (`LabelerCLIP.labeler_state`; ideal points: its mixture weights only);
-    `features` are the model's image features of every image row (frozen tower). Full-batch AdamW; each step draws
-    one template per attribute. Leaves the model with only those trainable; returns the loss per step."""
+    `features` are the model's image features of every image row (frozen tower). A hybrid with `taste_start='probe'`
+    first starts the labeler's taste heads from the linear probe on `samples` (`probe.start_taste_heads`, its
+    strength by cross-validation over their image pairs). Full-batch AdamW; each step draws one template per
+    attribute. Leaves the model with only those trainable; returns the loss per step."""
     if token not in model.tokens or not model.labeler_state(token):
         raise ValueError(f"fit_token_row needs a model in which {token!r} has parameters of its own (a learned-mode "
                          f"token row or a conditioning table); it has token_mode={model.token_mode!r}, conditioning="
                          f"{model.conditioning!r}, learned tokens {list(model.token_ids)}")
     if len(samples) == 0: raise ValueError("no samples to fit on")
+    if (getattr(model, "config", None) or {}).get("taste_start", "zero") == "probe":
+        start_taste_heads(model, features.float().cpu(), samples.assign(token=token), tokens=[token], templates=templates)
     model.set_trainable(lora=False, token_rows=[token])
     params = model.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -166,7 +171,7 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     cfg = TrainConfig(**{**config.to_dict(), "seed": int(seed), "use_tokens": None})
     m, row0, summ, t_base = _fewshot_base(data, base_data, token, base_config, cfg, seed, Path(out_dir) / "base", resume, say)
     feats = image_features(m, data.images, cfg.eval_batch_size)  # the adapted (LoRA) image tower, frozen from here on
-    base = create_model(base_config, tokens=(), conditioning="token", seed=seed, device=dev)
+    base = create_model(base_config, tokens=(), conditioning="token", taste_start="zero", seed=seed, device=dev)
     pfeats = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(base_data.split("train")))
     del base
     if l2 is None: l2 = tune_l2(pfeats, base_data.split("train"), base_data.split("val"))[0]
@@ -226,7 +231,7 @@ def learning_curves(data: LabelerData, fractions: Sequence[float] = CURVE_FRACTI
     if not len(tr) or not len(test): raise ValueError(f"need training and test answers; got {len(tr)} and {len(test)}")
     labels, toks = test["label"].to_numpy(), test["token"].to_numpy()
     t0 = time.perf_counter()
-    base = create_model(base_config, tokens=(), conditioning="token", seed=int(seeds[0]), device=dev)
+    base = create_model(base_config, tokens=(), conditioning="token", taste_start="zero", seed=int(seeds[0]), device=dev)
     feats = standardise(image_features(base, data.images, config.eval_batch_size), image_rows(tr))
     if l2 is None: l2 = tune_l2(feats, tr, va)[0]
     bayes = ceiling_per_sample(data, test, data_dir)[0]

@@ -25,7 +25,8 @@ from .explore import retest_ceilings
 from .intervals import cluster_bootstrap
 from .model import create_model, load_model
 from .synthetic import answer_bayes_acc, has_ground_truth
-from .baselines import image_features, image_rows, standardise
+from .baselines import image_features
+from .probe import image_rows, standardise
 from .visible import visible_ceiling, visible_estimate_per_sample
 
 # %% ../nbs/3_results/09_run_tables.ipynb #0e641453

@@ -21,7 +21,9 @@ from .data import LabelerData
 from .evaluation import (attribute_order, check_labeler_rows, check_sample_tokens, public_result, sample_token_index,
                                    labeler_token_order, uses_tokens, evaluate, pair_logits,
                                    pair_loss)
+from .evaluation import encode_image_rows
 from .model import is_labeler_param, is_token_param
+from .probe import start_taste_heads
 from .runs import (RunLock, mark_run_folder, atomic_write, json_text, load_trainable, optimizer_from_files, param_names,
                              rng_from_files, trainable_tensors, check_same_run, open_run, run_fingerprint,
                              save_checkpoint, write_state)
@@ -249,6 +251,18 @@ def _labeler_tables(model, config: TrainConfig, data: LabelerData):
         raise ValueError("the model has learned per-labeler temperatures: train it with labeler_temperature='learned'")
     check_labeler_rows(model, data.samples["token"])
 
+# %% ../nbs/2_training/05_train.ipynb #4c94031c
+def _probe_start(model, data: LabelerData, config: TrainConfig) -> Optional[dict]:
+    """A hybrid model with `taste_start='probe'`: its taste heads start from the linear probe on the training answers,
+    the probe's strength tuned on validation (`probe.start_taste_heads`), so epoch 0 is the probe inside the model.
+    Every process computes the same start from the same weights and answers."""
+    if (getattr(model, "config", None) or {}).get("taste_start", "zero") != "probe": return None
+    was = model.training
+    model.eval()
+    try: feats = encode_image_rows(model, data.images, np.arange(len(data.images)), config.eval_batch_size, config.amp)
+    finally: model.train(was)
+    return start_taste_heads(model, feats.float().cpu(), data.split("train"), data.split("val"))
+
 # %% ../nbs/2_training/05_train.ipynb #163f4883
 def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_dir: str | Path = "runs/run",
           resume: bool = False, callbacks: Sequence[Callable[[str, dict], Any]] = (),
@@ -285,10 +299,14 @@ def train(data: LabelerData, model, config: Optional[TrainConfig] = None, out_di
                     except FileExistsError: pass   # a folder that held files already stays unmarked, never replaced
             return saved
         saved = _agree(acc, prepare)
+        start = _probe_start(model, data, config) if saved is None else None   # a new run: epoch 0 is the probe
         if acc.is_main_process: (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         engine = _build_engine(data, model, config, out, acc, device, use_tokens, callbacks, data_info, fingerprint,
                                model_config)
         if config.task != "compare": engine.ratings = ratings
+        if start is not None:
+            engine.summary["taste_start"] = start
+            if config.progress and engine.is_main: print(f"taste heads start from the linear probe (l2 {start['l2']:g}, {len(start['rows'])} labelers)")
         if acc.log_with and acc.is_main_process: acc.init_trackers("tensorboard" if config.report_to == "tensorboard" else out.name,
                                                                    config=_tracker_config(config))
         state = _start(engine, saved)

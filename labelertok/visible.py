@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .baselines import correct_from_p, fit_logreg, image_features, linear_probe
+from .baselines import image_features
+from .probe import correct_from_p, fit_logreg, linear_probe
 from .data import LabelerData, resize_crop
 from .synthetic import draw_face, has_ground_truth, latent_z, load_ground_truth, sample_features
 
@@ -146,7 +147,7 @@ def subsample_answers(train: pd.DataFrame, fraction: float, seed: int = 0, by: s
 # %% ../nbs/3_results/04_visible.ipynb #bc51b33b
 def probe_curve(features, train: pd.DataFrame, test: pd.DataFrame, fractions: Sequence[float] = CURVE_FRACTIONS,
                 seeds: Sequence[int] = (0, 1, 2, 3, 4), l2: float = 1.0) -> tuple[pd.DataFrame, dict]:
-    """The linear probe (`baselines.linear_probe`, one per labeler and attribute) fitted on `subsample_answers` of
+    """The linear probe (`probe.linear_probe`, one per labeler and attribute) fitted on `subsample_answers` of
     `train` for every fraction and seed, scored on the same `test`. Returns (one row per token × fraction × seed:
     `n_answers`, `acc`; per-sample correctness {fraction: [seeds × len(test)]})."""
     rows, correct = [], {}

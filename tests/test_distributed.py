@@ -118,7 +118,7 @@ def _run_mode(world, out, mode, epochs=1, resume=False, kill_at=None):
           callbacks=[_killer(*kill_at)] if kill_at else [])
 
 
-@pytest.mark.parametrize('mode', ['attribute_tokens', 'hybrid', 'ideal_points_frozen'])
+@pytest.mark.parametrize('mode', ['attribute_tokens', 'hybrid_probe', 'ideal_points_frozen'])
 def test_conditioning_two_processes_match_one(tmp_path, tiny_world, mode):
     "Every conditioning table is used in every step (no unused-parameter error under DDP) and 2 processes train like 1."
     from accelerate import notebook_launcher
@@ -128,8 +128,9 @@ def test_conditioning_two_processes_match_one(tmp_path, tiny_world, mode):
 
 
 def test_conditioning_resume_is_exact(tmp_path, tiny_world):
-    "A hybrid run stopped inside epoch 2 and resumed ends where the uninterrupted run ends (tables, optimiser, RNG)."
-    _run_mode(tiny_world, tmp_path/'full', 'hybrid', epochs=2)
-    with pytest.raises(Kill): _run_mode(tiny_world, tmp_path/'cut', 'hybrid', epochs=2, kill_at=(2, 1))
-    _run_mode(tiny_world, tmp_path/'cut', 'hybrid', epochs=2, resume=True)
+    """A hybrid run whose taste heads start from the probe, stopped inside epoch 2 and resumed, ends where the
+    uninterrupted run ends (tables, optimiser, RNG; the resumed run does not start its heads again)."""
+    _run_mode(tiny_world, tmp_path/'full', 'hybrid_probe', epochs=2)
+    with pytest.raises(Kill): _run_mode(tiny_world, tmp_path/'cut', 'hybrid_probe', epochs=2, kill_at=(2, 1))
+    _run_mode(tiny_world, tmp_path/'cut', 'hybrid_probe', epochs=2, resume=True)
     _close(_hist(tmp_path/'full'), _hist(tmp_path/'cut'))

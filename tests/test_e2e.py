@@ -195,18 +195,21 @@ def test_compare_tiny(tmp_path, tiny_world, tiny_pretrained, env):
 
 
 def test_conditioning_end_to_end(tmp_path, tiny_world, env):
-    """A labeler conditioning through the command line: `labelertok run` with `conditioning` and `image_tower`, then
-    `score`, `export` and `add-labeler` on what it trained (the tables travel with the model)."""
+    """A labeler conditioning through the command line: `labelertok run` with `conditioning`, `image_tower` and
+    `taste_start` (the hybrid's heads start from the linear probe), then `score`, `export` and `add-labeler` on what it
+    trained (the tables travel with the model; the added labeler's heads start from a probe on their own answers)."""
     from labelertok.data import read_study
     import yaml
     p = tmp_path/'cond.yaml'
     p.write_text(yaml.safe_dump(dict(TINY_PARAMS, data_dir=str(tiny_world), epochs=1, conditioning='hybrid',
-                                     image_tower='frozen')))
+                                     image_tower='frozen', taste_start='probe')))
     out = tmp_path/'runs'/'cond'
     r = run(labelertok_cmd() + ['run', str(p), '--out-dir', str(out), '-p', 'fig_root', str(tmp_path/'figures')], env, tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     cfg = json.loads((out/'summary.json').read_text())['model']['config']
     assert (cfg['conditioning'], cfg['image_tower'], cfg['attributes']) == ('hybrid', 'frozen', ['attractive', 'smart', 'trustworthy'])
+    summ = json.loads((out/'summary.json').read_text())
+    assert cfg['taste_start'] == 'probe' and sorted(summ['taste_start']['rows']) == ['<user1>', '<user2>'], summ.get('taste_start')
     imgs = sorted((tiny_world/'images').glob('*.png'))[:3]
     r = run(labelertok_cmd() + ['score', out, '--labeler', 'all', '--attribute', 'smart', '--images', *imgs,
                                 '--out', tmp_path/'scores.csv', '--device', 'cpu'], env, tmp_path)
