@@ -168,8 +168,8 @@ def _add_study_commands(sub) -> None:
     s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/<name>/ (default figures)')
     s.add_argument('--jobs', type=int, default=1, help='runs side by side (default 1; or give each run -p num_processes N)')
     s.add_argument('--report-only', action='store_true', help='write the report from the finished runs; run nothing')
-    s = sub.add_parser('conditioning', help="every labeler conditioning (token, attribute tokens, hybrid, ideal points; image "
-                       "tower adapted or frozen) beside the probe, the MLP and the ceiling -> <fig-root>/sweeps/conditioning/")
+    s = sub.add_parser('conditioning', help="every labeler conditioning (token, attribute tokens, hybrid, ideal points, the hybrid "
+                       "started from the linear probe; image tower adapted or frozen) beside the probe, the MLP and the ceiling -> <fig-root>/sweeps/conditioning/")
     s.add_argument('--preset', default='compare', help="the preset whose world, split, model and training settings it uses")
     s.add_argument('--seeds', type=int, default=5, help='seeds 0 .. N-1 (default 5)')
     s.add_argument('--modes', default=None, help='comma-separated modes of labelertok.conditioning.MODES (default: all)')
