@@ -116,7 +116,7 @@ def tune_l2(features: torch.Tensor, train: pd.DataFrame, val: pd.DataFrame, grid
 
 # %% ../nbs/1_method/08_probe.ipynb #5511df81
 def separable_toy(n_images: int = 200, n_pairs: int = 600, seed: int = 0) -> tuple[torch.Tensor, pd.DataFrame]:
-    """(features [n_images, 2], comparisons) of a noiseless labeler (`user_idx` 0, `token` '<user1>') who picks the
+    """(features [n_images, 2], comparisons) of a noiseless labeler (`user_idx` 0, token `<user1>`) who picks the
     image with the larger first coordinate for "smart" and the larger second one for "attractive" (`label` 0: the
     first image); attributes alternate, pairs of one image with itself are dropped."""
     g = torch.Generator().manual_seed(seed)
