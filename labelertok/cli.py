@@ -178,7 +178,8 @@ def _add_study_commands(sub) -> None:
     s.add_argument('--no-fewshot', action='store_true', help='skip the new labeler')
     s.add_argument('--fewshot-modes', default='ideal_points_frozen',
                    help='comma-separated modes in which the new labeler is fitted besides the best mode (default ideal_points_frozen; "" for none)')
-    s.add_argument('--report-only', action='store_true', help='write the report from the saved results; run nothing')
+    s.add_argument('--report-only', action='store_true', help='write the report from the saved comparison; train no mode '
+                   '(the new labeler is read from <out-dir>/fewshot.json, or fitted when that is missing)')
 
 # %% ../nbs/4_use/04_cli.ipynb #b2172f29
 def build_parser() -> argparse.ArgumentParser:

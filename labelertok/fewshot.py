@@ -15,19 +15,20 @@ import pandas as pd
 import torch
 
 from .baselines import image_features
-from .probe import correct_from_p, image_rows, linear_probe, row_index, standardise, start_taste_heads, tune_l2
+from .probe import correct_from_p, cv_l2, image_rows, linear_probe, row_index, standardise, start_taste_heads, tune_l2
 from .compare import ceiling_per_sample
 from .config import TrainConfig, resolve_device
 from .data import LabelerData
 from .evaluation import evaluate, pair_logits, pair_loss
 from .intervals import crossed_interval
+from .synthetic import has_ground_truth, latent_z
 from .model import LabelerCLIP, ModelConfig, create_model, model_config
 from .tokens import TEMPLATES, make_prompt
 from .train import train
 from .visible import CURVE_FRACTIONS, ESTIMATE_SOURCE, extrapolate_curve, subsample_answers, visible_ceiling
 
 # %% auto #0
-__all__ = ['fit_token_row', 'score_with_features', 'fewshot_curve', 'learning_curves']
+__all__ = ['KNOWN_FEATURES', 'fit_token_row', 'score_with_features', 'world_features', 'fewshot_curve', 'learning_curves']
 
 # %% ../nbs/3_results/07_fewshot.ipynb #f1be5b61
 def fit_token_row(model: LabelerCLIP, features: torch.Tensor, samples: pd.DataFrame, token: str, steps: int = 150,
@@ -143,16 +144,28 @@ def _fewshot_summary(per_sample: dict, pair_ids: np.ndarray) -> pd.DataFrame:
         summary.append(dict(method=meth, k=k, mean=b["mean"], sd=b["sd"], lo=b["lo"], hi=b["hi"], reps=len(C), n_eval=C.shape[1]))
     return pd.DataFrame(summary).sort_values(["method", "k"]).reset_index(drop=True)
 
+# %% ../nbs/3_results/07_fewshot.ipynb #bb875936
+KNOWN_FEATURES = "probe on the world's true features"   # fewshot_curve's name for the reference learner
+
+
+def world_features(data: LabelerData, data_dir) -> Optional[torch.Tensor]:
+    """The standardised true features `z` [images, features] (float64) of every image row of `data`, from the synthetic
+    world at `data_dir` (`synthetic.latent_z`), or None where there is no ground truth (the study's data)."""
+    if data_dir is None or not has_ground_truth(data_dir): return None
+    Z = latent_z(data_dir).loc[[Path(p).name for p in data.image_paths]]
+    return torch.as_tensor(Z.to_numpy(float), dtype=torch.float64)
+
 # %% ../nbs/3_results/07_fewshot.ipynb #9e5c37bb
 def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[int] = (25, 50, 100, 200, 400),
                   reps: int = 3, seed: int = 0, model: str | ModelConfig = ModelConfig.model,
                   pretrained: Optional[str] = ModelConfig.pretrained,
                   config: Optional[TrainConfig] = None, out_dir="runs/compare/fewshot", token_steps: int = 150,
                   token_lr: float = 1e-2, l2: Optional[float] = None, min_eval: int = 100, data_dir=None,
-                  resume: bool = False, verbose: bool = True, **model_settings) -> dict:
+                  resume: bool = False, known_features: bool = False, verbose: bool = True, **model_settings) -> dict:
     """Hold out labeler `token` (default: the one with the most comparisons), train the learned-mode model on the
     others, then fit only the held-out token's row on k of their comparisons (pairs) and score their `eval` pairs;
-    the linear probe on frozen base-CLIP features is fitted on the same k. The evaluation pairs are the same for every k
+    the linear probe on frozen base-CLIP features is fitted on the same k (`known_features`, on a synthetic world: also
+    `KNOWN_FEATURES`, a probe on the world's true features, `world_features`). The evaluation pairs are the same for every k
     and draw, and no labeler's answers to them are in the base model's data (train, val or test). k = 0 is the new row's
     initialisation (what the model says before any answer of theirs). Intervals resample the draws and the evaluation
     pairs, crossed (`intervals.crossed_interval`). Returns dict(curve: one row per (method, k, rep) with `acc`; summary:
@@ -175,6 +188,7 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     pfeats = standardise(image_features(base, data.images, cfg.eval_batch_size), image_rows(base_data.split("train")))
     del base
     if l2 is None: l2 = tune_l2(pfeats, base_data.split("train"), base_data.split("val"))[0]
+    zf = world_features(data, data_dir) if known_features else None
     rows, per_sample = [], {}
     c0 = correct_from_p(score_with_features(m, feats, ev, token, cfg.temperature, cfg.templates), labels)
     per_sample[("labeler token (new row)", 0)] = [c0]
@@ -189,7 +203,9 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
                           templates=cfg.templates, seed=int(seed * 1000 + r))
             ct = correct_from_p(score_with_features(m, feats, ev, token, cfg.temperature, cfg.templates), labels)
             cp = correct_from_p(linear_probe(pfeats, fit, ev, l2, by=("attribute",)), labels)
-            for meth, c in (("labeler token (new row)", ct), ("linear probe", cp)):
+            known = [] if zf is None else [(KNOWN_FEATURES, correct_from_p(linear_probe(zf, fit, ev, cv_l2(zf, fit, by=("attribute",))[0],
+                                                                                      by=("attribute",)), labels))]
+            for meth, c in (("labeler token (new row)", ct), ("linear probe", cp), *known):
                 per_sample.setdefault((meth, k), []).append(c)
                 rows.append(dict(method=meth, k=k, rep=r, acc=float(c.mean()), n_eval=len(ev), n_fit=len(fit)))
         say(f"k={k}: token {np.mean([x['acc'] for x in rows if x['k'] == k and x['method'].startswith('labeler')]):.4f}, "
@@ -200,7 +216,7 @@ def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[i
     ceiling = float(np.nanmean(cvals)) if np.isfinite(cvals).any() else None
     info = dict(token=token, user_id=str(mine["user_id"].iloc[0]), n_comparisons=int(len(pairs)), n_eval_pairs=int(n_eval),
                 pool=int(len(pool)), n_pool_samples=int(mine["pair_id"].isin(pool).sum()), n_eval_dropped_from_base=n_shared,
-                n_eval_samples=int(len(ev)), ks=ks_used, reps=reps, l2=l2, token_steps=token_steps, token_lr=token_lr,
+                n_eval_samples=int(len(ev)), ks=ks_used, reps=reps, l2=l2, known_features=zf is not None, token_steps=token_steps, token_lr=token_lr,
                 base_best_epoch=summ["best_epoch"], base_val_acc=summ["best_val_acc"], ceiling=ceiling,
                 base_s=t_base, fit_s=time.perf_counter() - t1)
     return dict(curve=pd.DataFrame(rows), summary=_fewshot_summary(per_sample, ev["pair_id"].to_numpy()),

@@ -93,3 +93,11 @@ def test_sweep_ratings_conclusions_are_generated(name):
     text = sweep_ratings_conclusions(pd.read_csv(d/'ratings_summary.csv'), pd.read_csv(d/'ratings_gains.csv'))
     assert text and (d/'ratings_conclusion.md').read_text().strip() == text.strip()
     assert text.strip() in (d/'results.md').read_text() and text.strip() in GUIDE.read_text()
+
+
+def test_guide_quotes_the_new_labeler_conclusion():
+    "The guide quotes the committed conditioning study's generated new-labeler conclusion (its best mode) word for word."
+    res = (ROOT/'figures'/'sweeps'/'conditioning'/'results.md').read_text()
+    sec = res.split('## A new labeler from few answers (')[1].split('\n## ')[0]
+    conclusion = [l for l in sec.splitlines() if l.startswith('From ')]
+    assert len(conclusion) == 1 and '> ' + conclusion[0] in GUIDE.read_text()
