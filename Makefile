@@ -104,8 +104,8 @@ bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick
 
 # What each CPU stand-in sees (figures/standin/): the default (`readout-p8` recipe, tiny-p8) against the earlier one
-# (`readout-p16`, tiny) and the captions-only one (`captions-p8`; both pretrained first if missing): R² of every latent feature from
-# the frozen embeddings, and each labeler's visible ceiling beside the Bayes ceiling.
+# (`readout-p16`, tiny) and the two captions-only ones (`captions-p8`, `phrases-p8`; each pretrained first if missing):
+# R² of every latent feature from the frozen embeddings, and each labeler's visible ceiling beside the Bayes ceiling.
 standin: $(STAMP) data
 	$(BIN)/python benchmarks/standin.py
 

@@ -88,7 +88,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return h
 
 # %% ../nbs/4_use/04_cli.ipynb #643b7570
-PRETRAIN_KINDS = ('readout-p8', 'readout-p16', 'captions-p8')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
+PRETRAIN_KINDS = ('readout-p8', 'readout-p16', 'captions-p8', 'phrases-p8')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
 
 
 def _add_data_commands(sub) -> None:
@@ -105,7 +105,8 @@ def _add_data_commands(sub) -> None:
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
                    help="'readout-p8' (default): captions plus a linear read-out of the features, on tiny-p8; "
-                        "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8")
+                        "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8; "
+                        "'phrases-p8': contrastive on the one-phrase captions alone, centred per aspect, on tiny-p8")
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
     s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's: 24 for readout-p8, 12 for the others)")
     s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')

@@ -93,6 +93,9 @@ RECIPES = {   # kind -> settings; `make data` builds DEFAULT_KIND
     "readout-p8": dict(model="tiny-p8", epochs=24, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
     "readout-p16": dict(model="tiny", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=0.0, attr_weight=10.0),
     "captions-p8": dict(model="tiny-p8", epochs=12, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=10.0, attr_weight=0.0),
+    # the one-phrase captions alone, each aspect's phrases centred: contrastive on faces and captions, and it sees the mouth
+    "phrases-p8": dict(model="tiny-p8", epochs=48, batch_size=128, lr=3e-3, weight_decay=0.1, aspect_weight=1.0, attr_weight=0.0,
+                       caption_weight=0.0, centre=True),
 }
 DEFAULT_KIND = "readout-p8"
 
@@ -127,16 +130,20 @@ def ridge_r2(X, Y, l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), n_folds: 
 # %% ../nbs/1_method/07_pretrain.ipynb #2cd64634
 def recipe_settings(kind: str = DEFAULT_KIND, model: str | None = None, epochs: int | None = None,
                     batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
-                    aspect_weight: float | None = None, attr_weight: float | None = None) -> dict:
-    "The settings of the recipe `kind` (`RECIPES`), each one given here in place of the recipe's."
+                    aspect_weight: float | None = None, attr_weight: float | None = None,
+                    caption_weight: float | None = None, centre: bool | None = None) -> dict:
+    """The settings of the recipe `kind` (`RECIPES`), each one given here in place of the recipe's; a recipe without
+    `caption_weight` or `centre` has the whole-caption loss at weight 1 and its phrases uncentred."""
     if kind not in RECIPES: raise ValueError(f"kind must be one of {list(RECIPES)}, got {kind!r}")
     r = RECIPES[kind]
     model, epochs, batch_size = model or r["model"], int(epochs or r["epochs"]), int(batch_size or r["batch_size"])
     lr, weight_decay = float(lr if lr is not None else r["lr"]), float(weight_decay if weight_decay is not None else r["weight_decay"])
     aspect_weight = float(aspect_weight if aspect_weight is not None else r["aspect_weight"])
     attr_weight = float(attr_weight if attr_weight is not None else r["attr_weight"])
+    caption_weight = float(caption_weight if caption_weight is not None else r.get("caption_weight", 1.0))
+    centre = bool(centre if centre is not None else r.get("centre", False))
     return dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                aspect_weight=aspect_weight, attr_weight=attr_weight)
+                aspect_weight=aspect_weight, attr_weight=attr_weight, caption_weight=caption_weight, centre=centre)
 
 # %% ../nbs/1_method/07_pretrain.ipynb #ccea354e
 def pretraining_targets(feats: pd.DataFrame, model: str) -> dict:
@@ -160,17 +167,20 @@ def clip_normaliser(clip):
 
 # %% ../nbs/1_method/07_pretrain.ipynb #d23d479a
 def pretrain_losses(clip, head, images: torch.Tensor, idx: torch.Tensor, t: dict, norm, clip_loss,
-                    aspect_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    aspect_weight: float, caption_weight: float = 1.0,
+                    centre: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three losses of the faces `idx` (targets `t` of `pretraining_targets`, images through `norm`): CLIP's
-    contrastive loss between faces and captions, the per-aspect contrastive loss (zero unless `aspect_weight` > 0)
+    contrastive loss between faces and their whole captions (zero unless `caption_weight` > 0), the per-aspect
+    contrastive loss (zero unless `aspect_weight` > 0; `centre`: each aspect's phrase embeddings less their mean)
     and the read-out's squared error (zero without a `head`)."""
     fi = clip.encode_image(norm(images[idx]))
     fn, scale = F.normalize(fi, dim=-1), clip.logit_scale.exp()
-    lc = clip_loss(fn, F.normalize(clip.encode_text(t["ids"][idx]), dim=-1), scale)
+    lc = clip_loss(fn, F.normalize(clip.encode_text(t["ids"][idx]), dim=-1), scale) if caption_weight > 0 else torch.zeros(())
     la = torch.zeros(())
     if aspect_weight > 0:   # each face against the one-phrase captions of each aspect
-        tp = F.normalize(clip.encode_text(t["phrase_ids"]), dim=-1)
-        la = sum(F.cross_entropy(scale * fn @ tp[g].T, t["levels"][idx, j]) for j, g in enumerate(t["groups"])) / len(t["groups"])
+        tr = clip.encode_text(t["phrase_ids"])
+        tp = [F.normalize(tr[g] - tr[g].mean(0), dim=-1) for g in t["groups"]] if centre else [F.normalize(tr, dim=-1)[g] for g in t["groups"]]
+        la = sum(F.cross_entropy(scale * fn @ p.T, t["levels"][idx, j]) for j, p in enumerate(tp)) / len(t["groups"])
     lr_ = F.mse_loss(head(fi), t["Z"][idx]) if head is not None else torch.zeros(())
     return lc, la, lr_
 
@@ -195,8 +205,9 @@ def pretrain_epochs(clip, images: torch.Tensor, t: dict, n_train: int, s: dict, 
             perm, tot = rng.permutation(n_train), np.zeros(3)
             for b in range(steps_per_epoch):
                 idx = torch.from_numpy(perm[b * s["batch_size"]:(b + 1) * s["batch_size"]])
-                lc, la, lr_ = pretrain_losses(clip, head, images, idx, t, norm, clip_loss, s["aspect_weight"])
-                loss = lc + s["aspect_weight"] * la + s["attr_weight"] * lr_
+                lc, la, lr_ = pretrain_losses(clip, head, images, idx, t, norm, clip_loss, s["aspect_weight"],
+                                              s.get("caption_weight", 1.0), s.get("centre", False))
+                loss = s.get("caption_weight", 1.0) * lc + s["aspect_weight"] * la + s["attr_weight"] * lr_
                 if not torch.isfinite(loss): raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {b + 1}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -204,7 +215,8 @@ def pretrain_epochs(clip, images: torch.Tensor, t: dict, n_train: int, s: dict, 
                 sched.step()
                 with torch.no_grad(): clip.logit_scale.clamp_(0, math.log(100))
                 tot += (lc.item(), la.item(), lr_.item())
-            h = dict(epoch=epoch, contrastive=tot[0] / steps_per_epoch)
+            h = dict(epoch=epoch)
+            if s.get("caption_weight", 1.0) > 0: h["contrastive"] = tot[0] / steps_per_epoch
             if s["aspect_weight"] > 0: h["aspect"] = tot[1] / steps_per_epoch
             if head is not None: h["readout_mse"] = tot[2] / steps_per_epoch
             history.append(h)
@@ -214,31 +226,34 @@ def pretrain_epochs(clip, images: torch.Tensor, t: dict, n_train: int, s: dict, 
     return history
 
 # %% ../nbs/1_method/07_pretrain.ipynb #83b00a04
-def holdout_checks(clip, images: torch.Tensor, t: dict, hold: torch.Tensor) -> tuple[dict, dict, float]:
+def holdout_checks(clip, images: torch.Tensor, t: dict, hold: torch.Tensor, centre: bool = False) -> tuple[dict, dict, float]:
     """What the frozen embedding of the faces `hold` tells (targets `t` of `pretraining_targets`): the cross-validated
     ridge R² of each feature, how often it picks each aspect's true phrase, and caption retrieval (the share of faces
-    whose own caption is the nearest among the held-out faces' captions)."""
+    whose own caption is the nearest among the held-out faces' captions); `centre`: each aspect's phrases less their
+    mean, as the recipe trained them."""
     norm = clip_normaliser(clip)
     with torch.no_grad():
         fi = F.normalize(clip.encode_image(norm(images[hold])), dim=-1)
         ft = F.normalize(clip.encode_text(t["ids"][hold]), dim=-1)
-        tp = F.normalize(clip.encode_text(t["phrase_ids"]), dim=-1)
+        tr = clip.encode_text(t["phrase_ids"])
+        tp = [F.normalize(tr[g] - tr[g].mean(0), dim=-1) if centre else F.normalize(tr, dim=-1)[g] for g in t["groups"]]
         r2 = {c: round(float(x), 4) for c, x in zip(list(FEATURES), ridge_r2(fi, t["Z"][hold].numpy())[0])}
-        choice = {k: round(float((fi @ tp[g].T).argmax(1).eq(t["levels"][hold, j]).float().mean()), 4)
-                  for j, (k, g) in enumerate(zip(list(CAPTION_WORDS) + ["glasses"], t["groups"]))}
+        choice = {k: round(float((fi @ p.T).argmax(1).eq(t["levels"][hold, j]).float().mean()), 4)
+                  for j, (k, p) in enumerate(zip(list(CAPTION_WORDS) + ["glasses"], tp))}
         retrieval = float((fi @ ft.T).argmax(1).eq(torch.arange(len(hold))).float().mean())
     return r2, choice, retrieval
 
 # %% ../nbs/1_method/07_pretrain.ipynb #17b67050
 def pretrain_clip(out, kind: str = DEFAULT_KIND, model: str | None = None, n_images: int = 4000, epochs: int | None = None,
                   batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
-                  aspect_weight: float | None = None, attr_weight: float | None = None, holdout: float = 0.1,
-                  seed: int = 0, overwrite: bool = False, verbose: bool = True) -> Path:
+                  aspect_weight: float | None = None, attr_weight: float | None = None, caption_weight: float | None = None,
+                  centre: bool | None = None, holdout: float = 0.1, seed: int = 0, overwrite: bool = False,
+                  verbose: bool = True) -> Path:
     """Pretrain a tiny CLIP from random init on `n_images` synthetic faces and their captions with the recipe `kind`
-    (`RECIPES`; any setting given here replaces the recipe's): the whole-caption contrastive loss, plus
+    (`RECIPES`; any setting given here replaces the recipe's): `caption_weight` × the whole-caption contrastive loss, plus
     `aspect_weight` × the per-aspect contrastive loss (`aspect_captions`), plus `attr_weight` × a linear read-out of
     the described features. Writes the state dict to `out` and a report to `out` with suffix .json; returns `out`."""
-    s = recipe_settings(kind, model, epochs, batch_size, lr, weight_decay, aspect_weight, attr_weight)
+    s = recipe_settings(kind, model, epochs, batch_size, lr, weight_decay, aspect_weight, attr_weight, caption_weight, centre)
     out = Path(out)
     report = out.with_suffix(".json")
     if out.suffix == ".json": raise ValueError(f"out must not be a .json file (the report goes beside it): {out}")
@@ -259,14 +274,14 @@ def pretrain_clip(out, kind: str = DEFAULT_KIND, model: str | None = None, n_ima
     t = pretraining_targets(feats, s["model"])
     history = pretrain_epochs(clip, images, t, n_train, s, seed=seed, say=say, t0=t0)
     hold = torch.arange(n_train, n_images)
-    r2, choice, retrieval = holdout_checks(clip, images, t, hold)
+    r2, choice, retrieval = holdout_checks(clip, images, t, hold, s["centre"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save(clip.state_dict(), tmp)
     os.replace(tmp, out)
     info = dict(kind=kind, model=s["model"], n_images=int(n_images), n_train=n_train, n_holdout=n_hold, epochs=s["epochs"],
                 batch_size=s["batch_size"], lr=s["lr"], weight_decay=s["weight_decay"], aspect_weight=s["aspect_weight"],
-                attr_weight=s["attr_weight"], seed=int(seed), seed_stream=PRETRAIN_SEED_OFFSET + int(seed), torch=torch.__version__,
+                attr_weight=s["attr_weight"], caption_weight=s["caption_weight"], centre=s["centre"], seed=int(seed), seed_stream=PRETRAIN_SEED_OFFSET + int(seed), torch=torch.__version__,
                 threads=torch.get_num_threads(), draw_s=round(t_draw, 1), total_s=round(time.perf_counter() - t0, 1),
                 history=history, holdout_r2=r2, holdout_phrase_choice=choice, holdout_retrieval_top1=round(retrieval, 4),
                 n_holdout_captions=len(hold))
