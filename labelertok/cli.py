@@ -175,7 +175,10 @@ def _add_study_commands(sub) -> None:
     s.add_argument('--seeds', type=int, default=5, help='seeds 0 .. N-1 (default 5)')
     s.add_argument('--modes', default=None, help='comma-separated modes of labelertok.conditioning.MODES (default: all)')
     s.add_argument('--out-dir', default='runs/conditioning', help='folder of the runs (resumed when there)')
-    s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/conditioning/')
+    s.add_argument('--fig-root', default='figures', help='the report goes to <fig-root>/sweeps/<name>/')
+    s.add_argument('--name', default='conditioning', help="the study's name (default conditioning)")
+    s.add_argument('-p', '--parameter', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
+                   help="a preset parameter in place of the preset's (for example: -p pretrained data/tiny_clip_phrases.pt)")
     s.add_argument('--no-fewshot', action='store_true', help='skip the new labeler')
     s.add_argument('--fewshot-modes', default='ideal_points_frozen',
                    help='comma-separated modes in which the new labeler is fitted besides the best mode (default ideal_points_frozen; "" for none)')

@@ -24,7 +24,7 @@ from .baselines import model_image_size
 from .compare_numbers import gap_closed
 from .data import load_labeler_data
 from .evaluation import evaluate
-from .experiment import compare_notebook, preset_params
+from .experiment import compare_notebook, parse_overrides, preset_params
 from .fewshot import KNOWN_FEATURES, fewshot_curve
 from .intervals import INTERVAL_NOTE, paired_difference
 from .model import create_model
@@ -421,12 +421,14 @@ def new_labeler_study(data: LabelerData, mode: str, model: ModelConfig, config: 
     return few
 
 # %% ../nbs/3_results/15_conditioning.ipynb #0a570afc
-def study_setup(preset: str = "compare", verbose: bool = True) -> tuple[dict, LabelerData, ModelConfig, TrainConfig]:
+def study_setup(preset: str = "compare", verbose: bool = True,
+                overrides: Optional[dict] = None) -> tuple[dict, LabelerData, ModelConfig, TrainConfig]:
     """(the preset's parameters, its data, the study's `ModelConfig` and `TrainConfig`) of the conditioning study on
     `preset` (`nbs/experiments/compare.yaml` by default): its world and split, its model and LoRA, its training settings
-    without progress bars or tracker; torch's CPU threads as the preset says."""
+    without progress bars or tracker; torch's CPU threads as the preset says. `overrides`: parameters in place of the
+    preset's (checked like `labelertok compare -p`; for example another stand-in's `pretrained`)."""
     import torch
-    p = preset_params(preset, notebook=compare_notebook())
+    p = preset_params(preset, overrides, notebook=compare_notebook())
     if p.get("threads"): torch.set_num_threads(int(p["threads"]))
     model = ModelConfig(model=p["model"], pretrained=p["pretrained"], lora_rank=int(p["lora_rank"]),
                         lora_alpha=float(p["lora_alpha"]), lora_targets=p["lora_targets"], towers=p["towers"])
@@ -443,14 +445,16 @@ def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Seque
                            out_dir="runs/conditioning", fig_root="figures", fewshot: bool = True,
                            fewshot_k: int = 34, fewshot_more_ks: Sequence[int] = (67, 134, 200), fewshot_reps: int = 5,
                            fewshot_modes: Sequence[str] = FEWSHOT_MODES, report_only: bool = False,
-                           resume: bool = True, verbose: bool = True) -> Path:
+                           resume: bool = True, overrides: Optional[dict] = None, name: str = "conditioning",
+                           verbose: bool = True) -> Path:
     """The committed study `figures/sweeps/conditioning/`: the `compare` preset's world, split, model and training
     settings (`nbs/experiments/compare.yaml`), `seeds` seeds, every mode of `modes` beside the probe, the MLP and the
     Bayes ceiling; then a new labeler (`fewshot_user` of the preset) from `fewshot_k` comparisons (about 100 answers)
     in the best mode and in each of `fewshot_modes` that ran (also from each of `fewshot_more_ks`;
     `fewshot_reps` draws each). Per-sample results in `<out_dir>/comparison`
-    (`report_only`: rewrite the report from them and from `<out_dir>/fewshot.json`)."""
-    p, data, model, config = study_setup(preset, verbose=verbose)
+    (`report_only`: rewrite the report from them and from `<out_dir>/fewshot.json`). `overrides`: preset parameters
+    replaced (`study_setup`); the report goes to `<fig_root>/sweeps/<name>/`."""
+    p, data, model, config = study_setup(preset, verbose=verbose, overrides=overrides)
     out_dir = Path(out_dir)
     saved = out_dir / "comparison"
     if report_only: cmp = Comparison.load(saved)
@@ -470,8 +474,10 @@ def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Seque
                for m in dict.fromkeys([best, *[m for m in fewshot_modes if m in cmp.correct]])]
         _write_fewshot(few, fjson)
     cmd = "labelertok conditioning" + (f" --preset {preset}" if preset != "compare" else "") + \
-          (f" --seeds {seeds}" if seeds != 5 else "") + (f" --modes {','.join(modes)}" if list(modes) != list(MODES) else "")
-    return write_conditioning_report(cmp, resolve_path(fig_root) / "sweeps" / "conditioning", cmd, few)
+          (f" --seeds {seeds}" if seeds != 5 else "") + (f" --modes {','.join(modes)}" if list(modes) != list(MODES) else "") + \
+          "".join(f" -p {k} {v}" for k, v in (overrides or {}).items()) + (f" --out-dir {out_dir}" if str(out_dir) != "runs/conditioning" else "") + \
+          (f" --name {name}" if name != "conditioning" else "") + ("" if fewshot else " --no-fewshot")
+    return write_conditioning_report(cmp, resolve_path(fig_root) / "sweeps" / name, cmd, few)
 
 # %% ../nbs/3_results/15_conditioning.ipynb #28521898
 def _write_fewshot(few: dict | Sequence[dict], f: Path):
@@ -490,6 +496,7 @@ def _read_fewshot(f: Path) -> list[dict]:
 # %% ../nbs/3_results/15_conditioning.ipynb #ad6762ea
 def _cmd_conditioning(a) -> None:
     f = run_conditioning_study(a.preset, seeds=a.seeds, modes=a.modes.split(",") if a.modes else tuple(MODES),
+                               overrides=parse_overrides(a.parameter), name=a.name,
                                out_dir=a.out_dir, fig_root=a.fig_root, fewshot=not a.no_fewshot, report_only=a.report_only,
                                fewshot_modes=tuple(a.fewshot_modes.split(",")) if a.fewshot_modes else ())
     print(f"report: {f}")
