@@ -104,7 +104,7 @@ def _add_data_commands(sub) -> None:
                                        "OpenAI's weights on the CPU; see 1_method/07_pretrain)")
     s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
-                   help="'readout-p8' (default): captions plus a linear read-out of the features, on tiny-p8; "
+                   help="'readout-p8': captions plus a linear read-out of the features, on tiny-p8 (default: readout-p8); "
                         "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8; "
                         "'phrases-p8': contrastive on the one-phrase captions alone, centred per aspect, on tiny-p8")
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
