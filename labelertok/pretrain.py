@@ -26,8 +26,8 @@ from .tokens import make_tokenizer
 
 # %% auto #0
 __all__ = ['CAPTION_WORDS', 'PRETRAIN_SEED_OFFSET', 'RECIPES', 'DEFAULT_KIND', 'describe', 'pretraining_faces', 'aspect_captions',
-           'caption_levels', 'ridge_r2', 'recipe_settings', 'pretraining_targets', 'clip_normaliser', 'pretrain_losses',
-           'pretrain_epochs', 'holdout_checks', 'pretrain_clip', 'standin_model']
+           'caption_levels', 'ridge_r2', 'recipe_settings', 'pretraining_targets', 'clip_normaliser', 'phrase_classes',
+           'pretrain_losses', 'pretrain_epochs', 'holdout_checks', 'pretrain_clip', 'standin_model']
 
 # %% ../nbs/1_method/07_pretrain.ipynb #b93dc200
 CAPTION_WORDS = {   # feature: (noun, words for its five quintiles, low -> high); glasses are "glasses" / "no glasses"
@@ -166,6 +166,14 @@ def clip_normaliser(clip):
     return lambda x: (x.float() / 255 - mean) / std
 
 # %% ../nbs/1_method/07_pretrain.ipynb #d23d479a
+def phrase_classes(phrases: torch.Tensor, groups: Sequence[Sequence[int]], centre: bool = False) -> list[torch.Tensor]:
+    """The unit class vectors of each aspect: the text embeddings `phrases` [P, D] of the one-phrase captions, one
+    [len(g), D] block per group `g` of `groups`; `centre`: each group's embeddings less their mean before the norm."""
+    if centre: return [F.normalize(phrases[g] - phrases[g].mean(0), dim=-1) for g in groups]
+    unit = F.normalize(phrases, dim=-1)
+    return [unit[g] for g in groups]
+
+
 def pretrain_losses(clip, head, images: torch.Tensor, idx: torch.Tensor, t: dict, norm, clip_loss,
                     aspect_weight: float, caption_weight: float = 1.0,
                     centre: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -178,8 +186,7 @@ def pretrain_losses(clip, head, images: torch.Tensor, idx: torch.Tensor, t: dict
     lc = clip_loss(fn, F.normalize(clip.encode_text(t["ids"][idx]), dim=-1), scale) if caption_weight > 0 else torch.zeros(())
     la = torch.zeros(())
     if aspect_weight > 0:   # each face against the one-phrase captions of each aspect
-        tr = clip.encode_text(t["phrase_ids"])
-        tp = [F.normalize(tr[g] - tr[g].mean(0), dim=-1) for g in t["groups"]] if centre else [F.normalize(tr, dim=-1)[g] for g in t["groups"]]
+        tp = phrase_classes(clip.encode_text(t["phrase_ids"]), t["groups"], centre)
         la = sum(F.cross_entropy(scale * fn @ p.T, t["levels"][idx, j]) for j, p in enumerate(tp)) / len(t["groups"])
     lr_ = F.mse_loss(head(fi), t["Z"][idx]) if head is not None else torch.zeros(())
     return lc, la, lr_
@@ -192,6 +199,7 @@ def pretrain_epochs(clip, images: torch.Tensor, t: dict, n_train: int, s: dict, 
     clamped at 100 as in open_clip's training, every draw from `seed` in a forked RNG. The mean losses of each epoch."""
     t0 = time.perf_counter() if t0 is None else t0
     norm = clip_normaliser(clip)
+    cw, centre = s.get("caption_weight", 1.0), s.get("centre", False)   # a settings dict from before these two
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = torch.nn.Linear(clip.visual.output_dim, len(FEATURES)) if s["attr_weight"] > 0 else None
@@ -205,9 +213,8 @@ def pretrain_epochs(clip, images: torch.Tensor, t: dict, n_train: int, s: dict, 
             perm, tot = rng.permutation(n_train), np.zeros(3)
             for b in range(steps_per_epoch):
                 idx = torch.from_numpy(perm[b * s["batch_size"]:(b + 1) * s["batch_size"]])
-                lc, la, lr_ = pretrain_losses(clip, head, images, idx, t, norm, clip_loss, s["aspect_weight"],
-                                              s.get("caption_weight", 1.0), s.get("centre", False))
-                loss = s.get("caption_weight", 1.0) * lc + s["aspect_weight"] * la + s["attr_weight"] * lr_
+                lc, la, lr_ = pretrain_losses(clip, head, images, idx, t, norm, clip_loss, s["aspect_weight"], cw, centre)
+                loss = cw * lc + s["aspect_weight"] * la + s["attr_weight"] * lr_
                 if not torch.isfinite(loss): raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {b + 1}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -216,7 +223,7 @@ def pretrain_epochs(clip, images: torch.Tensor, t: dict, n_train: int, s: dict, 
                 with torch.no_grad(): clip.logit_scale.clamp_(0, math.log(100))
                 tot += (lc.item(), la.item(), lr_.item())
             h = dict(epoch=epoch)
-            if s.get("caption_weight", 1.0) > 0: h["contrastive"] = tot[0] / steps_per_epoch
+            if cw > 0: h["contrastive"] = tot[0] / steps_per_epoch
             if s["aspect_weight"] > 0: h["aspect"] = tot[1] / steps_per_epoch
             if head is not None: h["readout_mse"] = tot[2] / steps_per_epoch
             history.append(h)
@@ -235,8 +242,7 @@ def holdout_checks(clip, images: torch.Tensor, t: dict, hold: torch.Tensor, cent
     with torch.no_grad():
         fi = F.normalize(clip.encode_image(norm(images[hold])), dim=-1)
         ft = F.normalize(clip.encode_text(t["ids"][hold]), dim=-1)
-        tr = clip.encode_text(t["phrase_ids"])
-        tp = [F.normalize(tr[g] - tr[g].mean(0), dim=-1) if centre else F.normalize(tr, dim=-1)[g] for g in t["groups"]]
+        tp = phrase_classes(clip.encode_text(t["phrase_ids"]), t["groups"], centre)
         r2 = {c: round(float(x), 4) for c, x in zip(list(FEATURES), ridge_r2(fi, t["Z"][hold].numpy())[0])}
         choice = {k: round(float((fi @ p.T).argmax(1).eq(t["levels"][hold, j]).float().mean()), 4)
                   for j, (k, p) in enumerate(zip(list(CAPTION_WORDS) + ["glasses"], tp))}
