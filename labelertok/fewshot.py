@@ -21,7 +21,7 @@ from .config import TrainConfig, resolve_device
 from .data import LabelerData
 from .evaluation import evaluate, pair_logits, pair_loss
 from .intervals import crossed_interval
-from .synthetic import has_ground_truth, latent_z
+from .synthetic import latent_features
 from .model import LabelerCLIP, ModelConfig, create_model, model_config
 from .tokens import TEMPLATES, make_prompt
 from .train import train
@@ -150,10 +150,9 @@ KNOWN_FEATURES = "probe on the world's true features"   # fewshot_curve's name f
 
 def world_features(data: LabelerData, data_dir) -> Optional[torch.Tensor]:
     """The standardised true features `z` [images, features] (float64) of every image row of `data`, from the synthetic
-    world at `data_dir` (`synthetic.latent_z`), or None where there is no ground truth (the study's data)."""
-    if data_dir is None or not has_ground_truth(data_dir): return None
-    Z = latent_z(data_dir).loc[[Path(p).name for p in data.image_paths]]
-    return torch.as_tensor(Z.to_numpy(float), dtype=torch.float64)
+    world at `data_dir` (`synthetic.latent_features`), or None where there is no ground truth (the study's data)."""
+    Z = latent_features(data_dir, data)
+    return None if Z is None else torch.as_tensor(Z.to_numpy(float), dtype=torch.float64)
 
 # %% ../nbs/3_results/07_fewshot.ipynb #9e5c37bb
 def fewshot_curve(data: LabelerData, token: Optional[str] = None, ks: Sequence[int] = (25, 50, 100, 200, 400),

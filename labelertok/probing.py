@@ -17,14 +17,14 @@ from .baselines import image_features, method_label
 from .compare import method_run_dir
 from .data import LabelerData
 from .model import LabelerCLIP, load_model
-from .synthetic import has_ground_truth, latent_z, load_ground_truth
+from .synthetic import has_ground_truth, latent_features, load_ground_truth
 from .explore import agreement
 from .pretrain import ridge_r2
 from .visible import world_utilities
 
 # %% auto #0
-__all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'latent_features', 'pixel_features',
-           'decodability', 'labeler_utilities', 'utility_decodability', 'backbone_visibility']
+__all__ = ['cosine_matrix', 'agreement_by_token', 'taste_map', 'true_taste_similarity', 'pixel_features', 'decodability',
+           'labeler_utilities', 'utility_decodability', 'backbone_visibility']
 
 # %% ../nbs/3_results/08_probing.ipynb #9dceecd8
 def cosine_matrix(vectors: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -66,17 +66,6 @@ def true_taste_similarity(data_dir, data: LabelerData) -> Optional[pd.DataFrame]
     W = {tok[x["user_id"]]: np.concatenate([np.asarray(list(x["weights"][a].values()), float) for a in gt["attributes"]])
          for x in gt["labelers"] if x["user_id"] in tok}
     return cosine_matrix(W).loc[data.tokens, data.tokens]
-
-# %% ../nbs/3_results/08_probing.ipynb #82d296dc
-def latent_features(data_dir, data: LabelerData, gt: Optional[dict] = None) -> Optional[pd.DataFrame]:
-    """Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data.
-    `gt`: the world's ground truth, read if None."""
-    if not has_ground_truth(data_dir): return None
-    Z = latent_z(data_dir, gt)
-    names = [Path(p).name for p in data.image_paths]
-    miss = [n for n in names if n not in Z.index]
-    if miss: raise ValueError(f"{len(miss)} image(s) of data have no row in {Path(data_dir) / 'features.csv'}, e.g. {miss[:3]}")
-    return Z.loc[names]
 
 # %% ../nbs/3_results/08_probing.ipynb #5bc03b2c
 def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:

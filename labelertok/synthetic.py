@@ -24,8 +24,8 @@ __all__ = ['ATTRIBUTES', 'POPULATION_TASTE', 'ATTRIBUTE_SHARPNESS', 'LABELERS', 
            'IMAGES_PER_SCALE', 'RATING_STYLES', 'RATERS', 'RATED_SHARE', 'RATING_RETEST_FRAC', 'RATING_MISSING_RATE',
            'SMALL_EVERY', 'RATING_START', 'RATING_LEVELS', 'GENERATOR', 'LabelerDesign', 'population_weights',
            'labeler_weights', 'write_xlsx', 'RaterDesign', 'rating_probs', 'bayes_rating', 'make_world',
-           'has_ground_truth', 'load_ground_truth', 'latent_z', 'ceilings', 'rating_ceilings', 'true_choice_probs',
-           'answer_bayes_acc']
+           'has_ground_truth', 'load_ground_truth', 'latent_z', 'latent_features', 'ceilings', 'rating_ceilings',
+           'true_choice_probs', 'answer_bayes_acc']
 
 # %% ../nbs/0_study/05_synthetic.ipynb #fb9b4658
 ATTRIBUTES = ("attractive", "smart", "trustworthy")   # what the labelers judge, as in the study
@@ -486,6 +486,17 @@ def latent_z(data_dir, gt: dict | None = None) -> pd.DataFrame:
     names = list(gt["features"])
     feats = pd.read_csv(Path(data_dir) / "features.csv").set_index("image")
     return (feats[names] - mom["mean"].astype(float)) / mom["sd"].astype(float)
+
+# %% ../nbs/0_study/05_synthetic.ipynb #82d296dc
+def latent_features(data_dir, data: LabelerData, gt: dict | None = None) -> pd.DataFrame | None:
+    """Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data.
+    `gt`: the world's ground truth, read if None."""
+    if not has_ground_truth(data_dir): return None
+    Z = latent_z(data_dir, gt)
+    names = [Path(p).name for p in data.image_paths]
+    miss = [n for n in names if n not in Z.index]
+    if miss: raise ValueError(f"{len(miss)} image(s) of data have no row in {Path(data_dir) / 'features.csv'}, e.g. {miss[:3]}")
+    return Z.loc[names]
 
 # %% ../nbs/0_study/05_synthetic.ipynb #c2a5988a
 def ceilings(data_dir) -> pd.DataFrame:

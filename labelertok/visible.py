@@ -15,7 +15,7 @@ import torch
 from .baselines import image_features
 from .probe import correct_from_p, fit_logreg, linear_probe
 from .data import LabelerData, resize_crop
-from .synthetic import draw_face, has_ground_truth, latent_z, load_ground_truth, sample_features
+from .synthetic import draw_face, has_ground_truth, latent_features, load_ground_truth, sample_features
 
 # %% auto #0
 __all__ = ['FRESH_SEED_OFFSET', 'VISIBLE_SOURCE', 'CURVE_FRACTIONS', 'ESTIMATE_SOURCE', 'fresh_faces', 'world_utilities',
@@ -101,7 +101,7 @@ def visible_ceiling_per_sample(features, data: LabelerData, df: pd.DataFrame, da
     F = torch.as_tensor(features, dtype=torch.float64)
     if len(F) != len(data.images): raise ValueError(f"features has {len(F)} rows but data has {len(data.images)} images")
     W = visible_readout(fit_features, fit_z, data, data_dir, n_pairs, l2, seed, gt)
-    Z = latent_z(data_dir, gt).loc[[Path(p).name for p in data.image_paths]]
+    Z = latent_features(data_dir, data, gt)
     util = world_utilities(data, data_dir, Z, gt)
     out = np.full(len(df), np.nan)
     i1, i2 = df["i1"].to_numpy(np.int64), df["i2"].to_numpy(np.int64)
