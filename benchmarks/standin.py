@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDINS = {"readout-p8": ROOT / "data" / "tiny_clip_synthetic.pt", "readout-p16": ROOT / "data" / "tiny_clip_p16.pt",
-            "captions-p8": ROOT / "data" / "tiny_clip_captions.pt", "phrases-p8": ROOT / "data" / "tiny_clip_phrases.pt"}
-# kind -> checkpoint (the first: `make data`'s)
+sys.path.insert(0, str(ROOT))
+from labelertok.config import STANDIN_FILES   # noqa: E402  (light: no torch)
+
+STANDINS = {kind: ROOT / f for kind, f in STANDIN_FILES.items()}   # kind -> checkpoint (the first: `make data`'s)
 
 
 def main(argv=None) -> int:

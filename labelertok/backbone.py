@@ -26,7 +26,7 @@ __all__ = ['register_model_configs', 'short_pretrained', 'resolve_weights', 'wei
 
 # %% ../nbs/1_method/04_backbone.ipynb #540f59d5
 # MODEL_CONFIGS is a setting (02_config): a model name is checked without loading open_clip
-from .config import MODEL_CONFIGS
+from .config import MODEL_CONFIGS, missing_checkpoint_hint
 
 
 def register_model_configs() -> list[str]:
@@ -57,8 +57,8 @@ def resolve_weights(model: str, pretrained: str | None) -> tuple[str | None, boo
         check_weights_file(pretrained, "pretrained")
         return str(Path(pretrained).resolve()), False
     if looks_like_checkpoint(pretrained):
-        raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} not found (relative to {os.getcwd()}); the "
-                                "synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data` (`labelertok pretrain`)")
+        raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} not found (relative to {os.getcwd()}); "
+                                f"{missing_checkpoint_hint(pretrained)}")
     tags = open_clip.list_pretrained_tags_by_model(model)
     raise ValueError(f"pretrained={pretrained!r} is neither a known tag for {model} nor a file; "
                      f"{len(tags)} known tags: {tags[:8]}")

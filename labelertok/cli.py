@@ -14,6 +14,7 @@ import yaml
 import labelertok
 from .experiment import (USER_ERRORS, RunFailed, RunInterrupted, compare_notebook, experiments_dir,
                                    list_presets, parse_overrides, resolve_preset, run_experiment)
+from .config import STANDIN_FILES
 from .paths import report_root
 # light modules only: what a command needs beyond them (torch, open_clip, papermill) is imported where it runs
 
@@ -88,7 +89,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return h
 
 # %% ../nbs/4_use/04_cli.ipynb #643b7570
-PRETRAIN_KINDS = ('readout-p8', 'readout-p16', 'captions-p8', 'phrases-p8')   # `pretrain.RECIPES`, the default first (listed here: parsing imports no torch)
+PRETRAIN_KINDS = tuple(STANDIN_FILES)   # `pretrain.RECIPES`, the default first (from `config`: parsing imports no torch)
 
 
 def _add_data_commands(sub) -> None:
@@ -102,13 +103,14 @@ def _add_data_commands(sub) -> None:
 
     s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
                                        "OpenAI's weights on the CPU; see 1_method/07_pretrain)")
-    s.add_argument('out', nargs='?', default='data/tiny_clip_synthetic.pt', help='checkpoint file (a .json report goes beside it)')
+    s.add_argument('out', nargs='?', default=None, help='checkpoint file (a .json report goes beside it; default: the '
+                   'recipe\'s own, data/tiny_clip_synthetic.pt for readout-p8, data/tiny_clip_phrases.pt for phrases-p8)')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
                    help="'readout-p8': captions plus a linear read-out of the features, on tiny-p8 (default: readout-p8); "
                         "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8; "
                         "'phrases-p8': contrastive on the one-phrase captions alone, centred per aspect, on tiny-p8")
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
-    s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's: 24 for readout-p8, 12 for the others)")
+    s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's: 24 for readout-p8, 48 for phrases-p8, 12 for the others)")
     s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')
     s.add_argument('--threads', type=int, default=1, help='torch CPU threads (1 = reproducible and robust on a shared CPU)')
     s.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint')
@@ -212,7 +214,7 @@ def _cmd_pretrain(a):
     import torch
     from labelertok.pretrain import pretrain_clip
     if a.threads: torch.set_num_threads(a.threads)
-    pretrain_clip(a.out, kind=a.kind, n_images=a.n_images, epochs=a.epochs, seed=a.seed, overwrite=a.overwrite)
+    pretrain_clip(a.out or STANDIN_FILES[a.kind], kind=a.kind, n_images=a.n_images, epochs=a.epochs, seed=a.seed, overwrite=a.overwrite)
 
 # %% ../nbs/4_use/04_cli.ipynb #7a4096c4
 def _cmd_info(a):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .baselines import method_label
 from .compare import Comparison, run_test_predictions, compare_methods, paired_gain
-from .config import ModelConfig, TrainConfig, resolve_device
+from .config import ModelConfig, TrainConfig, resolve_device, standin_recipe
 from .data import LabelerData
 from .paths import md_code
 from .run_tables import fmt_pct, fmt_pts, md_table
@@ -24,7 +24,8 @@ from .baselines import model_image_size
 from .compare_numbers import gap_closed
 from .data import load_labeler_data
 from .evaluation import evaluate
-from .experiment import compare_notebook, parse_overrides, preset_params
+from .experiment import check_model_params, compare_notebook, parse_overrides, preset_params
+from .pretrain import DEFAULT_KIND
 from .fewshot import KNOWN_FEATURES, fewshot_curve
 from .intervals import INTERVAL_NOTE, paired_difference
 from .model import create_model
@@ -429,6 +430,7 @@ def study_setup(preset: str = "compare", verbose: bool = True,
     preset's (checked like `labelertok compare -p`; for example another stand-in's `pretrained`)."""
     import torch
     p = preset_params(preset, overrides, notebook=compare_notebook())
+    check_model_params(int(p["n_users"]), tags=False, model=p["model"], pretrained=p["pretrained"])   # a missing stand-in: what writes it
     if p.get("threads"): torch.set_num_threads(int(p["threads"]))
     model = ModelConfig(model=p["model"], pretrained=p["pretrained"], lora_rank=int(p["lora_rank"]),
                         lora_alpha=float(p["lora_alpha"]), lora_targets=p["lora_targets"], towers=p["towers"])
@@ -477,6 +479,8 @@ def run_conditioning_study(preset: str = "compare", seeds: int = 5, modes: Seque
           (f" --seeds {seeds}" if seeds != 5 else "") + (f" --modes {','.join(modes)}" if list(modes) != list(MODES) else "") + \
           "".join(f" -p {k} {v}" for k, v in (overrides or {}).items()) + (f" --out-dir {out_dir}" if str(out_dir) != "runs/conditioning" else "") + \
           (f" --name {name}" if name != "conditioning" else "") + ("" if fewshot else " --no-fewshot")
+    made = standin_recipe((overrides or {}).get("pretrained", ""))
+    if made not in (None, DEFAULT_KIND): cmd = f"labelertok pretrain --kind {made} {overrides['pretrained']}`, then `{cmd}"
     return write_conditioning_report(cmp, resolve_path(fig_root) / "sweeps" / name, cmd, few)
 
 # %% ../nbs/3_results/15_conditioning.ipynb #28521898

@@ -18,8 +18,9 @@ from .tokens import TEMPLATES, TOKEN_MODES
 from .sheets import ATTRIBUTES
 
 # %% auto #0
-__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'TOWERS', 'IMAGE_TOWER', 'CONDITIONING', 'TASTE_START',
-           'LORA_TARGETS', 'TrainConfig', 'resolve_device', 'ModelConfig']
+__all__ = ['TASKS', 'REPORT_TO', 'LABELER_TEMPERATURE', 'MODEL_CONFIGS', 'STANDIN_FILES', 'TOWERS', 'IMAGE_TOWER', 'CONDITIONING',
+           'TASTE_START', 'LORA_TARGETS', 'TrainConfig', 'resolve_device', 'standin_recipe', 'missing_checkpoint_hint',
+           'ModelConfig']
 
 # %% ../nbs/1_method/02_config.ipynb #a69f0dc8
 _SELECT_FIXED = ("val_acc", "val_loss")
@@ -129,6 +130,25 @@ MODEL_CONFIGS = {
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     },
 }
+
+# %% ../nbs/1_method/02_config.ipynb #86e6808d
+STANDIN_FILES = {   # stand-in recipe (`pretrain.RECIPES`) -> its checkpoint; the first is the default, `make data`'s
+    "readout-p8": "data/tiny_clip_synthetic.pt", "readout-p16": "data/tiny_clip_p16.pt",
+    "captions-p8": "data/tiny_clip_captions.pt", "phrases-p8": "data/tiny_clip_phrases.pt"}
+
+
+def standin_recipe(path) -> Optional[str]:
+    "The stand-in recipe whose checkpoint file `path` is, by its name (`STANDIN_FILES`); None for any other path."
+    name = os.path.basename(str(path))
+    return next((k for k, f in STANDIN_FILES.items() if os.path.basename(f) == name), None)
+
+
+def missing_checkpoint_hint(path) -> str:
+    "What writes the missing checkpoint `path`: `make data` for the default stand-in, `labelertok pretrain --kind` for another."
+    kind, default = standin_recipe(path), next(iter(STANDIN_FILES))
+    if kind in (None, default):
+        return f"the synthetic stand-in {STANDIN_FILES[default]} is written by `make data` (`labelertok pretrain`)"
+    return f"the `{kind}` stand-in is written by `labelertok pretrain --kind {kind} {path}` (or with the others by `make standin`)"
 
 # %% ../nbs/1_method/02_config.ipynb #c3397ceb
 TOWERS = ("both", "vision", "text")

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 import labelertok
-from .config import MODEL_CONFIGS, ModelConfig, TrainConfig, resolve_device
+from .config import MODEL_CONFIGS, ModelConfig, TrainConfig, missing_checkpoint_hint, resolve_device
 from .paths import preset_base, resolve_params
 from .runs import (LOCK_FILE, RUN_MARKER, RunFolderBusy, RunLock, check_replaceable, check_resume,
                              check_weights_file, lock_for_kernel, lock_owner, looks_like_checkpoint, mark_run_folder,
@@ -188,7 +188,7 @@ def check_model_params(n_users: int=2, tags: bool=True, **model):
     elif isinstance(model, str) and _pretrained_kind(pretrained) == 'file':
         try: check_weights_file(pretrained, 'pretrained')
         except (ValueError, FileNotFoundError) as e:
-            bad.append(f"{e} (the synthetic stand-in data/tiny_clip_synthetic.pt is written by `make data`)"
+            bad.append(f"{e} ({missing_checkpoint_hint(pretrained)})"
                        if isinstance(e, FileNotFoundError) else str(e))
     if type(n_users) is not int or n_users < 1: bad.append(f"n_users={n_users!r} (an int >= 1: the number of labelers)")
     if tags and not bad: bad += _registry_problems(model, pretrained, names)
