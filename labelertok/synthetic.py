@@ -488,8 +488,9 @@ def latent_z(data_dir, gt: dict | None = None) -> pd.DataFrame:
     return (feats[names] - mom["mean"].astype(float)) / mom["sd"].astype(float)
 
 # %% ../nbs/0_study/05_synthetic.ipynb #82d296dc
-def latent_features(data_dir, data: LabelerData, gt: dict | None = None) -> pd.DataFrame | None:
-    """Synthetic world: standardised latent features `z` of `data.images` (rows in image order); None for real data.
+def latent_features(data_dir, data, gt: dict | None = None) -> pd.DataFrame | None:
+    """Synthetic world: standardised latent features `z` of the images of `data` (a `LabelerData`; rows in the order of
+    its `image_paths`); None for real data.
     `gt`: the world's ground truth, read if None."""
     if not has_ground_truth(data_dir): return None
     Z = latent_z(data_dir, gt)
