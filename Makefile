@@ -65,20 +65,23 @@ check-export: $(STAMP)
 test-nbs: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
+# the first tier of tests/: every test not marked slow
 test-py: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m 'not slow' tests
 
 test: check-export test-nbs test-py
 
 # The second tier (`.ci/run` runs it after `make test`): the notebooks with `#| slow` cells (in every folder of nbs/),
 # those cells included — the engine's learning checks (2_training/05_train: consistent labelers learned, the random
 # clicker at chance), the scale-3 world (0_study/05_synthetic) and the bootstrap's coverage beside the crossed
-# interval's (0_study/06_intervals); then the demo data (built if missing) and the known-answer check of `explain` on the 6-labeler hybrid demo against the world's true
-# tastes (tests/test_explain.py). About 2 min on idle cores, plus 1 min to build the data the first time.
+# interval's (0_study/06_intervals); then the demo data (built if missing) and the tests of tests/ marked slow: the
+# longest end-to-end runs (sweeps, every conditioning mode through the commands, papermill on every experiment
+# notebook, two processes from the command line), the documentation site, and the known-answer check of `explain` on
+# the 6-labeler hybrid demo against the world's true tastes (tests/test_explain.py).
 SLOW_NBS := $(shell grep -rl --include='*.ipynb' '"\#| slow' nbs | sort)
 test-slow: $(STAMP) data
 	for nb in $(SLOW_NBS); do OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_explain.py -k known_answer
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow tests
 
 # The CPU demos (runs/<preset>/): the 2- and 6-labeler token models of the study and the 6-labeler model with hybrid
 # conditioning (the one `make explain` and the how-to guide explain), then their reports with the executed notebooks

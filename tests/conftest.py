@@ -123,3 +123,8 @@ def repository_stays_clean():
     if before is not None and after is not None and after != before:
         new = sorted(set(after.splitlines()) - set(before.splitlines()))
         pytest.fail(f'the tests changed the repository (git status): {new[:20]}', pytrace=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: the second tier, run by `make test-slow` (after `make test` in `.ci/run`): '
+                                       'the longest end-to-end runs, the documentation site and checks on the demo data')

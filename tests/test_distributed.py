@@ -90,6 +90,7 @@ def test_kill_and_resume_with_two_processes(one_and_two, tiny_world):
     assert json.loads((d/'resumed'/'summary.json').read_text())['timings']['resumed_at_epoch'] == [2]
 
 
+@pytest.mark.slow
 def test_run_with_two_processes_from_the_cli(tmp_path, preset, env):
     "`labelertok run PRESET -p num_processes 2`: the papermill kernel launches 2 processes; TensorBoard files appear."
     import subprocess

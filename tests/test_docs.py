@@ -6,6 +6,7 @@ also executes them."""
 import html, importlib.util, re, subprocess, sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+import pytest
 from conftest import ROOT
 
 HOOKS = ROOT/'docs'/'hooks.py'
@@ -101,6 +102,7 @@ def test_execution_cache_follows_imports():
     assert {'report', 'runs'} <= {p.stem for p in h._deps(h.NBS/'3_results'/'10_report.ipynb')}
 
 
+@pytest.mark.slow
 def test_site_builds_with_a_page_per_notebook(tmp_path, env):
     site = tmp_path/'site'
     r = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--strict', '-d', str(site)], cwd=ROOT,

@@ -106,6 +106,7 @@ def check_report(fig_dir: Path):
     for p in pngs: assert f']({p.name})' in md
 
 
+@pytest.mark.slow
 def test_cli_run(tmp_path, preset, env):
     "`labelertok run <yaml> --out-dir ...`: the console-script path, the contract, the report."
     out, figs = tmp_path/'runs'/'tiny', tmp_path/'figures'
@@ -140,6 +141,7 @@ def test_cpu_preset_for_your_data():
     assert check_parameters(preset_params('your_data_cpu', {'data_dir': str(ROOT/'data'), 'pretrained': None}))
 
 
+@pytest.mark.slow
 def test_papermill_with_bundled_preset(tmp_path, tiny_world, tiny_pretrained, env):
     "The documented raw path: papermill labeler_tokens.ipynb run.ipynb -f <preset>.yaml -p data_dir ..."
     out, figs = tmp_path/'runs'/'two_users_demo', tmp_path/'figures'
@@ -172,6 +174,7 @@ def test_failed_run_keeps_notebook(tmp_path, preset, tiny_world, env):
     assert errors and '00001.png' in json.dumps(errors[0])
 
 
+@pytest.mark.slow
 def test_compare_tiny(tmp_path, tiny_world, tiny_pretrained, env):
     "`labelertok compare` (nbs/experiments/compare.ipynb) end to end on a tiny world: every method, leakage, few-shot, report."
     out, figs = tmp_path/'runs'/'cmp', tmp_path/'figures'
@@ -194,6 +197,7 @@ def test_compare_tiny(tmp_path, tiny_world, tiny_pretrained, env):
     assert set(pd.read_csv(out/'leakage.csv').split) == {'sample', 'pair', 'image'}
 
 
+@pytest.mark.slow
 def test_conditioning_end_to_end(tmp_path, tiny_world, env):
     """A labeler conditioning through the command line: `labelertok run` with `conditioning`, `image_tower` and
     `taste_start` (the hybrid's heads start from the linear probe), then `score`, `export` and `add-labeler` on what it

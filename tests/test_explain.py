@@ -60,6 +60,7 @@ def _demo_run(env, tmp_path_factory) -> Path:
     return tmp/'run'
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEMO_DATA, reason='needs the synthetic world and the pretrained stand-in (`make data`)')
 def test_known_answer_on_the_demo(env, tmp_path_factory):
     sc = S.load(_demo_run(env, tmp_path_factory), device='cpu')

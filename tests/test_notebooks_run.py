@@ -114,6 +114,7 @@ INJECT = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['labeler_tokens', 'compare'])
 def test_run_all(name, tmp_path, tiny_world, tiny_pretrained, kernel_env):
     "Every cell from the notebook's folder; an injected cell only shrinks the work. Results are shown inline, one line per epoch, no widgets."

@@ -59,6 +59,7 @@ def test_compare_study_without_ground_truth(tmp_path, study_world, env):
     assert json.loads((out/'params.json').read_text())['seeds'] == [0, 1]
 
 
+@pytest.mark.slow
 def test_compare_study_without_repeats(tmp_path, study_world_no_repeats, env):
     "No repeated pairs at all: no ceiling or bound rows, the reason said; every method still has its row."
     _, md = compare(dict(seeds=1, leakage='false', fewshot='false'), study_world_no_repeats, tmp_path, env)

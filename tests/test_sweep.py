@@ -1,5 +1,6 @@
 """`labelertok sweep`: a grid of runs through papermill, resumable, every cell checked before any run starts."""
 import subprocess
+import pytest
 from pathlib import Path
 from conftest import free_port, labelertok_cmd
 
@@ -8,6 +9,7 @@ def _sweep(args, env, cwd):
     return subprocess.run(labelertok_cmd() + ['sweep'] + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_and_refuses(tmp_path, preset, env):
     out, fig = tmp_path/'runs', tmp_path/'figures'
     args = [str(preset), '--grid', 'lora_rank=2,8', '--seeds', '1', '-p', 'epochs', '1',
@@ -43,6 +45,7 @@ def test_sweep_runs_resumes_and_refuses(tmp_path, preset, env):
     assert not (tmp_path/'bad').exists()
 
 
+@pytest.mark.slow
 def test_visual_tokens_learned_temperature_run(tmp_path, preset, tiny_world, env):
     "Visual labeler tokens + per-labeler temperatures: a run trains, saves, resumes, reports and scores."
     import json
@@ -93,6 +96,7 @@ def test_visual_tokens_and_temperatures_with_two_processes(tmp_path, tiny_world)
     assert t1.keys() == t2.keys() and all(abs(t1[k] - t2[k]) < 1e-5 for k in t1)
 
 
+@pytest.mark.slow
 def test_sweep_on_the_study_format(tmp_path, study_world, env):
     "Data without ground truth: the ceilings come from test–retest agreement (or n/a), the table is written."
     import yaml
