@@ -95,9 +95,10 @@ def test_sweep_ratings_conclusions_are_generated(name):
     assert text.strip() in (d/'results.md').read_text() and text.strip() in GUIDE.read_text()
 
 
-def test_guide_quotes_the_new_labeler_conclusion():
-    "The guide quotes the committed conditioning study's generated new-labeler conclusion (its best mode) word for word."
-    res = (ROOT/'figures'/'sweeps'/'conditioning'/'results.md').read_text()
+@pytest.mark.parametrize('name', ['conditioning', 'conditioning_phrases'])
+def test_guide_quotes_the_new_labeler_conclusion(name):
+    "The guide quotes each committed conditioning study's generated new-labeler conclusion (its best mode) word for word."
+    res = (ROOT/'figures'/'sweeps'/name/'results.md').read_text()
     sec = res.split('## A new labeler from few answers (')[1].split('\n## ')[0]
     conclusion = [l for l in sec.splitlines() if l.startswith('From ')]
     assert len(conclusion) == 1 and '> ' + conclusion[0] in GUIDE.read_text()
