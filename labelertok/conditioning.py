@@ -161,10 +161,10 @@ def _goal_met_by_others(S: pd.DataFrame, modes: Sequence[str], best: str) -> lis
     b = S.loc[(best, "overall")]
     ok = [m for m in modes if m != best and S.loc[(m, "overall")].gain_lo >= -GOAL_MARGIN]
     if not ok: return ["- No other mode meets the goal either."]
+    rows = {m: S.loc[(m, "overall")] for m in ok}
     return ["- Other modes whose paired interval meets the goal (the best mode is picked by its mean alone): " + "; ".join(
-        f"`{m}` {fmt_pct(S.loc[(m, 'overall')]['mean'], lo=S.loc[(m, 'overall')].lo, hi=S.loc[(m, 'overall')].hi)}%, − probe "
-        f"{_pts(S.loc[(m, 'overall')], 'gain')} points, its mean {100 * (b['mean'] - S.loc[(m, 'overall')]['mean']):.2f} points "
-        "below the best's" for m in ok) + "."]
+        f"`{m}` {fmt_pct(r['mean'], lo=r.lo, hi=r.hi)}%, − probe {_pts(r, 'gain')} points, its mean "
+        f"{100 * (b['mean'] - r['mean']):.2f} points below the best's" for m, r in rows.items()) + "."]
 
 # %% ../nbs/3_results/15_conditioning.ipynb #a718a48d
 def conditioning_conclusions(summary: pd.DataFrame) -> str:
