@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= data/synthetic
-PRETRAINED ?= data/tiny_clip_synthetic.pt
+PRETRAINED ?= data/tiny_clip_phrases.pt
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
@@ -34,8 +34,8 @@ lab: $(STAMP) data
 	@echo "start with nbs/index.ipynb. Remote machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) <host>. Ctrl-C stops it."
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir="$(CURDIR)" $(LAB_ROOT) $(LAB_ARGS)
 
-# The embedded synthetic world and the tiny CLIP pretrained on synthetic faces and captions (`readout-p8` recipe,
-# tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see 1_method/07_pretrain).
+# The embedded synthetic world and the tiny CLIP pretrained contrastively on synthetic faces and captions alone
+# (`phrases-p8` recipe, tiny-p8), the CPU stand-in for OpenAI's weights (both git-ignored; regenerated on demand, see 1_method/07_pretrain).
 data: $(DATA)/big_compare_label.xlsx $(DATA)/big_label.xlsx $(PRETRAINED)
 
 $(DATA)/big_compare_label.xlsx: | $(STAMP)
@@ -106,8 +106,9 @@ compare: $(STAMP) data
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/train_speed.py --quick
 
-# What each CPU stand-in sees (figures/standin/): the default (`readout-p8` recipe, tiny-p8) against the earlier one
-# (`readout-p16`, tiny) and the two captions-only ones (`captions-p8`, `phrases-p8`; each pretrained first if missing):
+# What each CPU stand-in sees (figures/standin/): the default (`phrases-p8` recipe, tiny-p8, captions alone) against
+# the two with a feature read-out (`readout-p8`, tiny-p8; `readout-p16`, tiny) and the other captions-only one
+# (`captions-p8`; each pretrained first if missing):
 # R² of every latent feature from the frozen embeddings, and each labeler's visible ceiling beside the Bayes ceiling.
 standin: $(STAMP) data
 	$(BIN)/python benchmarks/standin.py

@@ -40,10 +40,15 @@ def run_dir(preset: str, seed: int) -> Path:
 
 
 def ensure_run(preset: str, seed: int) -> Path:
-    "The finished run of `preset` with `seed`, trained now if it is missing or unfinished."
+    """The finished run of `preset` with `seed`, trained now if it is missing, unfinished, or trained on other weights
+    than the preset's stand-in now names (a run of an earlier stand-in is trained again)."""
+    from labelertok.experiment import preset_params
     d = run_dir(preset, seed)
     s = d / "summary.json"
-    if s.is_file() and json.loads(s.read_text()).get("status") == "complete": return d
+    if s.is_file():
+        summ = json.loads(s.read_text())
+        same = summ.get("model", {}).get("pretrained") == preset_params(preset)["pretrained"]
+        if summ.get("status") == "complete" and same: return d
     with tempfile.TemporaryDirectory() as figs:
         cmd = [str(Path(sys.executable).parent / "labelertok"), "run", preset, "--out-dir", str(d), "-p", "seed", str(seed),
                "-p", "fig_root", figs] + (["--overwrite"] if d.exists() else [])

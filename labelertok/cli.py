@@ -104,11 +104,11 @@ def _add_data_commands(sub) -> None:
     s = sub.add_parser('pretrain', help='pretrain the tiny CLIP on synthetic faces and captions (a stand-in for '
                                        "OpenAI's weights on the CPU; see 1_method/07_pretrain)")
     s.add_argument('out', nargs='?', default=None, help='checkpoint file (a .json report goes beside it; default: the '
-                   'recipe\'s own, data/tiny_clip_synthetic.pt for readout-p8, data/tiny_clip_phrases.pt for phrases-p8)')
+                   'recipe\'s own, data/tiny_clip_phrases.pt for phrases-p8, data/tiny_clip_synthetic.pt for readout-p8)')
     s.add_argument('--kind', choices=PRETRAIN_KINDS, default=PRETRAIN_KINDS[0],
-                   help="'readout-p8': captions plus a linear read-out of the features, on tiny-p8 (default: readout-p8); "
-                        "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8; "
-                        "'phrases-p8': contrastive on the one-phrase captions alone, centred per aspect, on tiny-p8")
+                   help="'phrases-p8': contrastive on the one-phrase captions alone, centred per aspect, on tiny-p8 (default: phrases-p8); "
+                        "'readout-p8': captions plus a linear read-out of the features, on tiny-p8; "
+                        "'readout-p16': the earlier stand-in, on tiny; 'captions-p8': contrastive on faces and captions only, on tiny-p8")
     s.add_argument('--n-images', type=int, default=4000, help='synthetic faces (with captions) to pretrain on')
     s.add_argument('--epochs', type=int, default=None, help="passes over those faces (default: the recipe's: 24 for readout-p8, 48 for phrases-p8, 12 for the others)")
     s.add_argument('--seed', type=int, default=0, help='random seed of the faces and the initial weights')

@@ -133,8 +133,8 @@ MODEL_CONFIGS = {
 
 # %% ../nbs/1_method/02_config.ipynb #86e6808d
 STANDIN_FILES = {   # stand-in recipe (`pretrain.RECIPES`) -> its checkpoint; the first is the default, `make data`'s
-    "readout-p8": "data/tiny_clip_synthetic.pt", "readout-p16": "data/tiny_clip_p16.pt",
-    "captions-p8": "data/tiny_clip_captions.pt", "phrases-p8": "data/tiny_clip_phrases.pt"}
+    "phrases-p8": "data/tiny_clip_phrases.pt", "readout-p8": "data/tiny_clip_synthetic.pt",
+    "readout-p16": "data/tiny_clip_p16.pt", "captions-p8": "data/tiny_clip_captions.pt"}
 
 
 def standin_recipe(path) -> Optional[str]:

@@ -83,7 +83,7 @@ def require_inputs(data_dir: str|Path, pretrained=None, root: str|Path|None=None
         try: root = repo_root()
         except FileNotFoundError: pass
     root = Path(root).resolve() if root is not None else None
-    demo = root is not None and any(v.resolve() in (root/"data"/"synthetic", root/"data"/"tiny_clip_synthetic.pt") for _, v in missing)
+    demo = root is not None and any(v.resolve() in (root/"data"/"synthetic", root/"data"/"tiny_clip_phrases.pt") for _, v in missing)
     hint = (f"the demo's synthetic world and tiny CLIP stand-in are generated, not committed: run `make data` in {root} "
             "(about 3 minutes on a CPU), then run the notebook again" if demo else
             "point data_dir at the study's data folder (or a synthetic world from `labelertok synth`) and pretrained "

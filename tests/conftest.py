@@ -52,7 +52,7 @@ def tiny_world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='session')
 def tiny_pretrained(tmp_path_factory) -> Path:
-    "A (briefly) pretrained tiny CLIP checkpoint (tiny-p8, the default recipe), as `make data` writes data/tiny_clip_synthetic.pt."
+    "A (briefly) pretrained tiny CLIP checkpoint (tiny-p8, the default recipe `phrases-p8`), as `make data` writes data/tiny_clip_phrases.pt."
     from labelertok.pretrain import pretrain_clip
     return pretrain_clip(tmp_path_factory.mktemp('pretrained')/'tiny_clip.pt', n_images=200, epochs=1, batch_size=64,
                          verbose=False).resolve()
@@ -95,7 +95,7 @@ def trained_folders(tmp_path_factory, tiny_world) -> dict:
     from labelertok.tokens import user_tokens
     from labelertok.train import TrainConfig, train
     tmp = tmp_path_factory.mktemp('trained')
-    stand_in = ROOT/'data'/'tiny_clip_synthetic.pt'
+    stand_in = ROOT/'data'/'tiny_clip_phrases.pt'
     data = load_labeler_data(tiny_world, n_users=2, split='sample', image_size=64, cache_dir=tmp/'cache', verbose=False)
     from labelertok.pretrain import standin_model
     m = create_model(standin_model(stand_in) if stand_in.is_file() else 'tiny', str(stand_in) if stand_in.is_file() else None,

@@ -42,7 +42,7 @@ def test_presets(name):
     assert (p['n_users'], p['epochs'], p['split'], p['token_mode']) == ((6, 11) if six else (2, 13)) + ('sample', 'text')
     assert (p['lora_rank'], p['lora_alpha'], p['temperature']) == (4, 1.0, 0.15)
     if name.endswith('_demo'):
-        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny-p8', 'data/tiny_clip_synthetic.pt', 'data/synthetic')
+        assert (p['model'], p['pretrained'], p['data_dir']) == ('tiny-p8', 'data/tiny_clip_phrases.pt', 'data/synthetic')
     else:
         assert (p['model'], p['pretrained'], p['lr'], p['data_dir']) == ('ViT-B-32', 'openai', 1e-4, None)
         assert (p['batch_size'], p['eval_batch_size']) == ((128, 256) if six else (256, 512))

@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 from conftest import ROOT, EXPERIMENTS
 
 WIDGET = 'application/vnd.jupyter.widget-view+json'
-DEMO_DATA = (ROOT/'data'/'synthetic'/'big_compare_label.xlsx').exists() and (ROOT/'data'/'tiny_clip_synthetic.pt').exists()
+DEMO_DATA = (ROOT/'data'/'synthetic'/'big_compare_label.xlsx').exists() and (ROOT/'data'/'tiny_clip_phrases.pt').exists()
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def text(nb) -> str:
 def test_defaults_are_the_cpu_demo(name, demo):
     "The notebooks' defaults are the CPU demo preset; the study presets set everything the demo sets, so they inherit none of it."
     d, p = defaults(name), yaml.safe_load((EXPERIMENTS/f'{demo}.yaml').read_text())
-    assert (d['data_dir'], d['model'], d['pretrained']) == ('data/synthetic', 'tiny-p8', 'data/tiny_clip_synthetic.pt')
+    assert (d['data_dir'], d['model'], d['pretrained']) == ('data/synthetic', 'tiny-p8', 'data/tiny_clip_phrases.pt')
     assert d['threads'] == 1 and d['group_pairs'] is True
     if name == 'labeler_tokens':   # the 2-labeler demo exactly
         assert {k: d[k] for k in p} == p
@@ -93,7 +93,7 @@ def test_defaults_from_notebook_folder(kernel_env):
             assert len(found) == 2
             for r, run in zip(found, ['labeler_tokens', 'compare_notebook']):
                 assert Path(r['cwd']).resolve() == EXPERIMENTS.resolve()   # the kernel ran in the notebook's folder
-                assert r['data_dir'] == str(ROOT/'data'/'synthetic') and r['pretrained'] == str(ROOT/'data'/'tiny_clip_synthetic.pt')
+                assert r['data_dir'] == str(ROOT/'data'/'synthetic') and r['pretrained'] == str(ROOT/'data'/'tiny_clip_phrases.pt')
                 assert r['fig_root'] == str(ROOT/'figures') and r['out_dir'] == str(ROOT/'runs'/run)
             assert 'MODEL 64' in text(nb)   # the stand-in checkpoint loads
         else:   # a checkout without `make data`: the notebook stops at once and says how to get the data

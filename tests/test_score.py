@@ -25,7 +25,7 @@ def world(tmp_path_factory):
     return d
 
 
-STAND_IN = ROOT / "data" / "tiny_clip_synthetic.pt"
+STAND_IN = ROOT / "data" / "tiny_clip_phrases.pt"
 
 
 @pytest.fixture(scope="module")
