@@ -25,10 +25,10 @@ from .pretrain import pretraining_faces
 from .synthetic import feature_moments, has_ground_truth, latent_z, load_ground_truth
 
 # %% auto #0
-__all__ = ['FACE_WORDS', 'FACE_PROMPT', 'FACE_CONTEXT', 'MIN_VALIDITY', 'COMMANDS', 'face_vocabulary', 'caption_vocabulary',
-           'read_words', 'base_model', 'phrase_directions', 'phrase_scores', 'vocabulary_validity',
-           'default_vocabulary', 'taste_words', 'reference_images', 'Explanation', 'explain', 'write_explanations',
-           'truth_table', 'truth_markdown', 'truth_over_runs', 'runs_markdown']
+__all__ = ['FACE_WORDS', 'FACE_PROMPT', 'FACE_CONTEXT', 'WORDINGS', 'MIN_VALIDITY', 'COMMANDS', 'face_vocabulary',
+           'caption_vocabulary', 'read_words', 'base_model', 'phrase_directions', 'phrase_scores',
+           'vocabulary_validity', 'default_vocabulary', 'taste_words', 'reference_images', 'Explanation', 'explain',
+           'write_explanations', 'truth_table', 'truth_markdown', 'truth_over_runs', 'runs_markdown']
 
 # %% ../nbs/4_use/02_explain.ipynb #7294a68f
 FACE_WORDS = [
@@ -59,18 +59,27 @@ def face_vocabulary(words: Sequence[str] = FACE_WORDS, template: str = FACE_PROM
     return pd.DataFrame(dict(phrase=words, prompt=[template.format(w) for w in words], context=context, feature=None, sign=0))
 
 # %% ../nbs/4_use/02_explain.ipynb #6bc5ca9d
-def caption_vocabulary() -> pd.DataFrame:
-    "The stand-in's caption phrases (feature, sign known): each read as an average face's caption with one slot changed."
+WORDINGS = ("caption", "phrase")   # how a caption phrase is put to the stand-in's text tower (`caption_vocabulary`)
+
+
+def caption_vocabulary(wording: str = "caption") -> pd.DataFrame:
+    """The stand-in's caption phrases (feature, sign known), in one of two wordings (`WORDINGS`): `caption`, an average
+    face's whole caption with one slot changed, against that caption; `phrase`, the one-phrase caption ("a face: laugh
+    mouth"), against its opposite on the aspect's scale ("a face: deep frown mouth"; "a face: glasses" against "a face:
+    no glasses")."""
+    if wording not in WORDINGS: raise ValueError(f"wording {wording!r}: one of {', '.join(WORDINGS)}")
     avg = {k: 0.5 for k in FEATURES} | {"glasses": 0.0}
     rows = []
     for f, (noun, words) in CAPTION_WORDS.items():
         for i, w in enumerate(words):
             if i == 2: continue   # the middle word is the average face's own: no direction
-            rows.append(dict(phrase=f"{w} {noun}", prompt=describe(avg | {f: (i + 0.5) / 5}), context=describe(avg),
-                             feature=f, sign=-1 if i < 2 else 1))
-    rows.append(dict(phrase="glasses", prompt=describe(avg | {"glasses": 1.0}), context=describe(avg), feature="glasses", sign=1))
-    rows.append(dict(phrase="no glasses", prompt=describe(avg), context=describe(avg | {"glasses": 1.0}), feature="glasses", sign=-1))
-    return pd.DataFrame(rows)
+            prompt, context = ((describe(avg | {f: (i + 0.5) / 5}), describe(avg)) if wording == "caption"
+                               else (f"a face: {w} {noun}", f"a face: {words[4 - i]} {noun}"))
+            rows.append(dict(phrase=f"{w} {noun}", prompt=prompt, context=context, feature=f, sign=-1 if i < 2 else 1))
+    g = (describe(avg | {"glasses": 1.0}), describe(avg)) if wording == "caption" else ("a face: glasses", "a face: no glasses")
+    rows.append(dict(phrase="glasses", prompt=g[0], context=g[1], feature="glasses", sign=1))
+    rows.append(dict(phrase="no glasses", prompt=g[1], context=g[0], feature="glasses", sign=-1))
+    return pd.DataFrame(rows).assign(wording=wording)
 
 # %% ../nbs/4_use/02_explain.ipynb #a091725f
 def read_words(path) -> pd.DataFrame:
@@ -141,18 +150,22 @@ def vocabulary_validity(sc: Scorer, vocab: pd.DataFrame, n: int = 200, seed: int
 
 # %% ../nbs/4_use/02_explain.ipynb #3811527b
 def default_vocabulary(sc: Scorer) -> pd.DataFrame:
-    """The stand-in's caption phrases that its base model reads (validity >= `MIN_VALIDITY`) for the stand-ins' models (`tiny`, `tiny-p8`), the
-    face descriptors for any other CLIP. `attrs`: name, n_all (phrases before the check)."""
+    """The stand-in's caption phrases that its base model reads (validity >= `MIN_VALIDITY`), each in the wording it
+    reads best (`WORDINGS`), for the stand-ins' models (`tiny`, `tiny-p8`); the face descriptors for any other CLIP.
+    `attrs`: name, n_all (phrases before the check)."""
     if sc.model.config.get("model") not in MODEL_CONFIGS:
         v = face_vocabulary()
         v.attrs.update(name="the face descriptors", n_all=len(v))
         return v
     store = sc.__dict__.setdefault("_phrase_cache", {})
     if "vocabulary" not in store:
-        v = caption_vocabulary()
-        v["validity"] = vocabulary_validity(sc, v).to_numpy()
+        both = pd.concat([caption_vocabulary(w).assign(validity=lambda d: vocabulary_validity(sc, d).to_numpy()) for w in WORDINGS])
+        v = both.sort_values("validity", ascending=False, kind="stable").drop_duplicates("phrase")   # each phrase's better wording
+        v = v.set_index("phrase").loc[caption_vocabulary().phrase].reset_index()   # in the vocabulary's order
         keep = v[v.validity >= MIN_VALIDITY].reset_index(drop=True)
-        keep.attrs.update(name=f"the stand-in's caption phrases it reads ({len(keep)} of {len(v)} with validity >= {MIN_VALIDITY})", n_all=len(v))
+        per = ", ".join(f"{(keep.wording == w).sum()} as {'whole captions' if w == 'caption' else 'one-phrase captions'}" for w in WORDINGS)
+        keep.attrs.update(name=f"the stand-in's caption phrases it reads ({len(keep)} of {len(v)} with validity >= {MIN_VALIDITY}; {per})",
+                          n_all=len(v))
         store["vocabulary"] = keep
     return store["vocabulary"]
 

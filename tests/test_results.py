@@ -95,7 +95,7 @@ def test_sweep_ratings_conclusions_are_generated(name):
     assert text.strip() in (d/'results.md').read_text() and text.strip() in GUIDE.read_text()
 
 
-@pytest.mark.parametrize('name', ['conditioning', 'conditioning_phrases'])
+@pytest.mark.parametrize('name', ['conditioning', 'conditioning_readout'])
 def test_guide_quotes_the_new_labeler_conclusion(name):
     "The guide quotes each committed conditioning study's generated new-labeler conclusion (its best mode) word for word."
     res = (ROOT/'figures'/'sweeps'/name/'results.md').read_text()
