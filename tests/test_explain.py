@@ -50,10 +50,14 @@ def test_cli_writes_and_refuses(trained_folders, env, tmp_path, capsys):
 
 
 def _demo_run(env, tmp_path_factory) -> Path:
-    "The 6-labeler hybrid demo run: runs/six_users_hybrid_demo when `make demo` finished it, else trained now (about 2 minutes)."
+    """The 6-labeler hybrid demo run: runs/six_users_hybrid_demo when `make demo` finished it on the preset's stand-in,
+    else trained now (about 2 minutes)."""
+    from labelertok.experiment import preset_params
     done = ROOT/'runs'/'six_users_hybrid_demo'
-    if (done/'summary.json').is_file() and json.loads((done/'summary.json').read_text()).get('status') == 'complete':
-        return done
+    if (done/'summary.json').is_file():
+        s = json.loads((done/'summary.json').read_text())
+        if s.get('status') == 'complete' and s['model']['pretrained'] == preset_params('six_users_hybrid_demo')['pretrained']:
+            return done
     tmp = tmp_path_factory.mktemp('demo')
     r = run(labelertok_cmd() + ['run', 'six_users_hybrid_demo', '--out-dir', tmp/'run', '-p', 'fig_root', tmp/'figures'], env, ROOT, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
