@@ -11,9 +11,10 @@ from conftest import ROOT, labelertok_cmd, run
 
 DEMO_DATA = (ROOT/'data'/'synthetic'/'ground_truth.json').is_file() and (ROOT/'data'/'tiny_clip_phrases.pt').is_file()
 # Of the 12 labeler-attributes with a ceiling >= 65%: words that recover >= 2 of the model's own 3 features, and >= 2
-# of the labeler's true 3. Every one of the 5 seeds of figures/explain/five_seeds.md reaches 12 and 12; one of slack
-# because another machine pretrains a slightly different stand-in (numbers move within their intervals across CPUs).
-MIN_OF_MODEL, MIN_OF_TRUE = 11, 11
+# of the labeler's true 3. Over the 5 seeds of figures/explain/five_seeds.md: 12 of the model's in every seed, 11 or 12
+# of the true ones; one of slack below the lowest because another machine pretrains a slightly different stand-in
+# (numbers move within their intervals across CPUs).
+MIN_OF_MODEL, MIN_OF_TRUE = 11, 10
 
 
 def test_run_and_export_give_the_same_words(trained_folders):
