@@ -395,7 +395,8 @@ def test_resume_with_other_settings_refused_before_a_kernel(capsys, monkeypatch,
 
 
 def test_bad_parameter_refused_at_once_without_torch(tmp_path, tiny_yaml, env):
-    "The checks run before any kernel and import neither torch nor open_clip: well under a CPU-second."
+    """The checks run before any kernel and import neither torch nor open_clip: under 2 CPU-seconds, where importing
+    torch alone takes about 5 here (a margin for a machine whose cores other work shares)."""
     import resource, subprocess, sys, time
     code = ("import sys; from labelertok.cli import main; rc = main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules, 'torch imported'; sys.exit(rc)")
@@ -406,7 +407,7 @@ def test_bad_parameter_refused_at_once_without_torch(tmp_path, tiny_yaml, env):
         wall, after = time.time() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         assert p.returncode == 2 and f'{k}=' in p.stderr and 'torch imported' not in p.stderr, p.stderr
-        assert cpu < 1.0, (k, cpu, wall)
+        assert cpu < 2.0, (k, cpu, wall)
 
 
 # --- nothing left behind -------------------------------------------------------------------------------------------------
