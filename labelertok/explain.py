@@ -159,9 +159,10 @@ def default_vocabulary(sc: Scorer) -> pd.DataFrame:
         return v
     store = sc.__dict__.setdefault("_phrase_cache", {})
     if "vocabulary" not in store:
-        both = pd.concat([caption_vocabulary(w).assign(validity=lambda d: vocabulary_validity(sc, d).to_numpy()) for w in WORDINGS])
+        both = pd.concat([caption_vocabulary(w) for w in WORDINGS], ignore_index=True)
+        both["validity"] = vocabulary_validity(sc, both).to_numpy()   # one pass over the faces for every wording
         v = both.sort_values("validity", ascending=False, kind="stable").drop_duplicates("phrase")   # each phrase's better wording
-        v = v.set_index("phrase").loc[caption_vocabulary().phrase].reset_index()   # in the vocabulary's order
+        v = v.set_index("phrase").loc[both.phrase.unique()].reset_index()   # in the vocabulary's order
         keep = v[v.validity >= MIN_VALIDITY].reset_index(drop=True)
         per = ", ".join(f"{(keep.wording == w).sum()} as {'whole captions' if w == 'caption' else 'one-phrase captions'}" for w in WORDINGS)
         keep.attrs.update(name=f"the stand-in's caption phrases it reads ({len(keep)} of {len(v)} with validity >= {MIN_VALIDITY}; {per})",
